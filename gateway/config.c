@@ -1,0 +1,407 @@
+/* config.c -- the settings table, flag and JSON-file parsing, and --help. */
+#include "config.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+enum kind { K_STR, K_U32, K_HOSTPORT, K_REDIS, K_ORIGIN, K_LEVEL };
+
+struct opt {
+    const char *name; /* flag without "--"; the JSON key is the same with '_' */
+    enum kind kind;
+    size_t off;
+    size_t size; /* K_STR: buffer size */
+    uint32_t min, max;
+    const char *help;
+};
+
+#define F(m) offsetof(struct cg_config, m)
+#define S(m) sizeof(((struct cg_config *)0)->m)
+
+static const struct opt opts[] = {
+    {"listen", K_HOSTPORT, 0, 0, 0, 0, "HOST:PORT to serve HTTP and WebSocket on"},
+    {"redis", K_REDIS, 0, 0, 0, 0, "redis://HOST:PORT[/DB] of the shared Redis"},
+    {"web-root", K_STR, F(web_root), S(web_root), 0, 0, "directory served at /"},
+    {"origin", K_ORIGIN, 0, 0, 0, 0,
+     "allowed Origin for WebSocket handshakes (repeatable; none = any origin)"},
+    {"session-prefix", K_STR, F(session_prefix), S(session_prefix), 0, 0,
+     "Redis key prefix of sessions"},
+    {"md-prefix", K_STR, F(md_prefix), S(md_prefix), 0, 0, "pub/sub channel prefix of ticks"},
+    {"user-prefix", K_STR, F(user_prefix), S(user_prefix), 0, 0,
+     "pub/sub channel prefix of per-user messages"},
+    {"broadcast-channel", K_STR, F(broadcast_channel), S(broadcast_channel), 0, 0,
+     "pub/sub channel of messages to everyone"},
+    {"inbox-key", K_STR, F(inbox_key), S(inbox_key), 0, 0, "Redis list of routed envelopes"},
+    {"instruments-key", K_STR, F(instruments_key), S(instruments_key), 0, 0,
+     "Redis set of known instruments"},
+    {"inbox-id", K_STR, F(inbox_id), S(inbox_id), 0, 0,
+     "name of this gateway's inbox processing list (default HOST:PORT)"},
+    {"session-timeout-ms", K_U32, F(session_timeout_ms), 0, 10, 10000,
+     "timeout of the synchronous session lookup"},
+    {"session-cache-ms", K_U32, F(session_cache_ms), 0, 0, 600000,
+     "how long a valid session is cached (0 = off)"},
+    {"session-check-s", K_U32, F(session_check_s), 0, 1, 3600,
+     "how often live sessions are re-checked (revocation bound)"},
+    {"queue-max-frames", K_U32, F(queue_max_frames), 0, 4, 1000000,
+     "pending frames per socket before it is closed as a slow consumer"},
+    {"queue-max-bytes", K_U32, F(queue_max_bytes), 0, 4096, 1U << 30,
+     "pending bytes per socket before it is closed as a slow consumer"},
+    {"queue-conflate-frames", K_U32, F(queue_conflate_frames), 0, 1, 1000000,
+     "pending frames from which ticks are conflated per instrument"},
+    {"batch-max-bytes", K_U32, F(batch_max_bytes), 0, 1024, 16U << 20,
+     "largest WebSocket message made of newline-joined frames"},
+    {"max-subscriptions", K_U32, F(max_subscriptions), 0, 1, 100000, "subscriptions per socket"},
+    {"max-message-bytes", K_U32, F(max_message_bytes), 0, 256, 16U << 20,
+     "largest client message (larger: close 1009)"},
+    {"rate-limit", K_U32, F(rate_limit), 0, 1, 1000000, "client messages per second per socket"},
+    {"rate-burst", K_U32, F(rate_burst), 0, 1, 1000000, "client message burst per socket"},
+    {"ping-s", K_U32, F(ping_s), 0, 1, 3600, "WebSocket ping interval"},
+    {"idle-timeout-s", K_U32, F(idle_timeout_s), 0, 2, 7200, "close a socket silent for this long"},
+    {"max-payload-bytes", K_U32, F(max_payload_bytes), 0, 64, 64U << 20,
+     "largest published payload or envelope accepted"},
+    {"max-instruments", K_U32, F(max_instruments), 0, 16, 10000000,
+     "instruments remembered by the process"},
+    {"redis-backoff-max-ms", K_U32, F(redis_backoff_max_ms), 0, 100, 60000,
+     "cap of the Redis reconnect back-off"},
+    {"log-level", K_LEVEL, F(log_level), 0, 0, 0, "debug, info, warn or error"},
+};
+
+#define NOPTS (sizeof(opts) / sizeof(opts[0]))
+
+static void defaults(struct cg_config *c, const char *web_root)
+{
+    memset(c, 0, sizeof(*c));
+    snprintf(c->listen_host, sizeof(c->listen_host), "127.0.0.1");
+    c->listen_port = 8080;
+    snprintf(c->redis_host, sizeof(c->redis_host), "127.0.0.1");
+    c->redis_port = 6379;
+    snprintf(c->web_root, sizeof(c->web_root), "%s", web_root ? web_root : "web");
+    snprintf(c->session_prefix, sizeof(c->session_prefix), "session:");
+    snprintf(c->md_prefix, sizeof(c->md_prefix), "md:");
+    snprintf(c->user_prefix, sizeof(c->user_prefix), "user:");
+    snprintf(c->broadcast_channel, sizeof(c->broadcast_channel), "broadcast");
+    snprintf(c->inbox_key, sizeof(c->inbox_key), "chartgate:inbox");
+    snprintf(c->instruments_key, sizeof(c->instruments_key), "md:instruments");
+    c->session_timeout_ms = 250;
+    c->session_cache_ms = 5000;
+    c->session_check_s = 10;
+    c->queue_max_frames = 1024;
+    c->queue_max_bytes = 1U << 20;
+    c->queue_conflate_frames = 64;
+    c->batch_max_bytes = 65536;
+    c->max_subscriptions = 200;
+    c->max_message_bytes = 65536;
+    c->rate_limit = 50;
+    c->rate_burst = 100;
+    c->ping_s = 25;
+    c->idle_timeout_s = 60;
+    c->max_payload_bytes = 1U << 20;
+    c->max_instruments = 100000;
+    c->redis_backoff_max_ms = 5000;
+    c->log_level = CG_LOG_INFO;
+}
+
+int cg_config_parse_hostport(const char *s, char *host, size_t hostsz, uint32_t *port)
+{
+    const char *colon = strrchr(s, ':');
+    if (!colon || colon == s)
+        return -1;
+    size_t hl = (size_t)(colon - s);
+    if (s[0] == '[' && colon[-1] == ']') { /* [::1]:8080 */
+        s++;
+        hl -= 2;
+    }
+    if (!hl || hl >= hostsz)
+        return -1;
+    char *end;
+    errno = 0;
+    unsigned long p = strtoul(colon + 1, &end, 10);
+    if (errno || *end || colon[1] == 0 || p == 0 || p > 65535)
+        return -1;
+    memcpy(host, s, hl);
+    host[hl] = 0;
+    *port = (uint32_t)p;
+    return 0;
+}
+
+int cg_config_parse_redis_url(const char *s, char *host, size_t hostsz, uint32_t *port,
+                              uint32_t *db)
+{
+    static const char scheme[] = "redis://";
+    if (strncmp(s, scheme, sizeof(scheme) - 1))
+        return -1;
+    s += sizeof(scheme) - 1;
+    char hp[200];
+    const char *slash = strchr(s, '/');
+    size_t hl = slash ? (size_t)(slash - s) : strlen(s);
+    if (hl >= sizeof(hp) || strchr(s, '@'))
+        return -1; /* credentials are not supported in the URL */
+    memcpy(hp, s, hl);
+    hp[hl] = 0;
+    if (!strchr(hp, ':')) {
+        if (hl + 6 >= sizeof(hp))
+            return -1;
+        strcat(hp, ":6379");
+    }
+    if (cg_config_parse_hostport(hp, host, hostsz, port))
+        return -1;
+    *db = 0;
+    if (slash && slash[1]) {
+        char *end;
+        errno = 0;
+        unsigned long d = strtoul(slash + 1, &end, 10);
+        if (errno || *end || d > 15)
+            return -1;
+        *db = (uint32_t)d;
+    }
+    return 0;
+}
+
+/* Applies one value. where is "--flag" or "FILE: key \"k\""; returns 0 or -1 with err. */
+static int apply(struct cg_config *c, const struct opt *o, const char *val, const char *where,
+                 char *err, size_t errsz)
+{
+    char *base = (char *)c;
+    switch (o->kind) {
+    case K_STR:
+        if (strlen(val) >= o->size) {
+            snprintf(err, errsz, "chartgate: %s: longer than %zu characters", where, o->size - 1);
+            return -1;
+        }
+        memcpy(base + o->off, val, strlen(val) + 1);
+        return 0;
+    case K_U32: {
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(val, &end, 10);
+        if (errno || *end || !*val || val[0] == '-' || v < o->min || v > o->max) {
+            snprintf(err, errsz, "chartgate: %s: expected an integer from %u to %u, got \"%.40s\"",
+                     where, o->min, o->max, val);
+            return -1;
+        }
+        *(uint32_t *)(base + o->off) = (uint32_t)v;
+        return 0;
+    }
+    case K_HOSTPORT:
+        if (cg_config_parse_hostport(val, c->listen_host, sizeof(c->listen_host),
+                                     &c->listen_port)) {
+            snprintf(err, errsz, "chartgate: %s: expected HOST:PORT, got \"%.80s\"", where, val);
+            return -1;
+        }
+        return 0;
+    case K_REDIS:
+        if (cg_config_parse_redis_url(val, c->redis_host, sizeof(c->redis_host), &c->redis_port,
+                                      &c->redis_db)) {
+            snprintf(err, errsz,
+                     "chartgate: %s: expected redis://HOST:PORT[/DB] (DB 0-15), got \"%.80s\"",
+                     where, val);
+            return -1;
+        }
+        return 0;
+    case K_ORIGIN:
+        if (c->norigins >= CG_CONFIG_ORIGINS_MAX || strlen(val) >= sizeof(c->origins[0]) ||
+            !(strncmp(val, "http://", 7) == 0 || strncmp(val, "https://", 8) == 0)) {
+            snprintf(err, errsz,
+                     "chartgate: %s: expected an origin like https://host[:port] (at most %d), "
+                     "got \"%.80s\"",
+                     where, CG_CONFIG_ORIGINS_MAX, val);
+            return -1;
+        }
+        snprintf(c->origins[c->norigins++], sizeof(c->origins[0]), "%s", val);
+        return 0;
+    case K_LEVEL: {
+        enum cg_log_level l;
+        if (cg_log_parse_level(val, &l)) {
+            snprintf(err, errsz,
+                     "chartgate: %s: expected debug, info, warn or error, got \"%.40s\"", where,
+                     val);
+            return -1;
+        }
+        c->log_level = (int)l;
+        return 0;
+    }
+    }
+    return -1;
+}
+
+static const struct opt *find_flag(const char *name, size_t len)
+{
+    for (size_t i = 0; i < NOPTS; i++)
+        if (strlen(opts[i].name) == len && !memcmp(opts[i].name, name, len))
+            return &opts[i];
+    return NULL;
+}
+
+static const struct opt *find_key(const char *key)
+{
+    char flag[64];
+    size_t n = strlen(key);
+    if (n >= sizeof(flag))
+        return NULL;
+    for (size_t i = 0; i <= n; i++)
+        flag[i] = key[i] == '_' ? '-' : key[i];
+    return find_flag(flag, n);
+}
+
+static int load_origins(struct cg_config *c, json_t *v, const char *where, char *err, size_t errsz)
+{
+    const struct opt *o = find_flag("origin", 6);
+    if (json_is_string(v))
+        return apply(c, o, json_string_value(v), where, err, errsz);
+    size_t i;
+    json_t *e;
+    if (!json_is_array(v))
+        goto bad;
+    json_array_foreach(v, i, e)
+    {
+        if (!json_is_string(e))
+            goto bad;
+        if (apply(c, o, json_string_value(e), where, err, errsz))
+            return -1;
+    }
+    return 0;
+bad:
+    snprintf(err, errsz, "chartgate: %s: expected an array of origins", where);
+    return -1;
+}
+
+static int load_file(struct cg_config *c, const char *path, char *err, size_t errsz)
+{
+    json_error_t je;
+    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+    if (!root) {
+        snprintf(err, errsz, "chartgate: %s:%d: %s", path, je.line, je.text);
+        return -1;
+    }
+    int rc = 0;
+    if (!json_is_object(root)) {
+        snprintf(err, errsz, "chartgate: %s: expected a JSON object of settings", path);
+        rc = -1;
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach(root, key, v)
+    {
+        if (rc)
+            break;
+        char where[200], buf[64];
+        snprintf(where, sizeof(where), "%s: key \"%.64s\"", path, key);
+        if (!strcmp(key, "origins") || !strcmp(key, "origin")) {
+            rc = load_origins(c, v, where, err, errsz);
+            continue;
+        }
+        const struct opt *o = find_key(key);
+        if (!o) {
+            snprintf(err, errsz, "chartgate: %s: unknown setting", where);
+            rc = -1;
+            break;
+        }
+        const char *val = NULL;
+        if (o->kind == K_U32 && json_is_integer(v) && json_integer_value(v) >= 0) {
+            snprintf(buf, sizeof(buf), "%lld", (long long)json_integer_value(v));
+            val = buf;
+        } else if (o->kind != K_U32 && json_is_string(v)) {
+            val = json_string_value(v);
+        } else {
+            snprintf(err, errsz, "chartgate: %s: expected %s", where,
+                     o->kind == K_U32 ? "a non-negative integer" : "a string");
+            rc = -1;
+            break;
+        }
+        rc = apply(c, o, val, where, err, errsz);
+    }
+    json_decref(root);
+    return rc;
+}
+
+static void usage(void (*out)(const char *))
+{
+    char line[512];
+    out("usage: chartgate [--config FILE] [--FLAG VALUE ...]\n"
+        "Real-time market-data WebSocket gateway: relays Redis pub/sub and list messages\n"
+        "to authenticated browser sessions subscribed by instrument.\n\n"
+        "  --config FILE             JSON object of settings (keys: flag names, '_' for '-')\n"
+        "  --help                    this text\n");
+    for (size_t i = 0; i < NOPTS; i++) {
+        snprintf(line, sizeof(line), "  --%-24s%s\n", opts[i].name, opts[i].help);
+        out(line);
+    }
+}
+
+enum cg_config_result cg_config_load(struct cg_config *cfg, int argc, char **argv,
+                                     const char *default_web_root, char *err, size_t errsz,
+                                     void (*usage_out)(const char *text))
+{
+    defaults(cfg, default_web_root);
+    err[0] = 0;
+    /* The file first, wherever --config stands, so that flags override it. */
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            usage(usage_out);
+            return CG_CONFIG_HELP;
+        }
+        if (!strcmp(argv[i], "--config") || !strncmp(argv[i], "--config=", 9)) {
+            const char *path = argv[i][8] == '=' ? argv[i] + 9 : (i + 1 < argc ? argv[++i] : NULL);
+            if (!path) {
+                snprintf(err, errsz, "chartgate: --config: missing FILE");
+                return CG_CONFIG_ERROR;
+            }
+            if (load_file(cfg, path, err, errsz))
+                return CG_CONFIG_ERROR;
+        }
+    }
+    int origins_from_flags = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--config")) {
+            i++;
+            continue;
+        }
+        if (!strncmp(a, "--config=", 9))
+            continue;
+        if (strncmp(a, "--", 2)) {
+            snprintf(err, errsz, "chartgate: unexpected argument \"%.80s\" (see --help)", a);
+            return CG_CONFIG_ERROR;
+        }
+        const char *eq = strchr(a + 2, '=');
+        size_t nl = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
+        const struct opt *o = find_flag(a + 2, nl);
+        if (!o) {
+            snprintf(err, errsz, "chartgate: unknown flag \"%.*s\" (see --help)",
+                     (int)(nl + 2) > 80 ? 80 : (int)(nl + 2), a);
+            return CG_CONFIG_ERROR;
+        }
+        const char *val = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
+        char where[80];
+        snprintf(where, sizeof(where), "--%s", o->name);
+        if (!val) {
+            snprintf(err, errsz, "chartgate: %s: missing value", where);
+            return CG_CONFIG_ERROR;
+        }
+        if (o->kind == K_ORIGIN && !origins_from_flags) {
+            cfg->norigins = 0; /* flags replace the file's list */
+            origins_from_flags = 1;
+        }
+        if (apply(cfg, o, val, where, err, errsz))
+            return CG_CONFIG_ERROR;
+    }
+    if (cfg->rate_burst < cfg->rate_limit / 10 + 1)
+        cfg->rate_burst = cfg->rate_limit / 10 + 1;
+    if (!cfg->inbox_id[0])
+        snprintf(cfg->inbox_id, sizeof(cfg->inbox_id), "%.100s:%u", cfg->listen_host,
+                 cfg->listen_port);
+    if (cfg->queue_conflate_frames > cfg->queue_max_frames)
+        cfg->queue_conflate_frames = cfg->queue_max_frames;
+    if (cfg->idle_timeout_s <= cfg->ping_s) {
+        snprintf(err, errsz, "chartgate: --idle-timeout-s: must be greater than --ping-s (%u)",
+                 cfg->ping_s);
+        return CG_CONFIG_ERROR;
+    }
+    return CG_CONFIG_OK;
+}

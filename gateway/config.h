@@ -1,0 +1,72 @@
+/* config.h -- every setting, its default, and parsing from flags and a JSON file.
+ *
+ * Defaults, then the --config JSON file (keys are the flag names with '_' for '-'),
+ * then command-line flags, later winning. Every setting is a row of one table in
+ * config.c, which also generates --help. A bad setting yields one line naming the
+ * flag (or the file and key) and what was expected. Pure (jansson only). */
+#ifndef CG_CONFIG_H
+#define CG_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CG_CONFIG_ORIGINS_MAX 32
+
+struct cg_config {
+    char listen_host[128];
+    uint32_t listen_port;
+    char redis_host[128];
+    uint32_t redis_port;
+    uint32_t redis_db;
+    char web_root[512];
+    char origins[CG_CONFIG_ORIGINS_MAX][256];
+    uint32_t norigins;
+
+    char session_prefix[64];
+    char md_prefix[64];
+    char user_prefix[64];
+    char broadcast_channel[128];
+    char inbox_key[128];
+    char instruments_key[128];
+    char inbox_id[128]; /* names this gateway's inbox processing list; default host:port */
+
+    uint32_t session_timeout_ms;
+    uint32_t session_cache_ms;
+    uint32_t session_check_s;
+
+    uint32_t queue_max_frames;
+    uint32_t queue_max_bytes;
+    uint32_t queue_conflate_frames;
+    uint32_t batch_max_bytes;
+    uint32_t max_subscriptions;
+    uint32_t max_message_bytes;
+    uint32_t rate_limit;
+    uint32_t rate_burst;
+    uint32_t ping_s;
+    uint32_t idle_timeout_s;
+    uint32_t max_payload_bytes;
+    uint32_t max_instruments;
+    uint32_t redis_backoff_max_ms;
+
+    int log_level; /* enum cg_log_level */
+};
+
+enum cg_config_result {
+    CG_CONFIG_OK = 0,
+    CG_CONFIG_HELP = 1, /* --help was given: usage was written, exit 0 */
+    CG_CONFIG_ERROR = -1,
+};
+
+/* Fills cfg from defaults, the --config file if any, and argv. On CG_CONFIG_ERROR,
+ * err holds one line (no trailing newline) naming the setting. default_web_root is
+ * the compiled-in web/ directory. usage_out receives --help text. */
+enum cg_config_result cg_config_load(struct cg_config *cfg, int argc, char **argv,
+                                     const char *default_web_root, char *err, size_t errsz,
+                                     void (*usage_out)(const char *text));
+
+/* Parses "HOST:PORT" / "redis://HOST:PORT[/DB]". Return 0 or -1. Exposed for tests. */
+int cg_config_parse_hostport(const char *s, char *host, size_t hostsz, uint32_t *port);
+int cg_config_parse_redis_url(const char *s, char *host, size_t hostsz, uint32_t *port,
+                              uint32_t *db);
+
+#endif

@@ -1,0 +1,54 @@
+/* frame.h -- gateway->client frames: refcounted, encoded once, shared by all recipients.
+ *
+ * A frame is one compact JSON object (never a raw newline, so frames can be batched
+ * with "\n" between them) stored after CG_FRAME_PRE bytes of headroom, which the
+ * WebSocket layer may use for its header (it asserts CG_FRAME_PRE >= LWS_PRE).
+ * Every encoder returns a new frame with one reference, or NULL on allocation
+ * failure; recipients take references with cg_frame_ref and drop them with
+ * cg_frame_unref. This module knows neither libwebsockets nor hiredis. */
+#ifndef CG_FRAME_H
+#define CG_FRAME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CG_FRAME_PRE 16
+
+enum cg_frame_kind {
+    CG_FRAME_CONTROL, /* replies, errors: never conflated */
+    CG_FRAME_TICK,    /* conflatable per instrument (ckey) */
+    CG_FRAME_MESSAGE, /* user / broadcast messages: never conflated */
+};
+
+struct cg_frame {
+    uint32_t refs;
+    uint8_t kind;
+    const void *ckey; /* conflation key (the instrument), borrowed; NULL unless TICK */
+    size_t len;       /* payload bytes after the headroom */
+    unsigned char buf[];
+};
+
+static inline unsigned char *cg_frame_data(struct cg_frame *f)
+{
+    return f->buf + CG_FRAME_PRE;
+}
+
+/* Allocates a frame with room for len payload bytes, one reference, kind CONTROL. */
+struct cg_frame *cg_frame_alloc(size_t len);
+struct cg_frame *cg_frame_ref(struct cg_frame *f);
+/* Drops one reference; frees at zero. Accepts NULL. */
+void cg_frame_unref(struct cg_frame *f);
+
+/* Encoders. Strings named *_json are already-valid compact JSON text (no raw CR/LF),
+ * copied into the frame; id_json may be NULL (no "id" member). Names are instrument
+ * names already validated as [A-Za-z0-9._-], so they need no escaping. */
+struct cg_frame *cg_frame_tick(const void *ckey, const char *instrument, uint64_t seq,
+                               const char *data_json, size_t data_len);
+struct cg_frame *cg_frame_message(const char *channel, const char *data_json, size_t data_len);
+struct cg_frame *cg_frame_error(const char *code, const char *message, const char *id_json);
+struct cg_frame *cg_frame_pong(const char *id_json);
+/* {"type":<type>,"id":..,"instruments":[names...]} for subscribed/unsubscribed/instruments. */
+struct cg_frame *cg_frame_names(const char *type, const char *id_json, const char *const *names,
+                                size_t n);
+
+#endif

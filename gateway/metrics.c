@@ -1,0 +1,106 @@
+/* metrics.c -- the counters struct and its Prometheus text rendering. */
+#include "metrics.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+
+struct cg_metrics cg_metrics;
+
+const char *const cg_link_names[CG_LINK__COUNT] = {"pubsub", "command", "inbox", "session"};
+static const char *const reject_names[CG_REJECT__COUNT] = {
+    "no_cookie", "unknown_session", "bad_session", "expired", "origin", "redis_down", "bad_path"};
+static const char *const drop_names[CG_DROP__COUNT] = {"bad_json", "not_object", "no_target",
+                                                       "too_large"};
+static const char *const source_names[CG_SOURCE__COUNT] = {"pubsub", "inbox"};
+
+struct out {
+    char *buf;
+    size_t size, len;
+};
+
+static void pr(struct out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void pr(struct out *o, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(o->len < o->size ? o->buf + o->len : NULL,
+                      o->len < o->size ? o->size - o->len : 0, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        o->len += (size_t)n;
+}
+
+static void one(struct out *o, const char *name, const char *type, const char *help, uint64_t v)
+{
+    pr(o, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type, name,
+       (unsigned long long)v);
+}
+
+static void labelled(struct out *o, const char *name, const char *type, const char *help,
+                     const char *label, const char *const *names, const uint64_t *v, size_t n)
+{
+    pr(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+    for (size_t i = 0; i < n; i++)
+        pr(o, "%s{%s=\"%s\"} %llu\n", name, label, names[i], (unsigned long long)v[i]);
+}
+
+size_t cg_metrics_render(const struct cg_metrics_gauges *g, char *buf, size_t bufsz)
+{
+    struct out o = {buf, bufsz, 0};
+    const struct cg_metrics *m = &cg_metrics;
+    uint64_t up[CG_LINK__COUNT], errs[CG_ERR__COUNT - 1];
+    const char *errnames[CG_ERR__COUNT - 1];
+    for (int i = 0; i < CG_LINK__COUNT; i++)
+        up[i] = g->redis_up[i] ? 1 : 0;
+    for (int i = 1; i < CG_ERR__COUNT; i++) {
+        errs[i - 1] = m->client_errors[i];
+        errnames[i - 1] = cg_errcode_name((enum cg_errcode)i);
+    }
+    if (bufsz)
+        buf[0] = 0;
+    one(&o, "chartgate_connections", "gauge", "Open WebSocket connections.", g->connections);
+    one(&o, "chartgate_users", "gauge", "Distinct users with an open connection.", g->users);
+    one(&o, "chartgate_subscriptions", "gauge", "Instrument subscriptions over all sockets.",
+        g->subscriptions);
+    one(&o, "chartgate_instruments", "gauge", "Instruments with at least one local subscriber.",
+        g->instruments);
+    one(&o, "chartgate_uptime_seconds", "gauge", "Seconds since start.", g->uptime_s);
+    one(&o, "chartgate_frames_out_total", "counter", "Frames written to clients.", m->frames_out);
+    one(&o, "chartgate_bytes_out_total", "counter", "WebSocket payload bytes written.",
+        m->bytes_out);
+    one(&o, "chartgate_ws_messages_out_total", "counter",
+        "WebSocket messages written (each holds one or more frames).", m->ws_messages_out);
+    one(&o, "chartgate_frames_conflated_total", "counter",
+        "Pending ticks replaced by a newer tick of the same instrument.", m->frames_conflated);
+    one(&o, "chartgate_slow_disconnects_total", "counter",
+        "Sockets closed for exceeding their output bound.", m->slow_disconnects);
+    one(&o, "chartgate_rate_limit_disconnects_total", "counter",
+        "Sockets closed for sustained excess of the message rate limit.",
+        m->rate_limit_disconnects);
+    one(&o, "chartgate_handshakes_total", "counter", "WebSocket handshakes accepted.",
+        m->handshakes);
+    labelled(&o, "chartgate_handshake_rejections_total", "counter",
+             "WebSocket handshakes refused, by reason.", "reason", reject_names, m->rejections,
+             CG_REJECT__COUNT);
+    one(&o, "chartgate_handshake_auth_seconds_total", "counter",
+        "Loop time spent authenticating handshakes.", m->handshake_us_total / 1000000);
+    one(&o, "chartgate_session_lookups_total", "counter", "Session lookups sent to Redis.",
+        m->session_lookups);
+    one(&o, "chartgate_session_cache_hits_total", "counter",
+        "Handshakes authenticated from the session cache.", m->session_cache_hits);
+    one(&o, "chartgate_sessions_revoked_total", "counter",
+        "Sessions found deleted or expired while connected.", m->sessions_revoked);
+    labelled(&o, "chartgate_redis_up", "gauge", "1 while the Redis link is connected.", "link",
+             cg_link_names, up, CG_LINK__COUNT);
+    labelled(&o, "chartgate_redis_reconnects_total", "counter", "Redis reconnections, by link.",
+             "link", cg_link_names, m->redis_reconnects, CG_LINK__COUNT);
+    labelled(&o, "chartgate_published_total", "counter", "Payloads received from Redis, by source.",
+             "source", source_names, m->published, CG_SOURCE__COUNT);
+    labelled(&o, "chartgate_payloads_dropped_total", "counter",
+             "Published payloads or envelopes dropped, by reason.", "reason", drop_names,
+             m->dropped, CG_DROP__COUNT);
+    labelled(&o, "chartgate_client_errors_total", "counter", "Error frames sent, by code.", "code",
+             errnames, errs, CG_ERR__COUNT - 1);
+    return o.len;
+}

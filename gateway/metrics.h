@@ -1,0 +1,73 @@
+/* metrics.h -- process counters and gauges, rendered as Prometheus text for /metrics.
+ *
+ * One struct, cg_metrics, is the module's only state: modules bump its fields
+ * directly (single-threaded). Gauges that another module already knows (sockets,
+ * subscriptions, link state) are passed in at render time instead of duplicated. */
+#ifndef CG_METRICS_H
+#define CG_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "request.h"
+
+enum cg_reject_reason {
+    CG_REJECT_NO_COOKIE,
+    CG_REJECT_UNKNOWN_SESSION,
+    CG_REJECT_BAD_SESSION,
+    CG_REJECT_EXPIRED,
+    CG_REJECT_ORIGIN,
+    CG_REJECT_REDIS_DOWN,
+    CG_REJECT_BAD_PATH,
+    CG_REJECT__COUNT
+};
+
+enum cg_drop_reason {
+    CG_DROP_BAD_JSON,
+    CG_DROP_NOT_OBJECT,
+    CG_DROP_NO_TARGET,
+    CG_DROP_TOO_LARGE,
+    CG_DROP__COUNT
+};
+
+enum cg_link { CG_LINK_PUBSUB, CG_LINK_COMMAND, CG_LINK_INBOX, CG_LINK_SESSION, CG_LINK__COUNT };
+
+enum cg_source { CG_SOURCE_PUBSUB, CG_SOURCE_INBOX, CG_SOURCE__COUNT };
+
+struct cg_metrics {
+    uint64_t frames_out;      /* frames written to sockets */
+    uint64_t bytes_out;       /* WebSocket payload bytes written */
+    uint64_t ws_messages_out; /* WebSocket messages written (each holds >= 1 frame) */
+    uint64_t frames_conflated;
+    uint64_t slow_disconnects;
+    uint64_t handshakes;
+    uint64_t rejections[CG_REJECT__COUNT];
+    uint64_t redis_reconnects[CG_LINK__COUNT];
+    uint64_t published[CG_SOURCE__COUNT];
+    uint64_t dropped[CG_DROP__COUNT];
+    uint64_t sessions_revoked;
+    uint64_t client_errors[CG_ERR__COUNT];
+    uint64_t rate_limit_disconnects;
+    uint64_t session_cache_hits;
+    uint64_t session_lookups;
+    uint64_t handshake_us_total; /* time spent authenticating handshakes */
+};
+
+extern struct cg_metrics cg_metrics;
+
+struct cg_metrics_gauges {
+    uint64_t connections;
+    uint64_t users;
+    uint64_t subscriptions;
+    uint64_t instruments;
+    int redis_up[CG_LINK__COUNT];
+    uint64_t uptime_s;
+};
+
+/* Renders every metric into buf (bufsz bytes, NUL-terminated). Returns the length
+ * written, or the length needed (>= bufsz) when buf is too small, like snprintf. */
+size_t cg_metrics_render(const struct cg_metrics_gauges *g, char *buf, size_t bufsz);
+
+extern const char *const cg_link_names[CG_LINK__COUNT];
+
+#endif

@@ -1,0 +1,109 @@
+/* registry.h -- who is subscribed to what: members (sockets), users, instruments.
+ *
+ * A member is one socket's registry record, embedded in that socket's session
+ * state (the registry never allocates or frees it). Each member belongs to a user
+ * (one user, many sockets: tabs, screens) and holds up to N subscriptions; each
+ * subscription links one member and one instrument, so delivering a tick walks
+ * only that instrument's subscribers and a user message only that user's sockets.
+ * Hooks fire when an instrument gains its first or loses its last subscriber, and
+ * likewise for users: that is where upstream SUBSCRIBE/UNSUBSCRIBE are issued.
+ * Instruments are kept (with their seq) after their last subscriber leaves, up to
+ * max_instruments, so seq keeps increasing for the life of the process. Pure. */
+#ifndef CG_REGISTRY_H
+#define CG_REGISTRY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "list.h"
+#include "map.h"
+#include "session.h"
+
+struct cg_instrument {
+    struct cg_map_node node;
+    struct cg_list subs; /* struct cg_sub.inst_link */
+    uint32_t nsubs;
+    uint8_t known; /* seen on the wire or listed in Redis: shown by list/search */
+    uint64_t seq;  /* last seq assigned to a tick of this instrument */
+    char name[CG_INSTRUMENT_MAX + 1];
+};
+
+struct cg_user {
+    struct cg_map_node node;
+    struct cg_list members; /* struct cg_member.user_link */
+    uint32_t nmembers;
+    char id[CG_SESSION_USER_MAX + 1];
+};
+
+struct cg_member {
+    struct cg_user *user; /* NULL until joined */
+    struct cg_list user_link;
+    struct cg_list all_link;
+    struct cg_list subs; /* struct cg_sub.member_link */
+    uint32_t nsubs;
+    void *owner; /* the socket state that embeds this member, borrowed */
+};
+
+struct cg_sub {
+    struct cg_list inst_link;
+    struct cg_list member_link;
+    struct cg_instrument *inst;
+    struct cg_member *member;
+    uint64_t slot; /* the member's pending-tick position, see outq.h */
+};
+
+struct cg_registry_hooks {
+    /* active = 1 on first subscriber/socket, 0 when the last one leaves. */
+    void (*instrument_active)(void *data, struct cg_instrument *inst, int active);
+    void (*user_active)(void *data, struct cg_user *user, int active);
+    void *data;
+};
+
+struct cg_registry {
+    struct cg_map instruments; /* name -> struct cg_instrument */
+    struct cg_map users;       /* id -> struct cg_user */
+    struct cg_list members;    /* every joined member: broadcast targets */
+    size_t nmembers;
+    size_t nsubs;
+    size_t nactive; /* instruments with at least one subscriber */
+    size_t max_instruments;
+    struct cg_registry_hooks hooks;
+};
+
+enum cg_registry_result {
+    CG_REG_OK = 0,
+    CG_REG_TOO_MANY = -1, /* the member would exceed its subscription limit */
+    CG_REG_FULL = -2,     /* the instrument table is at max_instruments */
+    CG_REG_NOMEM = -3,
+};
+
+void cg_registry_init(struct cg_registry *r, const struct cg_registry_hooks *hooks,
+                      size_t max_instruments);
+/* Frees instruments and users. Members must have left already. */
+void cg_registry_finish(struct cg_registry *r);
+
+/* Returns the instrument called name, creating it when create is set. NULL when
+ * absent (and not created), when the table is full, or on allocation failure.
+ * name must be valid (cg_instrument_valid). */
+struct cg_instrument *cg_registry_instrument(struct cg_registry *r, const char *name, size_t len,
+                                             int create);
+struct cg_user *cg_registry_user(struct cg_registry *r, const char *id);
+
+/* Joins member (owned by the caller, must stay put until cg_registry_leave) as a
+ * socket of user_id. Returns CG_REG_OK or CG_REG_NOMEM. */
+int cg_registry_join(struct cg_registry *r, struct cg_member *m, void *owner, const char *user_id);
+/* Drops every subscription of m and detaches it from its user. Safe on a member
+ * that never joined (zeroed, or after a failed join). */
+void cg_registry_leave(struct cg_registry *r, struct cg_member *m);
+
+/* Subscribes m to every name (all valid), atomically: on any failure nothing
+ * changes. Names already subscribed are no-ops. */
+int cg_registry_subscribe(struct cg_registry *r, struct cg_member *m, const char *const *names,
+                          size_t n, uint32_t max_subs);
+/* Unsubscribes m from each name it is subscribed to; others are ignored. */
+void cg_registry_unsubscribe(struct cg_registry *r, struct cg_member *m, const char *const *names,
+                             size_t n);
+/* The subscription of m to inst, or NULL. O(subscriptions of m). */
+struct cg_sub *cg_registry_find_sub(const struct cg_member *m, const struct cg_instrument *inst);
+
+#endif

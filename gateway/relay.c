@@ -1,0 +1,221 @@
+/* relay.c -- published payload -> one shared frame -> every target member. */
+#include "relay.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+void cg_relay_init(struct cg_relay *r, struct cg_registry *reg, const struct cg_relay_hooks *hooks,
+                   size_t max_payload)
+{
+    memset(r, 0, sizeof(*r));
+    r->reg = reg;
+    r->hooks = *hooks;
+    r->max_payload = max_payload;
+}
+
+static int drop(struct cg_relay *r, enum cg_drop_reason why, const char *what, const char *detail)
+{
+    static const char *const names[CG_DROP__COUNT] = {"bad_json", "not_object", "no_target",
+                                                      "too_large"};
+    cg_metrics.dropped[why]++;
+    cg_log_limited(&r->drop_log, 5000, CG_LOG_WARN, "payload dropped", "reason=%s source=%s %s",
+                   names[why], what, detail ? detail : "");
+    return -1;
+}
+
+/* Compact JSON text of v for splicing into a frame. The publisher's own bytes are
+ * used when they hold no raw line break (batching splits on "\n"); otherwise v is
+ * re-encoded compactly. *out is raw, or a new buffer stored in *owned. */
+static int text_of(json_t *v, const char *raw, size_t rawlen, const char **out, size_t *outlen,
+                   char **owned)
+{
+    *owned = NULL;
+    if (raw && !memchr(raw, '\n', rawlen) && !memchr(raw, '\r', rawlen)) {
+        *out = raw;
+        *outlen = rawlen;
+        return 0;
+    }
+    *owned = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (!*owned)
+        return -1;
+    *out = *owned;
+    *outlen = strlen(*owned);
+    return 0;
+}
+
+static void fan_instrument(struct cg_relay *r, struct cg_instrument *in, struct cg_frame *f)
+{
+    struct cg_list *it, *tmp;
+    CG_LIST_FOREACH_SAFE(it, tmp, &in->subs)
+    {
+        struct cg_sub *s = CG_CONTAINER_OF(it, struct cg_sub, inst_link);
+        r->hooks.deliver(r->hooks.data, s->member, f, &s->slot);
+    }
+}
+
+static int tick(struct cg_relay *r, const char *name, size_t nlen, json_t *data, const char *raw,
+                size_t rawlen)
+{
+    if (!cg_instrument_valid(name, nlen))
+        return drop(r, CG_DROP_NO_TARGET, "tick", "detail=\"invalid instrument name\"");
+    if (!json_is_object(data))
+        return drop(r, CG_DROP_NOT_OBJECT, "tick", NULL);
+    struct cg_instrument *in = cg_registry_instrument(r->reg, name, nlen, 1);
+    if (!in)
+        return 0; /* table full and nobody here can be subscribed to it */
+    in->known = 1;
+    in->seq++;
+    if (!in->nsubs)
+        return 0;
+    const char *text;
+    size_t tlen;
+    char *owned;
+    if (text_of(data, raw, rawlen, &text, &tlen, &owned))
+        return -1;
+    struct cg_frame *f = cg_frame_tick(in, in->name, in->seq, text, tlen);
+    free(owned);
+    if (!f)
+        return -1;
+    fan_instrument(r, in, f);
+    cg_frame_unref(f);
+    return 0;
+}
+
+static int message_to(struct cg_relay *r, struct cg_user *u, const char *channel, json_t *data,
+                      const char *raw, size_t rawlen)
+{
+    const char *text;
+    size_t tlen;
+    char *owned;
+    if (text_of(data, raw, rawlen, &text, &tlen, &owned))
+        return -1;
+    struct cg_frame *f = cg_frame_message(channel, text, tlen);
+    free(owned);
+    if (!f)
+        return -1;
+    struct cg_list *head = u ? &u->members : &r->reg->members, *it, *tmp;
+    CG_LIST_FOREACH_SAFE(it, tmp, head)
+    {
+        struct cg_member *m = u ? CG_CONTAINER_OF(it, struct cg_member, user_link)
+                                : CG_CONTAINER_OF(it, struct cg_member, all_link);
+        r->hooks.deliver(r->hooks.data, m, f, NULL);
+    }
+    cg_frame_unref(f);
+    return 0;
+}
+
+static json_t *parse(struct cg_relay *r, const char *payload, size_t plen, const char *what)
+{
+    if (plen > r->max_payload) {
+        drop(r, CG_DROP_TOO_LARGE, what, NULL);
+        return NULL;
+    }
+    json_error_t err;
+    json_t *v = json_loadb(payload, plen, JSON_DECODE_ANY, &err);
+    if (!v) {
+        char detail[200];
+        snprintf(detail, sizeof(detail), "detail=%s", "\"not valid JSON\"");
+        drop(r, CG_DROP_BAD_JSON, what, detail);
+    }
+    return v;
+}
+
+int cg_relay_tick(struct cg_relay *r, const char *name, size_t nlen, const char *payload,
+                  size_t plen, enum cg_source src)
+{
+    cg_metrics.published[src]++;
+    json_t *v = parse(r, payload, plen, "tick");
+    if (!v)
+        return -1;
+    int rc = tick(r, name, nlen, v, payload, plen);
+    json_decref(v);
+    return rc;
+}
+
+int cg_relay_user(struct cg_relay *r, const char *user_id, size_t ulen, const char *payload,
+                  size_t plen, enum cg_source src)
+{
+    cg_metrics.published[src]++;
+    json_t *v = parse(r, payload, plen, "user");
+    if (!v)
+        return -1;
+    int rc = 0;
+    char id[CG_SESSION_USER_MAX + 1];
+    if (ulen && ulen <= CG_SESSION_USER_MAX) {
+        memcpy(id, user_id, ulen);
+        id[ulen] = 0;
+        struct cg_user *u = cg_registry_user(r->reg, id);
+        if (u)
+            rc = message_to(r, u, "user", v, payload, plen);
+    }
+    json_decref(v);
+    return rc;
+}
+
+int cg_relay_broadcast(struct cg_relay *r, const char *payload, size_t plen, enum cg_source src)
+{
+    cg_metrics.published[src]++;
+    json_t *v = parse(r, payload, plen, "broadcast");
+    if (!v)
+        return -1;
+    int rc = message_to(r, NULL, "broadcast", v, payload, plen);
+    json_decref(v);
+    return rc;
+}
+
+int cg_relay_envelope(struct cg_relay *r, const char *payload, size_t plen, struct cg_envelope *env)
+{
+    cg_metrics.published[CG_SOURCE_INBOX]++;
+    memset(env, 0, sizeof(*env));
+    json_t *root = parse(r, payload, plen, "inbox");
+    if (!root)
+        return -1;
+    int rc = -1;
+    json_t *data = json_object_get(root, "data");
+    json_t *ins = json_object_get(root, "instrument");
+    json_t *user = json_object_get(root, "user");
+    json_t *bc = json_object_get(root, "broadcast");
+    if (!json_is_object(root)) {
+        drop(r, CG_DROP_NOT_OBJECT, "inbox", NULL);
+    } else if (!data) {
+        drop(r, CG_DROP_NO_TARGET, "inbox", "detail=\"no data\"");
+    } else if (json_is_string(ins)) {
+        if (!cg_instrument_valid(json_string_value(ins), json_string_length(ins)))
+            drop(r, CG_DROP_NO_TARGET, "inbox", "detail=\"invalid instrument name\"");
+        else if (!json_is_object(data))
+            drop(r, CG_DROP_NOT_OBJECT, "inbox", NULL);
+        else {
+            env->kind = CG_ENV_INSTRUMENT;
+            memcpy(env->target, json_string_value(ins), json_string_length(ins) + 1);
+            struct cg_instrument *in =
+                cg_registry_instrument(r->reg, env->target, json_string_length(ins), 1);
+            if (in)
+                in->known = 1;
+            rc = 0;
+        }
+    } else if (json_is_string(user)) {
+        size_t ul = json_string_length(user);
+        if (!ul || ul > CG_SESSION_USER_MAX || strlen(json_string_value(user)) != ul) {
+            drop(r, CG_DROP_NO_TARGET, "inbox", "detail=\"invalid user\"");
+        } else {
+            env->kind = CG_ENV_USER;
+            memcpy(env->target, json_string_value(user), ul + 1);
+            rc = 0;
+        }
+    } else if (json_is_true(bc)) {
+        env->kind = CG_ENV_BROADCAST;
+        rc = 0;
+    } else {
+        drop(r, CG_DROP_NO_TARGET, "inbox", NULL);
+    }
+    if (rc == 0) {
+        env->data = json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY);
+        if (!env->data)
+            rc = -1;
+        else
+            env->len = strlen(env->data);
+    }
+    json_decref(root);
+    return rc;
+}

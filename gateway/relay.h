@@ -1,0 +1,61 @@
+/* relay.h -- routing of published payloads to subscribers, parsed and encoded once.
+ *
+ * The Redis bridge hands over raw bytes it received (a pub/sub message already
+ * classified by channel, or an inbox envelope); the relay validates them once,
+ * assigns the per-instrument seq, encodes one shared frame and offers it to each
+ * target member through the deliver hook: an instrument's subscribers, a user's
+ * sockets, or everyone. Per-recipient cost is the hook call. Dropped input is
+ * counted in cg_metrics and logged (rate-limited). Pure: no lws, no hiredis. */
+#ifndef CG_RELAY_H
+#define CG_RELAY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "frame.h"
+#include "log.h"
+#include "metrics.h"
+#include "registry.h"
+
+struct cg_relay_hooks {
+    /* Offers frame f (borrowed: take a reference to keep it) to member m. slot is
+     * the subscription's conflation slot for ticks, NULL otherwise. */
+    void (*deliver)(void *data, struct cg_member *m, struct cg_frame *f, uint64_t *slot);
+    void *data;
+};
+
+struct cg_relay {
+    struct cg_registry *reg; /* borrowed */
+    struct cg_relay_hooks hooks;
+    size_t max_payload;
+    struct cg_log_limit drop_log;
+};
+
+void cg_relay_init(struct cg_relay *r, struct cg_registry *reg, const struct cg_relay_hooks *hooks,
+                   size_t max_payload);
+
+/* Each returns 0 when delivered (to zero or more members) or -1 when dropped. */
+int cg_relay_tick(struct cg_relay *r, const char *name, size_t nlen, const char *payload,
+                  size_t plen, enum cg_source src);
+int cg_relay_user(struct cg_relay *r, const char *user_id, size_t ulen, const char *payload,
+                  size_t plen, enum cg_source src);
+int cg_relay_broadcast(struct cg_relay *r, const char *payload, size_t plen, enum cg_source src);
+/* An inbox envelope, parsed and validated once:
+ *   {"instrument":..,"data":{..}} | {"user":..,"data":..} | {"broadcast":true,"data":..}
+ * It is not delivered here: the bridge republishes data on the target's pub/sub
+ * channel, so that every gateway process sharing the Redis delivers it to its own
+ * sockets (an inbox item is popped by one process only). */
+enum cg_envelope_kind { CG_ENV_INSTRUMENT, CG_ENV_USER, CG_ENV_BROADCAST };
+
+struct cg_envelope {
+    enum cg_envelope_kind kind;
+    char target[CG_SESSION_USER_MAX + 1]; /* instrument name or user id */
+    char *data;                           /* compact JSON text, owned (free()) */
+    size_t len;
+};
+
+/* Returns 0 with *env filled (free env->data), or -1 when dropped (counted, logged). */
+int cg_relay_envelope(struct cg_relay *r, const char *payload, size_t plen,
+                      struct cg_envelope *env);
+
+#endif

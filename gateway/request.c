@@ -1,0 +1,144 @@
+/* request.c -- client message parsing and validation. */
+#include "request.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const codes[CG_ERR__COUNT] = {
+    [CG_ERR_NONE] = "none",
+    [CG_ERR_BAD_JSON] = "bad_json",
+    [CG_ERR_BAD_REQUEST] = "bad_request",
+    [CG_ERR_UNKNOWN_ACTION] = "unknown_action",
+    [CG_ERR_FORBIDDEN] = "forbidden",
+    [CG_ERR_INVALID_INSTRUMENT] = "invalid_instrument",
+    [CG_ERR_TOO_MANY_SUBSCRIPTIONS] = "too_many_subscriptions",
+    [CG_ERR_RATE_LIMITED] = "rate_limited",
+};
+
+const char *cg_errcode_name(enum cg_errcode code)
+{
+    return (unsigned)code < CG_ERR__COUNT ? codes[code] : "bad_request";
+}
+
+static int fail(struct cg_request_error *err, enum cg_errcode code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int fail(struct cg_request_error *err, enum cg_errcode code, const char *fmt, ...)
+{
+    va_list ap;
+    err->code = code;
+    va_start(ap, fmt);
+    vsnprintf(err->message, sizeof(err->message), fmt, ap);
+    va_end(ap);
+    /* jansson quotes the offending token: keep the message plain ASCII so a
+     * truncated multibyte sequence can never make the error frame invalid UTF-8. */
+    for (char *c = err->message; *c; c++)
+        if ((unsigned char)*c >= 0x80 || (unsigned char)*c < 0x20)
+            *c = '?';
+    return -1;
+}
+
+/* Copies a valid id's JSON text into req; returns -1 for an id of the wrong shape. */
+static int take_id(json_t *id, struct cg_request *req)
+{
+    if (!id)
+        return 0;
+    if (!(json_is_integer(id) ||
+          (json_is_string(id) && json_string_length(id) <= CG_REQUEST_ID_MAX)))
+        return -1;
+    size_t n = json_dumpb(id, req->id_json, CG_REQUEST_ID_JSON_MAX, JSON_ENCODE_ANY | JSON_COMPACT);
+    if (!n || n > CG_REQUEST_ID_JSON_MAX) {
+        req->id_json[0] = 0;
+        return -1;
+    }
+    req->id_json[n] = 0;
+    return 0;
+}
+
+static int take_names(json_t *root, struct cg_request *req, struct cg_request_error *err)
+{
+    json_t *arr = json_object_get(root, "instruments");
+    if (!json_is_array(arr) || !json_array_size(arr))
+        return fail(err, CG_ERR_BAD_REQUEST, "\"instruments\" must be a non-empty array of names");
+    if (json_array_size(arr) > CG_REQUEST_NAMES_MAX)
+        return fail(err, CG_ERR_TOO_MANY_SUBSCRIPTIONS, "more than %d instruments in one request",
+                    CG_REQUEST_NAMES_MAX);
+    req->names = calloc(json_array_size(arr), sizeof(*req->names));
+    if (!req->names)
+        return fail(err, CG_ERR_BAD_REQUEST, "out of memory");
+    size_t i;
+    json_t *v;
+    json_array_foreach(arr, i, v)
+    {
+        if (!json_is_string(v))
+            return fail(err, CG_ERR_BAD_REQUEST, "\"instruments\"[%zu] is not a string", i);
+        const char *s = json_string_value(v);
+        size_t len = json_string_length(v);
+        if (!cg_instrument_valid(s, len) || strlen(s) != len)
+            return fail(err, CG_ERR_INVALID_INSTRUMENT,
+                        "\"instruments\"[%zu] is not a valid instrument name "
+                        "([A-Za-z0-9._-], 1 to 32 characters)",
+                        i);
+        req->names[req->nnames++] = s;
+    }
+    return 0;
+}
+
+int cg_request_parse(const char *text, size_t len, struct cg_request *req,
+                     struct cg_request_error *err)
+{
+    json_error_t jerr;
+    memset(req, 0, sizeof(*req));
+    err->code = CG_ERR_NONE;
+    err->message[0] = 0;
+    req->root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!req->root)
+        return fail(err, CG_ERR_BAD_JSON, "not valid JSON: %s (at byte %d)", jerr.text,
+                    jerr.position);
+    if (!json_is_object(req->root))
+        return fail(err, CG_ERR_BAD_REQUEST, "a request must be a JSON object");
+    if (take_id(json_object_get(req->root, "id"), req))
+        return fail(err, CG_ERR_BAD_REQUEST,
+                    "\"id\" must be an integer or a string of at most "
+                    "64 characters");
+    json_t *action = json_object_get(req->root, "action");
+    if (!json_is_string(action))
+        return fail(err, CG_ERR_BAD_REQUEST, "\"action\" (a string) is required");
+    const char *a = json_string_value(action);
+    if (!strcmp(a, "subscribe") || !strcmp(a, "unsubscribe")) {
+        req->action = a[0] == 's' ? CG_ACTION_SUBSCRIBE : CG_ACTION_UNSUBSCRIBE;
+        return take_names(req->root, req, err);
+    }
+    if (!strcmp(a, "list")) {
+        req->action = CG_ACTION_LIST;
+        return 0;
+    }
+    if (!strcmp(a, "search")) {
+        req->action = CG_ACTION_SEARCH;
+        json_t *p = json_object_get(req->root, "pattern");
+        if (!json_is_string(p) || json_string_length(p) > CG_INSTRUMENT_MAX ||
+            strlen(json_string_value(p)) != json_string_length(p))
+            return fail(err, CG_ERR_BAD_REQUEST,
+                        "\"pattern\" must be a string of at most 32 characters");
+        memcpy(req->pattern, json_string_value(p), json_string_length(p) + 1);
+        return 0;
+    }
+    if (!strcmp(a, "ping")) {
+        req->action = CG_ACTION_PING;
+        return 0;
+    }
+    char shown[40];
+    size_t n = strlen(a);
+    snprintf(shown, sizeof(shown), "%.*s%s", (int)(n > 32 ? 32 : n), a, n > 32 ? "..." : "");
+    return fail(err, CG_ERR_UNKNOWN_ACTION, "unknown action \"%s\"", shown);
+}
+
+void cg_request_finish(struct cg_request *req)
+{
+    free(req->names);
+    req->names = NULL;
+    json_decref(req->root);
+    req->root = NULL;
+}
