@@ -1,0 +1,332 @@
+/* auth.c -- synchronous session lookup, the session table, and periodic re-checks. */
+#include "auth.h"
+
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+#include "metrics.h"
+
+#define DOWN_HOLD_MS 1000
+#define MAX_IDLE_ENTRIES 100000
+
+void cg_auth_tag(const char *sid, char out[9])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    if (!EVP_Digest(sid, strlen(sid), md, &mdlen, EVP_sha256(), NULL) || mdlen < 4) {
+        snprintf(out, 9, "????????");
+        return;
+    }
+    snprintf(out, 9, "%02x%02x%02x%02x", md[0], md[1], md[2], md[3]);
+}
+
+static int64_t wall_s(void)
+{
+    return (int64_t)time(NULL);
+}
+
+static void entry_free(struct cg_auth *a, struct cg_auth_entry *e)
+{
+    cg_map_del(&a->entries, &e->node);
+    cg_session_destroy(e->session);
+    free(e);
+}
+
+/* Frees e when nothing holds it and it is no longer a useful cache entry. */
+static void maybe_free(struct cg_auth *a, struct cg_auth_entry *e)
+{
+    if (!e->refs && (e->revoked || uv_now(a->loop) >= e->cached_until_ms))
+        entry_free(a, e);
+}
+
+void cg_auth_release(struct cg_auth *a, struct cg_auth_entry *e)
+{
+    if (!e)
+        return;
+    e->refs--;
+    maybe_free(a, e);
+}
+
+void cg_auth_attach(struct cg_auth_entry *e, struct cg_list *socket_link)
+{
+    cg_list_append(&e->sockets, socket_link);
+    e->nsockets++;
+}
+
+void cg_auth_detach(struct cg_auth *a, struct cg_auth_entry *e, struct cg_list *socket_link)
+{
+    cg_list_remove(socket_link);
+    e->nsockets--;
+    cg_auth_release(a, e);
+}
+
+static void revoke_entry(struct cg_auth *a, struct cg_auth_entry *e, const char *why)
+{
+    if (e->revoked)
+        return;
+    e->revoked = 1;
+    cg_metrics.sessions_revoked++;
+    cg_log(CG_LOG_INFO, "session ended", "session=%s user=%s reason=%s sockets=%u", e->tag,
+           e->session->user_id, why, e->nsockets);
+    e->refs++; /* the hook may detach every socket */
+    struct cg_list *it, *tmp;
+    CG_LIST_FOREACH_SAFE(it, tmp, &e->sockets)
+    a->hooks.revoked(a->hooks.data, it);
+    cg_auth_release(a, e);
+}
+
+static void drop_rc(struct cg_auth *a, const char *why)
+{
+    if (a->rc) {
+        cg_log(CG_LOG_WARN, "redis link lost", "link=session reason=\"%s\"",
+               a->rc->errstr[0] ? a->rc->errstr : why);
+        redisFree(a->rc);
+        a->rc = NULL;
+    }
+    a->down_until_ms = uv_now(a->loop) + DOWN_HOLD_MS;
+}
+
+static int ensure_rc(struct cg_auth *a)
+{
+    if (a->rc)
+        return 0;
+    uv_update_time(a->loop);
+    if (uv_now(a->loop) < a->down_until_ms)
+        return -1;
+    struct timeval tv = {a->cfg->session_timeout_ms / 1000,
+                         (long)(a->cfg->session_timeout_ms % 1000) * 1000};
+    redisContext *rc = redisConnectWithTimeout(a->cfg->redis_host, (int)a->cfg->redis_port, tv);
+    if (!rc || rc->err) {
+        if (rc)
+            redisFree(rc);
+        a->down_until_ms = uv_now(a->loop) + DOWN_HOLD_MS;
+        return -1;
+    }
+    redisSetTimeout(rc, tv);
+    if (a->cfg->redis_db) {
+        redisReply *r = redisCommand(rc, "SELECT %u", a->cfg->redis_db);
+        int ok = r && r->type != REDIS_REPLY_ERROR;
+        if (r)
+            freeReplyObject(r);
+        if (!ok) {
+            redisFree(rc);
+            a->down_until_ms = uv_now(a->loop) + DOWN_HOLD_MS;
+            return -1;
+        }
+    }
+    if (a->down_until_ms)
+        cg_metrics.redis_reconnects[CG_LINK_SESSION]++;
+    a->rc = rc;
+    return 0;
+}
+
+static struct cg_auth_entry *find(struct cg_auth *a, const char *sid)
+{
+    struct cg_map_node *n = cg_map_get(&a->entries, sid, strlen(sid));
+    return n ? CG_CONTAINER_OF(n, struct cg_auth_entry, node) : NULL;
+}
+
+static void sweep_one(struct cg_map_node *n, void *arg)
+{
+    struct cg_auth *a = arg;
+    maybe_free(a, CG_CONTAINER_OF(n, struct cg_auth_entry, node));
+}
+
+enum cg_auth_result cg_auth_lookup(struct cg_auth *a, const char *sid, struct cg_auth_entry **out)
+{
+    *out = NULL;
+    struct cg_auth_entry *e = find(a, sid);
+    uint64_t now = uv_now(a->loop);
+    if (e && !e->revoked && (e->nsockets || now < e->cached_until_ms)) {
+        if (e->session->exp && e->session->exp <= wall_s())
+            return CG_AUTH_EXPIRED;
+        cg_metrics.session_cache_hits++;
+        e->refs++;
+        *out = e;
+        return CG_AUTH_OK;
+    }
+    if (ensure_rc(a))
+        return CG_AUTH_DOWN;
+    char key[256];
+    int klen = snprintf(key, sizeof(key), "%s%s", a->cfg->session_prefix, sid);
+    cg_metrics.session_lookups++;
+    redisReply *r = redisCommand(a->rc, "GET %b", key, (size_t)klen);
+    if (!r) {
+        drop_rc(a, "lookup failed");
+        return CG_AUTH_DOWN;
+    }
+    enum cg_auth_result res = CG_AUTH_UNKNOWN;
+    struct cg_session *s = NULL;
+    if (r->type == REDIS_REPLY_STRING) {
+        char why[120];
+        enum cg_session_status st =
+            cg_session_parse(r->str, r->len, wall_s(), &s, why, sizeof(why));
+        if (st == CG_SESSION_OK)
+            res = CG_AUTH_OK;
+        else if (st == CG_SESSION_EXPIRED)
+            res = CG_AUTH_EXPIRED;
+        else if (st == CG_SESSION_NOMEM)
+            res = CG_AUTH_DOWN;
+        else {
+            char tag[9];
+            cg_auth_tag(sid, tag);
+            cg_log(CG_LOG_WARN, "malformed session", "session=%s detail=\"%s\"", tag, why);
+            res = CG_AUTH_BAD;
+        }
+    } else if (r->type == REDIS_REPLY_ERROR) {
+        cg_log(CG_LOG_ERROR, "session lookup failed", "error=\"%.200s\"", r->str);
+        res = CG_AUTH_DOWN;
+    }
+    freeReplyObject(r);
+    if (res != CG_AUTH_OK)
+        return res;
+
+    if (e && !e->refs) {
+        entry_free(a, e); /* a stale or revoked entry nobody holds */
+        e = NULL;
+    }
+    if (e) {
+        /* Revoked but still referenced: detach the name so the new entry can take it. */
+        cg_map_del(&a->entries, &e->node);
+        e->node.next = NULL;
+    }
+    if (a->entries.count > MAX_IDLE_ENTRIES)
+        cg_map_each(&a->entries, sweep_one, a);
+    e = calloc(1, sizeof(*e));
+    if (!e) {
+        cg_session_destroy(s);
+        return CG_AUTH_DOWN;
+    }
+    snprintf(e->sid, sizeof(e->sid), "%s", sid);
+    cg_auth_tag(sid, e->tag);
+    cg_list_init(&e->sockets);
+    e->session = s;
+    e->cached_until_ms = now + a->cfg->session_cache_ms;
+    if (cg_map_put(&a->entries, &e->node, e->sid, strlen(e->sid))) {
+        cg_session_destroy(s);
+        free(e);
+        return CG_AUTH_DOWN;
+    }
+    e->refs = 1;
+    *out = e;
+    return CG_AUTH_OK;
+}
+
+/* ---- periodic re-check ----------------------------------------------------- */
+
+struct check_ctx {
+    struct cg_auth *a;
+    struct cg_auth_entry *e;
+};
+
+static void on_recheck(redisAsyncContext *ac, void *r, void *priv)
+{
+    (void)ac;
+    struct check_ctx *ctx = priv;
+    struct cg_auth *a = ctx->a;
+    struct cg_auth_entry *e = ctx->e;
+    redisReply *reply = r;
+    free(ctx);
+    e->checking = 0;
+    if (reply && !e->revoked) {
+        if (reply->type == REDIS_REPLY_NIL) {
+            revoke_entry(a, e, "deleted");
+        } else if (reply->type == REDIS_REPLY_STRING) {
+            struct cg_session *s = NULL;
+            enum cg_session_status st =
+                cg_session_parse(reply->str, reply->len, wall_s(), &s, NULL, 0);
+            if (st == CG_SESSION_EXPIRED)
+                revoke_entry(a, e, "expired");
+            else if (st == CG_SESSION_BAD)
+                revoke_entry(a, e, "malformed");
+            else if (st == CG_SESSION_OK && s) {
+                e->session->exp = s->exp; /* allowlist and user stay as authenticated */
+            }
+            cg_session_destroy(s);
+        }
+    }
+    cg_auth_release(a, e);
+}
+
+static void check_one(struct cg_map_node *n, void *arg)
+{
+    struct cg_auth *a = arg;
+    struct cg_auth_entry *e = CG_CONTAINER_OF(n, struct cg_auth_entry, node);
+    if (e->revoked || !e->nsockets) {
+        maybe_free(a, e);
+        return;
+    }
+    if (e->session->exp && e->session->exp <= wall_s()) {
+        revoke_entry(a, e, "expired");
+        return;
+    }
+    if (e->checking)
+        return;
+    struct check_ctx *ctx = malloc(sizeof(*ctx));
+    if (!ctx)
+        return;
+    ctx->a = a;
+    ctx->e = e;
+    char key[256];
+    int klen = snprintf(key, sizeof(key), "%s%s", a->cfg->session_prefix, e->sid);
+    const char *argv[2] = {"GET", key};
+    size_t lens[2] = {3, (size_t)klen};
+    e->refs++;
+    e->checking = 1;
+    if (cg_bridge_command(a->bridge, on_recheck, ctx, 2, argv, lens)) {
+        /* Redis is away: sessions stay as they were until it is back. */
+        e->checking = 0;
+        e->refs--;
+        free(ctx);
+    }
+}
+
+static void check_cb(uv_timer_t *t)
+{
+    struct cg_auth *a = t->data;
+    if (!a->rc)
+        ensure_rc(a); /* keeps the session link's state in /metrics current */
+    cg_map_each(&a->entries, check_one, a);
+}
+
+int cg_auth_init(struct cg_auth *a, uv_loop_t *loop, const struct cg_config *cfg,
+                 struct cg_bridge *bridge, const struct cg_auth_hooks *hooks)
+{
+    memset(a, 0, sizeof(*a));
+    a->loop = loop;
+    a->cfg = cfg;
+    a->bridge = bridge;
+    a->hooks = *hooks;
+    cg_map_init(&a->entries);
+    uv_timer_init(loop, &a->check);
+    a->check.data = a;
+    uint64_t every = (uint64_t)cfg->session_check_s * 1000;
+    uv_timer_start(&a->check, check_cb, every, every);
+    ensure_rc(a);
+    return 0;
+}
+
+static void free_any(struct cg_map_node *n, void *arg)
+{
+    entry_free(arg, CG_CONTAINER_OF(n, struct cg_auth_entry, node));
+}
+
+void cg_auth_finish(struct cg_auth *a)
+{
+    uv_timer_stop(&a->check);
+    uv_close((uv_handle_t *)&a->check, NULL);
+    cg_map_each(&a->entries, free_any, a);
+    cg_map_finish(&a->entries);
+    if (a->rc)
+        redisFree(a->rc);
+    a->rc = NULL;
+}
+
+int cg_auth_up(const struct cg_auth *a)
+{
+    return a->rc != NULL;
+}

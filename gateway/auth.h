@@ -1,0 +1,81 @@
+/* auth.h -- session authentication at the handshake, caching, and revocation.
+ *
+ * libwebsockets 4.1 cannot defer an upgrade, so a handshake's session lookup is a
+ * synchronous GET on a dedicated hiredis connection with a short timeout (a link
+ * that just failed answers "down" at once for a second, so a reconnect storm while
+ * Redis is away costs nothing). Looked-up sessions are kept in one table: entries
+ * with sockets are "live" and re-checked every --session-check-s over the bridge's
+ * command link (deleted, malformed or expired: every socket on it is revoked);
+ * entries without sockets serve as the positive cache for --session-cache-ms.
+ * Session ids appear in no log: cg_auth_entry.tag is a short SHA-256 prefix. */
+#ifndef CG_AUTH_H
+#define CG_AUTH_H
+
+#include <hiredis/hiredis.h>
+#include <uv.h>
+
+#include "bridge.h"
+#include "config.h"
+#include "list.h"
+#include "map.h"
+#include "session.h"
+
+struct cg_auth_entry {
+    struct cg_map_node node;
+    uint32_t refs; /* sockets, handshakes in flight, checks in flight */
+    uint32_t nsockets;
+    struct cg_list sockets;     /* links owned by the WebSocket layer */
+    struct cg_session *session; /* owned */
+    uint64_t cached_until_ms;
+    int revoked;
+    int checking;
+    char tag[9];
+    char sid[CG_SESSION_ID_MAX + 1];
+};
+
+enum cg_auth_result {
+    CG_AUTH_OK = 0,
+    CG_AUTH_UNKNOWN = -1, /* no such session */
+    CG_AUTH_BAD = -2,     /* malformed session JSON */
+    CG_AUTH_EXPIRED = -3,
+    CG_AUTH_DOWN = -4, /* Redis unreachable or too slow: fail closed */
+};
+
+struct cg_auth_hooks {
+    /* Called for each socket link of a revoked entry; the callee must unlink it
+     * (cg_auth_detach) now or later. */
+    void (*revoked)(void *data, struct cg_list *socket_link);
+    void *data;
+};
+
+struct cg_auth {
+    const struct cg_config *cfg; /* borrowed */
+    uv_loop_t *loop;             /* borrowed */
+    struct cg_bridge *bridge;    /* borrowed */
+    struct cg_auth_hooks hooks;
+    redisContext *rc;
+    uint64_t down_until_ms;
+    struct cg_map entries;
+    uv_timer_t check;
+};
+
+int cg_auth_init(struct cg_auth *a, uv_loop_t *loop, const struct cg_config *cfg,
+                 struct cg_bridge *bridge, const struct cg_auth_hooks *hooks);
+/* Frees every entry; sockets must have been detached. Closes the timer handle. */
+void cg_auth_finish(struct cg_auth *a);
+
+/* Authenticates session id sid (already validated by cg_session_id_valid). On
+ * CG_AUTH_OK *out is an entry with one reference held for the caller. */
+enum cg_auth_result cg_auth_lookup(struct cg_auth *a, const char *sid, struct cg_auth_entry **out);
+/* Drops a reference taken by cg_auth_lookup (NULL is a no-op). */
+void cg_auth_release(struct cg_auth *a, struct cg_auth_entry *e);
+/* Links a socket to the entry (the socket's reference is the lookup's). */
+void cg_auth_attach(struct cg_auth_entry *e, struct cg_list *socket_link);
+/* Unlinks the socket and drops its reference. */
+void cg_auth_detach(struct cg_auth *a, struct cg_auth_entry *e, struct cg_list *socket_link);
+
+int cg_auth_up(const struct cg_auth *a);
+/* Writes a short non-reversible tag of sid (8 hex chars) for logs. */
+void cg_auth_tag(const char *sid, char out[9]);
+
+#endif

@@ -1,0 +1,514 @@
+/* bridge.c -- Redis links (pub/sub, command, inbox), reconnection and watchdogs. */
+#include "bridge.h"
+
+#include <hiredis/adapters/libuv.h>
+#include <hiredis/hiredis.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+
+#define CONNECT_TIMEOUT_MS 3000
+#define HEARTBEAT_EVERY_MS 2000
+#define HEARTBEAT_STALE_MS 8000 /* pub/sub silent this long while command is up: drop */
+#define REPLY_TIMEOUT_MS 5000
+#define BLOCK_S 5 /* BLMOVE timeout; the pop must answer within BLOCK_S + REPLY_TIMEOUT */
+#define INSTRUMENTS_EVERY_MS 30000
+#define SUB_BATCH 512
+
+static const char *const link_names[] = {"pubsub", "command", "inbox"};
+
+static uint64_t now_ms(const struct cg_bridge *b)
+{
+    return uv_now(b->loop);
+}
+
+static void schedule_retry(struct cg_bridge_link *l);
+static void connect_link(struct cg_bridge_link *l);
+
+/* Drops the link now (it may be mid-connect or up) and schedules a reconnect.
+ * Pending callbacks run with a NULL reply, which every callback here ignores. */
+static void drop_link(struct cg_bridge_link *l, const char *why)
+{
+    redisAsyncContext *ac = l->ac;
+    if (!ac)
+        return;
+    cg_log(l->up ? CG_LOG_WARN : CG_LOG_INFO, "redis link lost", "link=%s reason=\"%s\"",
+           link_names[l->id], why);
+    l->ac = NULL;
+    l->up = 0;
+    l->pending_ms = 0;
+    ac->data = NULL;
+    redisAsyncFree(ac);
+    schedule_retry(l);
+}
+
+static void retry_cb(uv_timer_t *t)
+{
+    connect_link(t->data);
+}
+
+static void schedule_retry(struct cg_bridge_link *l)
+{
+    struct cg_bridge *b = l->bridge;
+    if (b->stopping)
+        return;
+    uint32_t base = l->backoff_ms ? l->backoff_ms : 100;
+    /* Full jitter on the upper half: several gateways restarting together spread out. */
+    uint32_t delay = base / 2 + (uint32_t)(rand() % (base / 2 + 1));
+    l->backoff_ms =
+        base * 2 > b->cfg->redis_backoff_max_ms ? b->cfg->redis_backoff_max_ms : base * 2;
+    uv_timer_start(&l->retry, retry_cb, delay, 0);
+}
+
+static void on_pubsub(redisAsyncContext *ac, void *r, void *priv);
+static void link_ready(struct cg_bridge_link *l);
+
+static void on_connect(const redisAsyncContext *ac, int status)
+{
+    struct cg_bridge_link *l = ac->data;
+    if (!l || l->ac != ac)
+        return;
+    if (status != REDIS_OK) {
+        cg_log(CG_LOG_DEBUG, "redis connect failed", "link=%s error=\"%s\"", link_names[l->id],
+               ac->errstr);
+        l->ac = NULL; /* hiredis frees the context after this callback */
+        l->up = 0;
+        schedule_retry(l);
+        return;
+    }
+    link_ready(l);
+}
+
+static void on_disconnect(const redisAsyncContext *ac, int status)
+{
+    struct cg_bridge_link *l = ac->data;
+    if (!l || l->ac != ac)
+        return; /* dropped on purpose: already handled */
+    cg_log(CG_LOG_WARN, "redis link lost", "link=%s reason=\"%s\"", link_names[l->id],
+           status == REDIS_OK ? "closed" : ac->errstr);
+    l->ac = NULL;
+    l->up = 0;
+    l->pending_ms = 0;
+    schedule_retry(l);
+}
+
+static void connect_link(struct cg_bridge_link *l)
+{
+    struct cg_bridge *b = l->bridge;
+    if (b->stopping || l->ac)
+        return;
+    redisAsyncContext *ac = redisAsyncConnect(b->cfg->redis_host, (int)b->cfg->redis_port);
+    if (!ac || ac->err) {
+        cg_log(CG_LOG_DEBUG, "redis connect failed", "link=%s error=\"%s\"", link_names[l->id],
+               ac ? ac->errstr : "out of memory");
+        if (ac)
+            redisAsyncFree(ac);
+        schedule_retry(l);
+        return;
+    }
+    if (redisLibuvAttach(ac, b->loop) != REDIS_OK) {
+        redisAsyncFree(ac);
+        schedule_retry(l);
+        return;
+    }
+    ac->data = l;
+    l->ac = ac;
+    l->up = 0;
+    l->since_ms = now_ms(b);
+    redisAsyncSetConnectCallback(ac, on_connect);
+    redisAsyncSetDisconnectCallback(ac, on_disconnect);
+}
+
+/* ---- pub/sub link ------------------------------------------------------- */
+
+static int subscribe_argv(struct cg_bridge *b, const char *verb, int argc, const char **argv,
+                          const size_t *lens)
+{
+    struct cg_bridge_link *l = &b->links[CG_LINK_PUBSUB];
+    if (!l->ac || argc < 2)
+        return -1;
+    argv[0] = verb;
+    ((size_t *)lens)[0] = strlen(verb);
+    if (redisAsyncCommandArgv(l->ac, on_pubsub, NULL, argc, argv, lens) != REDIS_OK) {
+        drop_link(l, "subscribe failed");
+        return -1;
+    }
+    return 0;
+}
+
+/* Batches SUBSCRIBE commands over every active instrument or user. */
+struct sub_batch {
+    struct cg_bridge *b;
+    const char *argv[SUB_BATCH + 1];
+    size_t lens[SUB_BATCH + 1];
+    char names[SUB_BATCH][200];
+    int argc;
+};
+
+static void batch_flush(struct sub_batch *sb)
+{
+    if (sb->argc > 1)
+        subscribe_argv(sb->b, "SUBSCRIBE", sb->argc, sb->argv, sb->lens);
+    sb->argc = 1;
+}
+
+static void batch_add(struct sub_batch *sb, const char *prefix, const char *name)
+{
+    int i = sb->argc - 1;
+    int n = snprintf(sb->names[i], sizeof(sb->names[i]), "%s%s", prefix, name);
+    sb->argv[sb->argc] = sb->names[i];
+    sb->lens[sb->argc] = (size_t)n;
+    if (++sb->argc == SUB_BATCH + 1)
+        batch_flush(sb);
+}
+
+static void add_instrument(struct cg_map_node *n, void *arg)
+{
+    struct sub_batch *sb = arg;
+    struct cg_instrument *in = CG_CONTAINER_OF(n, struct cg_instrument, node);
+    if (in->nsubs)
+        batch_add(sb, sb->b->cfg->md_prefix, in->name);
+}
+
+static void add_user(struct cg_map_node *n, void *arg)
+{
+    struct sub_batch *sb = arg;
+    batch_add(sb, sb->b->cfg->user_prefix, CG_CONTAINER_OF(n, struct cg_user, node)->id);
+}
+
+static void pubsub_ready(struct cg_bridge *b)
+{
+    struct sub_batch *sb = malloc(sizeof(*sb));
+    if (!sb) {
+        drop_link(&b->links[CG_LINK_PUBSUB], "out of memory");
+        return;
+    }
+    sb->b = b;
+    sb->argc = 1;
+    batch_add(sb, "", b->cfg->broadcast_channel);
+    batch_add(sb, "", b->heartbeat_channel);
+    cg_map_each(&b->reg->instruments, add_instrument, sb);
+    cg_map_each(&b->reg->users, add_user, sb);
+    batch_flush(sb);
+    free(sb);
+    b->last_heartbeat_ms = now_ms(b);
+}
+
+static int starts(const char *s, size_t len, const char *prefix, size_t *plen)
+{
+    *plen = strlen(prefix);
+    return len >= *plen && !memcmp(s, prefix, *plen);
+}
+
+static void on_pubsub(redisAsyncContext *ac, void *r, void *priv)
+{
+    (void)priv;
+    struct cg_bridge_link *l = ac->data;
+    redisReply *reply = r;
+    if (!l || !reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3)
+        return;
+    redisReply *kind = reply->element[0], *ch = reply->element[1], *msg = reply->element[2];
+    if (kind->type != REDIS_REPLY_STRING || strcmp(kind->str, "message") ||
+        ch->type != REDIS_REPLY_STRING || msg->type != REDIS_REPLY_STRING)
+        return;
+    struct cg_bridge *b = l->bridge;
+    const struct cg_config *c = b->cfg;
+    size_t pl;
+    if (ch->len == strlen(b->heartbeat_channel) && !strcmp(ch->str, b->heartbeat_channel))
+        b->last_heartbeat_ms = now_ms(b);
+    else if (ch->len == strlen(c->broadcast_channel) && !strcmp(ch->str, c->broadcast_channel))
+        cg_relay_broadcast(b->relay, msg->str, msg->len, CG_SOURCE_PUBSUB);
+    else if (starts(ch->str, ch->len, c->md_prefix, &pl))
+        cg_relay_tick(b->relay, ch->str + pl, ch->len - pl, msg->str, msg->len, CG_SOURCE_PUBSUB);
+    else if (starts(ch->str, ch->len, c->user_prefix, &pl))
+        cg_relay_user(b->relay, ch->str + pl, ch->len - pl, msg->str, msg->len, CG_SOURCE_PUBSUB);
+}
+
+static void upstream(struct cg_bridge *b, const char *verb, const char *prefix, const char *name)
+{
+    if (!b->links[CG_LINK_PUBSUB].up)
+        return; /* the next connect subscribes whatever is active then */
+    char ch[200];
+    const char *argv[2] = {verb, ch};
+    size_t lens[2] = {strlen(verb), (size_t)snprintf(ch, sizeof(ch), "%s%s", prefix, name)};
+    subscribe_argv(b, verb, 2, argv, lens);
+}
+
+void cg_bridge_instrument_active(void *data, struct cg_instrument *inst, int active)
+{
+    struct cg_bridge *b = data;
+    upstream(b, active ? "SUBSCRIBE" : "UNSUBSCRIBE", b->cfg->md_prefix, inst->name);
+}
+
+void cg_bridge_user_active(void *data, struct cg_user *user, int active)
+{
+    struct cg_bridge *b = data;
+    upstream(b, active ? "SUBSCRIBE" : "UNSUBSCRIBE", b->cfg->user_prefix, user->id);
+}
+
+/* ---- command link -------------------------------------------------------- */
+
+static int check_reply(struct cg_bridge_link *l, redisReply *reply, const char *what)
+{
+    if (reply && reply->type == REDIS_REPLY_ERROR) {
+        cg_log(CG_LOG_ERROR, "redis command failed", "link=%s command=%s error=\"%.200s\"",
+               link_names[l->id], what, reply->str);
+        return -1;
+    }
+    return 0;
+}
+
+static void on_heartbeat(redisAsyncContext *ac, void *r, void *priv)
+{
+    (void)priv;
+    struct cg_bridge_link *l = ac->data;
+    if (l && r)
+        l->pending_ms = 0;
+}
+
+struct members_ctx {
+    struct cg_bridge *b;
+    void (*done)(void *data);
+    void *data;
+};
+
+static void on_members(redisAsyncContext *ac, void *r, void *priv)
+{
+    (void)ac;
+    struct members_ctx *ctx = priv;
+    redisReply *reply = r;
+    if (reply && !check_reply(&ctx->b->links[CG_LINK_COMMAND], reply, "SMEMBERS") &&
+        reply->type == REDIS_REPLY_ARRAY) {
+        for (size_t i = 0; i < reply->elements; i++) {
+            redisReply *e = reply->element[i];
+            if (e->type != REDIS_REPLY_STRING || !cg_instrument_valid(e->str, e->len))
+                continue;
+            struct cg_instrument *in = cg_registry_instrument(ctx->b->reg, e->str, e->len, 1);
+            if (in)
+                in->known = 1;
+        }
+    }
+    if (ctx->done)
+        ctx->done(ctx->data);
+    free(ctx);
+}
+
+int cg_bridge_refresh_instruments(struct cg_bridge *b, void (*done)(void *data), void *data)
+{
+    struct cg_bridge_link *l = &b->links[CG_LINK_COMMAND];
+    struct members_ctx *ctx = malloc(sizeof(*ctx));
+    if (!ctx)
+        return -1;
+    ctx->b = b;
+    ctx->done = done;
+    ctx->data = data;
+    if (!l->up || redisAsyncCommand(l->ac, on_members, ctx, "SMEMBERS %s",
+                                    b->cfg->instruments_key) != REDIS_OK) {
+        free(ctx);
+        return -1;
+    }
+    b->last_instruments_ms = now_ms(b);
+    return 0;
+}
+
+static void refresh_instruments(struct cg_bridge *b)
+{
+    cg_bridge_refresh_instruments(b, NULL, NULL);
+}
+
+int cg_bridge_command(struct cg_bridge *b, redisCallbackFn *fn, void *privdata, int argc,
+                      const char **argv, const size_t *argvlen)
+{
+    struct cg_bridge_link *l = &b->links[CG_LINK_COMMAND];
+    if (!l->up)
+        return -1;
+    if (redisAsyncCommandArgv(l->ac, fn, privdata, argc, argv, argvlen) != REDIS_OK) {
+        drop_link(l, "command failed");
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- inbox link -------------------------------------------------------------- */
+
+static void start_pop(struct cg_bridge_link *l);
+
+static void on_pop(redisAsyncContext *ac, void *r, void *priv)
+{
+    (void)priv;
+    struct cg_bridge_link *l = ac->data;
+    redisReply *reply = r;
+    if (!l || !reply)
+        return;
+    l->pending_ms = 0;
+    if (check_reply(l, reply, "BLMOVE")) {
+        drop_link(l, "BLMOVE failed (Redis 6.2 or later is required)");
+        return;
+    }
+    struct cg_bridge *b = l->bridge;
+    if (reply->type == REDIS_REPLY_STRING) {
+        struct cg_envelope env;
+        if (cg_relay_envelope(b->relay, reply->str, reply->len, &env) == 0) {
+            char ch[300];
+            const struct cg_config *c = b->cfg;
+            if (env.kind == CG_ENV_INSTRUMENT)
+                snprintf(ch, sizeof(ch), "%s%s", c->md_prefix, env.target);
+            else if (env.kind == CG_ENV_USER)
+                snprintf(ch, sizeof(ch), "%s%s", c->user_prefix, env.target);
+            else
+                snprintf(ch, sizeof(ch), "%s", c->broadcast_channel);
+            /* Same connection, in order: the ack below cannot overtake the publish. */
+            redisAsyncCommand(ac, NULL, NULL, "PUBLISH %s %b", ch, env.data, env.len);
+            free(env.data);
+        }
+        redisAsyncCommand(ac, NULL, NULL, "LPOP %s", b->processing_key);
+    }
+    if (l->ac)
+        start_pop(l);
+}
+
+static void start_pop(struct cg_bridge_link *l)
+{
+    struct cg_bridge *b = l->bridge;
+    l->pending_ms = now_ms(b);
+    redisAsyncCommand(l->ac, on_pop, NULL, "BLMOVE %s %s LEFT RIGHT %d", b->cfg->inbox_key,
+                      b->processing_key, BLOCK_S);
+}
+
+/* Items a previous run of this gateway popped but may not have delivered go back
+ * to the head of the inbox, oldest first, before popping resumes. */
+static void on_recover(redisAsyncContext *ac, void *r, void *priv)
+{
+    (void)priv;
+    struct cg_bridge_link *l = ac->data;
+    redisReply *reply = r;
+    if (!l || !reply)
+        return;
+    l->pending_ms = 0;
+    if (check_reply(l, reply, "LMOVE")) {
+        drop_link(l, "LMOVE failed (Redis 6.2 or later is required)");
+        return;
+    }
+    struct cg_bridge *b = l->bridge;
+    if (reply->type == REDIS_REPLY_STRING) {
+        l->pending_ms = now_ms(b);
+        redisAsyncCommand(ac, on_recover, NULL, "LMOVE %s %s RIGHT LEFT", b->processing_key,
+                          b->cfg->inbox_key);
+    } else {
+        start_pop(l);
+    }
+}
+
+/* ---- link set-up ----------------------------------------------------------- */
+
+static void link_ready(struct cg_bridge_link *l)
+{
+    struct cg_bridge *b = l->bridge;
+    if (l->backoff_ms)
+        cg_metrics.redis_reconnects[l->id]++;
+    l->backoff_ms = 0;
+    l->up = 1;
+    l->pending_ms = 0;
+    cg_log(CG_LOG_INFO, "redis link up", "link=%s addr=%s:%u", link_names[l->id],
+           b->cfg->redis_host, b->cfg->redis_port);
+    if (l->id != CG_LINK_PUBSUB && b->cfg->redis_db)
+        redisAsyncCommand(l->ac, NULL, NULL, "SELECT %u", b->cfg->redis_db);
+    switch (l->id) {
+    case CG_LINK_PUBSUB:
+        pubsub_ready(b);
+        break;
+    case CG_LINK_COMMAND:
+        refresh_instruments(b);
+        break;
+    case CG_LINK_INBOX:
+        l->pending_ms = now_ms(b);
+        redisAsyncCommand(l->ac, on_recover, NULL, "LMOVE %s %s RIGHT LEFT", b->processing_key,
+                          b->cfg->inbox_key);
+        break;
+    default:
+        break;
+    }
+}
+
+static void watchdog_cb(uv_timer_t *t)
+{
+    struct cg_bridge *b = t->data;
+    uint64_t now = now_ms(b);
+    for (int i = 0; i < 3; i++) {
+        struct cg_bridge_link *l = &b->links[i];
+        if (l->ac && !l->up && now - l->since_ms > CONNECT_TIMEOUT_MS)
+            drop_link(l, "connect timeout");
+    }
+    struct cg_bridge_link *cmd = &b->links[CG_LINK_COMMAND];
+    struct cg_bridge_link *ps = &b->links[CG_LINK_PUBSUB];
+    struct cg_bridge_link *ib = &b->links[CG_LINK_INBOX];
+    if (cmd->up && cmd->pending_ms && now - cmd->pending_ms > REPLY_TIMEOUT_MS)
+        drop_link(cmd, "heartbeat unanswered");
+    if (cmd->up && !cmd->pending_ms) {
+        cmd->pending_ms = now;
+        if (redisAsyncCommand(cmd->ac, on_heartbeat, NULL, "PUBLISH %s 1", b->heartbeat_channel) !=
+            REDIS_OK)
+            drop_link(cmd, "heartbeat failed");
+    }
+    /* The pub/sub link cannot PING in subscribed mode with hiredis 0.14, so its
+     * liveness is our own heartbeat coming back through it. */
+    if (ps->up && cmd->up && now - b->last_heartbeat_ms > HEARTBEAT_STALE_MS)
+        drop_link(ps, "heartbeat not received");
+    if (ib->up && ib->pending_ms && now - ib->pending_ms > BLOCK_S * 1000 + REPLY_TIMEOUT_MS)
+        drop_link(ib, "blocking pop unanswered");
+    if (cmd->up && now - b->last_instruments_ms > INSTRUMENTS_EVERY_MS)
+        refresh_instruments(b);
+}
+
+int cg_bridge_start(struct cg_bridge *b, uv_loop_t *loop, const struct cg_config *cfg,
+                    struct cg_registry *reg, struct cg_relay *relay)
+{
+    memset(b, 0, sizeof(*b));
+    b->loop = loop;
+    b->cfg = cfg;
+    b->reg = reg;
+    b->relay = relay;
+    snprintf(b->heartbeat_channel, sizeof(b->heartbeat_channel), "chartgate:hb:%.120s:%d",
+             cfg->inbox_id, (int)getpid());
+    snprintf(b->processing_key, sizeof(b->processing_key), "%s:processing:%s", cfg->inbox_key,
+             cfg->inbox_id);
+    uv_timer_init(loop, &b->watchdog);
+    b->watchdog.data = b;
+    for (int i = 0; i < 3; i++) {
+        struct cg_bridge_link *l = &b->links[i];
+        l->bridge = b;
+        l->id = (enum cg_link)i;
+        uv_timer_init(loop, &l->retry);
+        l->retry.data = l;
+        connect_link(l);
+    }
+    uv_timer_start(&b->watchdog, watchdog_cb, 1000, 1000);
+    return 0;
+}
+
+void cg_bridge_stop(struct cg_bridge *b)
+{
+    b->stopping = 1;
+    for (int i = 0; i < 3; i++) {
+        struct cg_bridge_link *l = &b->links[i];
+        redisAsyncContext *ac = l->ac;
+        l->ac = NULL;
+        l->up = 0;
+        if (ac) {
+            ac->data = NULL;
+            redisAsyncFree(ac);
+        }
+        uv_timer_stop(&l->retry);
+        uv_close((uv_handle_t *)&l->retry, NULL);
+    }
+    uv_timer_stop(&b->watchdog);
+    uv_close((uv_handle_t *)&b->watchdog, NULL);
+}
+
+int cg_bridge_up(const struct cg_bridge *b, enum cg_link link)
+{
+    return link < 3 && b->links[link].up;
+}

@@ -1,0 +1,77 @@
+/* bridge.h -- the Redis bridge: pub/sub, command and inbox links on the libuv loop.
+ *
+ * Three hiredis async connections, attached with hiredis' libuv adapter:
+ *  - pub/sub: SUBSCRIBE to the broadcast channel, a private heartbeat channel, and
+ *    md:<instrument> / user:<id> for each instrument and user with local sockets
+ *    (reference-counted by the registry; see the hooks in registry.h);
+ *  - command: heartbeat PUBLISH, SMEMBERS of the instrument set, session re-checks;
+ *  - inbox: BLMOVE from the inbox list into this gateway's processing list, then
+ *    republish + ack on the same connection, so an item is never lost (at least once).
+ * hiredis 0.14 has no timeouts: a 1 s watchdog drops a link whose connect, heartbeat
+ * or blocking pop is overdue, and every lost link reconnects with jittered
+ * exponential back-off, re-subscribing everything active. Client sockets are not
+ * touched by any of this. */
+#ifndef CG_BRIDGE_H
+#define CG_BRIDGE_H
+
+#include <hiredis/async.h>
+#include <uv.h>
+
+#include "config.h"
+#include "metrics.h"
+#include "registry.h"
+#include "relay.h"
+
+struct cg_bridge;
+
+struct cg_bridge_link {
+    struct cg_bridge *bridge;
+    enum cg_link id;
+    redisAsyncContext *ac; /* NULL while down */
+    int up;                /* connected and initialised */
+    uint32_t backoff_ms;
+    uint64_t since_ms;   /* when the current connect attempt / wait started */
+    uint64_t pending_ms; /* when the oldest outstanding liveness probe was sent; 0 = none */
+    uv_timer_t retry;
+};
+
+struct cg_bridge {
+    uv_loop_t *loop;                /* borrowed */
+    const struct cg_config *cfg;    /* borrowed */
+    struct cg_registry *reg;        /* borrowed */
+    struct cg_relay *relay;         /* borrowed */
+    struct cg_bridge_link links[3]; /* indexed by CG_LINK_PUBSUB/COMMAND/INBOX */
+    uv_timer_t watchdog;
+    uint64_t last_heartbeat_ms;   /* last heartbeat seen on the pub/sub link */
+    uint64_t last_instruments_ms; /* last SMEMBERS of the instrument set */
+    char heartbeat_channel[200];
+    char processing_key[300];
+    int stopping;
+    int open_handles; /* uv handles not yet closed, for a clean shutdown */
+};
+
+/* Initialises b and starts connecting; returns 0 or -1 (nothing to undo on -1).
+ * All pointers are borrowed and must outlive the bridge. */
+int cg_bridge_start(struct cg_bridge *b, uv_loop_t *loop, const struct cg_config *cfg,
+                    struct cg_registry *reg, struct cg_relay *relay);
+/* Closes the links and the timers; the loop must run on to let handles close. */
+void cg_bridge_stop(struct cg_bridge *b);
+
+/* Registry hooks: upstream (un)subscribe for instruments and users. data = bridge. */
+void cg_bridge_instrument_active(void *data, struct cg_instrument *inst, int active);
+void cg_bridge_user_active(void *data, struct cg_user *user, int active);
+
+int cg_bridge_up(const struct cg_bridge *b, enum cg_link link);
+
+/* Re-reads the Redis set of known instruments into the registry, then calls done
+ * (also if the link drops first; done may be NULL). Returns -1, without calling
+ * done, when the command link is down. */
+int cg_bridge_refresh_instruments(struct cg_bridge *b, void (*done)(void *data), void *data);
+
+/* Sends a command on the command link; fn gets the reply (borrowed, valid during the
+ * call; NULL if the link dropped first). Returns 0, or -1 when the link is down
+ * (fn is then never called). */
+int cg_bridge_command(struct cg_bridge *b, redisCallbackFn *fn, void *privdata, int argc,
+                      const char **argv, const size_t *argvlen);
+
+#endif

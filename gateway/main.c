@@ -1,0 +1,151 @@
+/* main.c -- chartgate: configuration, the one libuv loop, wiring, signals, shutdown.
+ *
+ * Everything runs on one thread and one libuv loop owned here: libwebsockets is
+ * attached to it as a foreign loop, hiredis through its libuv adapter. Scale-out
+ * is more processes behind nginx sharing one Redis, not threads. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "auth.h"
+#include "bridge.h"
+#include "config.h"
+#include "log.h"
+#include "registry.h"
+#include "relay.h"
+#include "ws.h"
+
+#ifndef CG_DEFAULT_WEB_ROOT
+#define CG_DEFAULT_WEB_ROOT "web"
+#endif
+
+#define SHUTDOWN_CLOSE_MS 1500 /* time given to clients to take their close frame */
+#define SHUTDOWN_HARD_MS 4500  /* exit 0 within 5 s whatever happens */
+
+struct app {
+    uv_loop_t loop;
+    struct cg_config cfg;
+    struct cg_registry reg;
+    struct cg_relay relay;
+    struct cg_bridge bridge;
+    struct cg_auth auth;
+    struct cg_ws ws;
+    uv_signal_t sigterm, sigint;
+    uv_timer_t shutdown_timer, hard_timer;
+    int stopping;
+};
+
+static void print_usage(const char *text)
+{
+    fputs(text, stdout);
+}
+
+static void close_handle(uv_handle_t *h)
+{
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+static void log_handle(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    cg_log(CG_LOG_DEBUG, "open handle", "type=%s closing=%d", uv_handle_type_name(h->type),
+           uv_is_closing(h));
+}
+
+static void hard_exit(uv_timer_t *t)
+{
+    (void)t;
+    cg_log(CG_LOG_WARN, "shutdown deadline reached", "pid=%d", (int)getpid());
+    _exit(0);
+}
+
+/* Second phase: the clients had their close frames; take everything down and let
+ * the loop run dry. */
+static void finish_shutdown(uv_timer_t *t)
+{
+    struct app *a = t->data;
+    close_handle((uv_handle_t *)&a->shutdown_timer);
+    cg_ws_stop(&a->ws);
+    cg_bridge_stop(&a->bridge);
+    cg_auth_finish(&a->auth);
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    struct app *a = s->data;
+    if (a->stopping)
+        return;
+    a->stopping = 1;
+    cg_log(CG_LOG_INFO, "shutting down", "signal=%d connections=%zu", signum, a->reg.nmembers);
+    uv_signal_stop(&a->sigterm);
+    uv_signal_stop(&a->sigint);
+    close_handle((uv_handle_t *)&a->sigterm);
+    close_handle((uv_handle_t *)&a->sigint);
+    uv_timer_start(&a->hard_timer, hard_exit, SHUTDOWN_HARD_MS, 0);
+    cg_ws_close_all(&a->ws);
+    uv_timer_init(&a->loop, &a->shutdown_timer);
+    a->shutdown_timer.data = a;
+    uv_timer_start(&a->shutdown_timer, finish_shutdown, a->reg.nmembers ? SHUTDOWN_CLOSE_MS : 0, 0);
+}
+
+int main(int argc, char **argv)
+{
+    static struct app a;
+    char err[512];
+    switch (
+        cg_config_load(&a.cfg, argc, argv, CG_DEFAULT_WEB_ROOT, err, sizeof(err), print_usage)) {
+    case CG_CONFIG_HELP:
+        return 0;
+    case CG_CONFIG_ERROR:
+        fprintf(stderr, "%s\n", err);
+        return 2;
+    case CG_CONFIG_OK:
+        break;
+    }
+    cg_log_set_level((enum cg_log_level)a.cfg.log_level);
+    signal(SIGPIPE, SIG_IGN);
+    srand((unsigned)time(NULL) ^ (unsigned)getpid());
+
+    if (uv_loop_init(&a.loop)) {
+        fprintf(stderr, "chartgate: cannot create the event loop\n");
+        return 1;
+    }
+    struct cg_registry_hooks rh = {cg_bridge_instrument_active, cg_bridge_user_active, &a.bridge};
+    cg_registry_init(&a.reg, &rh, a.cfg.max_instruments);
+    struct cg_relay_hooks relay_hooks = {cg_ws_deliver, &a.ws};
+    cg_relay_init(&a.relay, &a.reg, &relay_hooks, a.cfg.max_payload_bytes);
+    if (cg_bridge_start(&a.bridge, &a.loop, &a.cfg, &a.reg, &a.relay))
+        return 1;
+    struct cg_auth_hooks ah = {cg_ws_revoked, &a.ws};
+    cg_auth_init(&a.auth, &a.loop, &a.cfg, &a.bridge, &ah);
+    if (cg_ws_start(&a.ws, &a.loop, &a.cfg, &a.reg, &a.auth, &a.bridge)) {
+        fprintf(stderr, "chartgate: --listen: cannot listen on %s:%u\n", a.cfg.listen_host,
+                a.cfg.listen_port);
+        return 1;
+    }
+    uv_timer_init(&a.loop, &a.hard_timer);
+    uv_unref((uv_handle_t *)&a.hard_timer);
+    uv_signal_init(&a.loop, &a.sigterm);
+    uv_signal_init(&a.loop, &a.sigint);
+    a.sigterm.data = a.sigint.data = &a;
+    uv_signal_start(&a.sigterm, on_signal, SIGTERM);
+    uv_signal_start(&a.sigint, on_signal, SIGINT);
+
+    uv_run(&a.loop, UV_RUN_DEFAULT);
+
+    /* The deadline timer is unreferenced, so the loop ran dry without it. */
+    close_handle((uv_handle_t *)&a.hard_timer);
+    uv_run(&a.loop, UV_RUN_DEFAULT);
+    cg_registry_finish(&a.reg);
+    if (uv_loop_close(&a.loop) == UV_EBUSY) {
+        uv_walk(&a.loop, log_handle, NULL);
+        cg_log(CG_LOG_WARN, "event loop closed with handles open", "pid=%d", (int)getpid());
+    }
+    cg_log(CG_LOG_INFO, "stopped", "pid=%d", (int)getpid());
+    return 0;
+}

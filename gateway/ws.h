@@ -1,0 +1,56 @@
+/* ws.h -- the libwebsockets side: handshake auth, client messages, writes, HTTP.
+ *
+ * One lws protocol serves both HTTP (static web/, /healthz, /metrics) and the
+ * WebSocket endpoint /ws, so that clients need no subprotocol. Per-vhost state is
+ * struct cg_ws; per-connection state is struct cg_client (lws allocates it). A
+ * client's frames are queued in its cg_outq and written only in
+ * LWS_CALLBACK_SERVER_WRITEABLE, several frames joined by "\n" per message. */
+#ifndef CG_WS_H
+#define CG_WS_H
+
+#include <libwebsockets.h>
+
+#include "auth.h"
+#include "bridge.h"
+#include "config.h"
+#include "outq.h"
+#include "registry.h"
+#include "relay.h"
+
+_Static_assert(CG_FRAME_PRE >= LWS_PRE, "frame headroom must fit the lws header");
+
+struct cg_ws {
+    struct lws_context *ctx;
+    const struct cg_config *cfg; /* borrowed */
+    struct cg_registry *reg;     /* borrowed */
+    struct cg_auth *auth;        /* borrowed */
+    struct cg_bridge *bridge;    /* borrowed */
+    uv_loop_t *loop;             /* borrowed */
+    struct cg_outq_limits limits;
+    unsigned char *scratch;    /* LWS_PRE + batch_max_bytes: one batched message */
+    struct cg_map stash;       /* wsi -> authenticated entry, from CONFIRM_UPGRADE to ESTABLISHED */
+    struct cg_list list_waits; /* list/search requests waiting for the instrument set */
+    int list_inflight;         /* one SMEMBERS serves every waiting request */
+    uv_timer_t sweep;
+    struct cg_list to_close; /* clients whose close is to start (struct cg_client) */
+    uv_timer_t closer;
+    uint64_t started_ms;
+    int shutting_down;
+    struct cg_log_limit slow_log, rate_log;
+};
+
+/* Creates the lws context on loop and starts listening. Returns 0, or -1 with an
+ * error line logged. All pointers are borrowed and must outlive the ws module. */
+int cg_ws_start(struct cg_ws *w, uv_loop_t *loop, const struct cg_config *cfg,
+                struct cg_registry *reg, struct cg_auth *auth, struct cg_bridge *bridge);
+/* Closes every client with 1001 "going away"; new handshakes get 503. */
+void cg_ws_close_all(struct cg_ws *w);
+/* Destroys the lws context; the loop must run on for its handles to close. */
+void cg_ws_stop(struct cg_ws *w);
+
+/* Relay hook: offers a frame to a member's socket (see relay.h). data = cg_ws. */
+void cg_ws_deliver(void *data, struct cg_member *m, struct cg_frame *f, uint64_t *slot);
+/* Auth hook: closes a socket whose session ended with 4001. data = cg_ws. */
+void cg_ws_revoked(void *data, struct cg_list *socket_link);
+
+#endif
