@@ -83,8 +83,11 @@ size_t cg_metrics_render(const struct cg_metrics_gauges *g, char *buf, size_t bu
     labelled(&o, "chartgate_handshake_rejections_total", "counter",
              "WebSocket handshakes refused, by reason.", "reason", reject_names, m->rejections,
              CG_REJECT__COUNT);
-    one(&o, "chartgate_handshake_auth_seconds_total", "counter",
-        "Loop time spent authenticating handshakes.", m->handshake_us_total / 1000000);
+    pr(&o,
+       "# HELP chartgate_handshake_auth_seconds_total Loop time spent authenticating "
+       "handshakes.\n# TYPE chartgate_handshake_auth_seconds_total counter\n"
+       "chartgate_handshake_auth_seconds_total %.6f\n",
+       (double)m->handshake_us_total / 1e6);
     one(&o, "chartgate_session_lookups_total", "counter", "Session lookups sent to Redis.",
         m->session_lookups);
     one(&o, "chartgate_session_cache_hits_total", "counter",
