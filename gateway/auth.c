@@ -1,6 +1,7 @@
 /* auth.c -- synchronous session lookup, the session table, and periodic re-checks. */
 #include "auth.h"
 
+#include <errno.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -95,7 +96,9 @@ static int ensure_rc(struct cg_auth *a)
     if (a->rc)
         return 0;
     uv_update_time(a->loop);
-    if (uv_now(a->loop) < a->down_until_ms)
+    /* Held off for a moment after a failure, unless the bridge already sees Redis
+     * back: a storm of handshakes while Redis is away costs no connect attempts. */
+    if (uv_now(a->loop) < a->down_until_ms && !cg_bridge_up(a->bridge, CG_LINK_COMMAND))
         return -1;
     struct timeval tv = {a->cfg->session_timeout_ms / 1000,
                          (long)(a->cfg->session_timeout_ms % 1000) * 1000};
@@ -122,6 +125,13 @@ static int ensure_rc(struct cg_auth *a)
         cg_metrics.redis_reconnects[CG_LINK_SESSION]++;
     a->rc = rc;
     return 0;
+}
+
+/* 1 when a failed command means the peer had closed the connection (not a timeout). */
+static int stale(const redisContext *rc)
+{
+    return rc->err == REDIS_ERR_EOF ||
+           (rc->err == REDIS_ERR_IO && (errno == ECONNRESET || errno == EPIPE));
 }
 
 static struct cg_auth_entry *find(struct cg_auth *a, const char *sid)
@@ -155,6 +165,15 @@ enum cg_auth_result cg_auth_lookup(struct cg_auth *a, const char *sid, struct cg
     int klen = snprintf(key, sizeof(key), "%s%s", a->cfg->session_prefix, sid);
     cg_metrics.session_lookups++;
     redisReply *r = redisCommand(a->rc, "GET %b", key, (size_t)klen);
+    if (!r && stale(a->rc)) {
+        /* The connection died while idle (Redis restarted): one fresh try, since the
+         * first handshake after a restart should not be refused for our stale socket. */
+        drop_rc(a, "stale connection");
+        a->down_until_ms = 0;
+        if (ensure_rc(a))
+            return CG_AUTH_DOWN;
+        r = redisCommand(a->rc, "GET %b", key, (size_t)klen);
+    }
     if (!r) {
         drop_rc(a, "lookup failed");
         return CG_AUTH_DOWN;

@@ -1,7 +1,7 @@
 /* bridge.c -- Redis links (pub/sub, command, inbox), reconnection and watchdogs. */
 #include "bridge.h"
 
-#include <hiredis/adapters/libuv.h>
+#include "uvredis.h"
 #include <hiredis/hiredis.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -109,7 +109,7 @@ static void connect_link(struct cg_bridge_link *l)
         schedule_retry(l);
         return;
     }
-    if (redisLibuvAttach(ac, b->loop) != REDIS_OK) {
+    if (cg_uvredis_attach(ac, b->loop) != REDIS_OK) {
         redisAsyncFree(ac);
         schedule_retry(l);
         return;
