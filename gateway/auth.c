@@ -152,7 +152,7 @@ enum cg_auth_result cg_auth_lookup(struct cg_auth *a, const char *sid, struct cg
     struct cg_auth_entry *e = find(a, sid);
     uint64_t now = uv_now(a->loop);
     if (e && !e->revoked && (e->nsockets || now < e->cached_until_ms)) {
-        if (e->session->exp && e->session->exp <= wall_s())
+        if (e->session->has_exp && e->session->exp <= wall_s())
             return CG_AUTH_EXPIRED;
         cg_metrics.session_cache_hits++;
         e->refs++;
@@ -264,6 +264,7 @@ static void on_recheck(redisAsyncContext *ac, void *r, void *priv)
                 revoke_entry(a, e, "malformed");
             else if (st == CG_SESSION_OK && s) {
                 e->session->exp = s->exp; /* allowlist and user stay as authenticated */
+                e->session->has_exp = s->has_exp;
             }
             cg_session_destroy(s);
         }
@@ -279,7 +280,7 @@ static void check_one(struct cg_map_node *n, void *arg)
         maybe_free(a, e);
         return;
     }
-    if (e->session->exp && e->session->exp <= wall_s()) {
+    if (e->session->has_exp && e->session->exp <= wall_s()) {
         revoke_entry(a, e, "expired");
         return;
     }

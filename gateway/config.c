@@ -110,12 +110,16 @@ static void defaults(struct cg_config *c, const char *web_root)
 int cg_config_parse_hostport(const char *s, char *host, size_t hostsz, uint32_t *port)
 {
     const char *colon = strrchr(s, ':');
-    if (!colon || colon == s)
+    if (!colon || colon == s || colon[1] < '0' || colon[1] > '9')
         return -1;
     size_t hl = (size_t)(colon - s);
-    if (s[0] == '[' && colon[-1] == ']') { /* [::1]:8080 */
+    if (s[0] == '[') { /* [::1]:8080 */
+        if (colon[-1] != ']')
+            return -1;
         s++;
         hl -= 2;
+    } else if (memchr(s, ']', hl) || memchr(s, '[', hl)) {
+        return -1;
     }
     if (!hl || hl >= hostsz)
         return -1;
@@ -144,7 +148,8 @@ int cg_config_parse_redis_url(const char *s, char *host, size_t hostsz, uint32_t
         return -1; /* credentials are not supported in the URL */
     memcpy(hp, s, hl);
     hp[hl] = 0;
-    if (!strchr(hp, ':')) {
+    const char *rb = strrchr(hp, ']');
+    if (!strchr(rb ? rb : hp, ':')) { /* no port: [::1] or host */
         if (hl + 6 >= sizeof(hp))
             return -1;
         strcat(hp, ":6379");
@@ -276,7 +281,10 @@ static int load_file(struct cg_config *c, const char *path, char *err, size_t er
     json_error_t je;
     json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
     if (!root) {
-        snprintf(err, errsz, "chartgate: %s:%d: %s", path, je.line, je.text);
+        if (je.line > 0)
+            snprintf(err, errsz, "chartgate: %s:%d: %s", path, je.line, je.text);
+        else
+            snprintf(err, errsz, "chartgate: %s: %s", path, je.text);
         return -1;
     }
     int rc = 0;
@@ -334,9 +342,25 @@ static void usage(void (*out)(const char *))
     }
 }
 
+static enum cg_config_result load(struct cg_config *cfg, int argc, char **argv,
+                                  const char *default_web_root, char *err, size_t errsz,
+                                  void (*usage_out)(const char *text));
+
 enum cg_config_result cg_config_load(struct cg_config *cfg, int argc, char **argv,
                                      const char *default_web_root, char *err, size_t errsz,
                                      void (*usage_out)(const char *text))
+{
+    enum cg_config_result r = load(cfg, argc, argv, default_web_root, err, errsz, usage_out);
+    /* The error is one line whatever the input held: values are echoed in it. */
+    for (char *c = err; *c; c++)
+        if ((unsigned char)*c < 0x20 || *c == 0x7f)
+            *c = '?';
+    return r;
+}
+
+static enum cg_config_result load(struct cg_config *cfg, int argc, char **argv,
+                                  const char *default_web_root, char *err, size_t errsz,
+                                  void (*usage_out)(const char *text))
 {
     defaults(cfg, default_web_root);
     err[0] = 0;
@@ -345,6 +369,11 @@ enum cg_config_result cg_config_load(struct cg_config *cfg, int argc, char **arg
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             usage(usage_out);
             return CG_CONFIG_HELP;
+        }
+        if (!strncmp(argv[i], "--", 2) && !strchr(argv[i], '=') &&
+            find_flag(argv[i] + 2, strlen(argv[i] + 2))) {
+            i++; /* a flag's value is never taken for --help or --config */
+            continue;
         }
         if (!strcmp(argv[i], "--config") || !strncmp(argv[i], "--config=", 9)) {
             const char *path = argv[i][8] == '=' ? argv[i] + 9 : (i + 1 < argc ? argv[++i] : NULL);

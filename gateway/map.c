@@ -21,7 +21,7 @@ void cg_map_finish(struct cg_map *m)
  * in bulk beyond what the per-socket limits allow, so a keyed hash buys little here. */
 uint64_t cg_map_hash(const char *key, size_t klen)
 {
-    uint64_t h = 1469598103934665603ULL;
+    uint64_t h = 14695981039346656037ULL;
     for (size_t i = 0; i < klen; i++) {
         h ^= (unsigned char)key[i];
         h *= 1099511628211ULL;

@@ -87,6 +87,16 @@ int cg_registry_join(struct cg_registry *r, struct cg_member *m, void *owner, co
     return CG_REG_OK;
 }
 
+/* Forgets an instrument that only clients ever named (never published, not in the
+ * catalog) once nobody subscribes to it: clients cannot fill the table. */
+static void reap(struct cg_registry *r, struct cg_instrument *in)
+{
+    if (!in->nsubs && !in->known && !in->seq) {
+        cg_map_del(&r->instruments, &in->node);
+        free(in);
+    }
+}
+
 static void drop_sub(struct cg_registry *r, struct cg_sub *s)
 {
     struct cg_instrument *in = s->inst;
@@ -99,6 +109,7 @@ static void drop_sub(struct cg_registry *r, struct cg_sub *s)
         r->nactive--;
         if (r->hooks.instrument_active)
             r->hooks.instrument_active(r->hooks.data, in, 0);
+        reap(r, in);
     }
 }
 
@@ -152,7 +163,7 @@ int cg_registry_subscribe(struct cg_registry *r, struct cg_member *m, const char
         return CG_REG_TOO_MANY;
 
     /* Second pass: allocate every new subscription before linking any, so a failure
-     * unwinds without having fired hooks. Instruments created here stay (harmless). */
+     * unwinds without having fired hooks (instruments it created are reaped). */
     struct cg_sub **subs = fresh ? calloc(fresh, sizeof(*subs)) : NULL;
     if (fresh && !subs)
         return CG_REG_NOMEM;
@@ -184,6 +195,11 @@ int cg_registry_subscribe(struct cg_registry *r, struct cg_member *m, const char
         for (size_t j = 0; j < k; j++)
             free(subs[j]);
         free(subs);
+        for (size_t i = 0; i < n; i++) {
+            struct cg_instrument *in = cg_registry_instrument(r, names[i], strlen(names[i]), 0);
+            if (in)
+                reap(r, in);
+        }
         return rc;
     }
     for (size_t j = 0; j < k; j++) {

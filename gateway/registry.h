@@ -7,8 +7,10 @@
  * only that instrument's subscribers and a user message only that user's sockets.
  * Hooks fire when an instrument gains its first or loses its last subscriber, and
  * likewise for users: that is where upstream SUBSCRIBE/UNSUBSCRIBE are issued.
- * Instruments are kept (with their seq) after their last subscriber leaves, up to
- * max_instruments, so seq keeps increasing for the life of the process. Pure. */
+ * Instruments seen on the wire or in the catalog are kept (with their seq) after
+ * their last subscriber leaves, up to max_instruments, so seq keeps increasing for
+ * the life of the process; an instrument only clients ever named is forgotten when
+ * its last subscriber leaves, so clients cannot fill the table. Pure. */
 #ifndef CG_REGISTRY_H
 #define CG_REGISTRY_H
 
@@ -97,7 +99,8 @@ int cg_registry_join(struct cg_registry *r, struct cg_member *m, void *owner, co
 void cg_registry_leave(struct cg_registry *r, struct cg_member *m);
 
 /* Subscribes m to every name (all valid), atomically: on any failure nothing
- * changes. Names already subscribed are no-ops. */
+ * changes. Names already subscribed are no-ops. Instrument records are created
+ * here for names not seen before; see above for when they go. */
 int cg_registry_subscribe(struct cg_registry *r, struct cg_member *m, const char *const *names,
                           size_t n, uint32_t max_subs);
 /* Unsubscribes m from each name it is subscribed to; others are ignored. */

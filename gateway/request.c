@@ -40,13 +40,23 @@ static int fail(struct cg_request_error *err, enum cg_errcode code, const char *
     return -1;
 }
 
+/* Characters (code points) of valid UTF-8, as JSON Schema's maxLength counts them. */
+static size_t utf8_chars(const char *s, size_t len)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++)
+        n += ((unsigned char)s[i] & 0xc0) != 0x80;
+    return n;
+}
+
 /* Copies a valid id's JSON text into req; returns -1 for an id of the wrong shape. */
 static int take_id(json_t *id, struct cg_request *req)
 {
     if (!id)
         return 0;
     if (!(json_is_integer(id) ||
-          (json_is_string(id) && json_string_length(id) <= CG_REQUEST_ID_MAX)))
+          (json_is_string(id) &&
+           utf8_chars(json_string_value(id), json_string_length(id)) <= CG_REQUEST_ID_MAX)))
         return -1;
     size_t n = json_dumpb(id, req->id_json, CG_REQUEST_ID_JSON_MAX, JSON_ENCODE_ANY | JSON_COMPACT);
     if (!n || n > CG_REQUEST_ID_JSON_MAX) {
@@ -74,6 +84,9 @@ static int take_names(json_t *root, struct cg_request *req, struct cg_request_er
     {
         if (!json_is_string(v))
             return fail(err, CG_ERR_BAD_REQUEST, "\"instruments\"[%zu] is not a string", i);
+    }
+    json_array_foreach(arr, i, v)
+    {
         const char *s = json_string_value(v);
         size_t len = json_string_length(v);
         if (!cg_instrument_valid(s, len) || strlen(s) != len)
@@ -93,7 +106,7 @@ int cg_request_parse(const char *text, size_t len, struct cg_request *req,
     memset(req, 0, sizeof(*req));
     err->code = CG_ERR_NONE;
     err->message[0] = 0;
-    req->root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+    req->root = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
     if (!req->root)
         return fail(err, CG_ERR_BAD_JSON, "not valid JSON: %s (at byte %d)", jerr.text,
                     jerr.position);

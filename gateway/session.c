@@ -59,12 +59,12 @@ enum cg_session_status cg_session_parse(const char *json, size_t len, int64_t no
         goto done;
     }
     json_t *exp = json_object_get(root, "exp");
-    if (exp && !json_is_integer(exp) && !json_is_null(exp)) {
+    if (exp && !json_is_integer(exp)) {
         st = bad(why, whysz, "exp is not an integer");
         goto done;
     }
     json_t *ins = json_object_get(root, "instruments");
-    if (ins && !json_is_array(ins) && !json_is_null(ins)) {
+    if (ins && !json_is_array(ins)) { /* null included: a wrong type never means "all" */
         st = bad(why, whysz, "instruments is not an array");
         goto done;
     }
@@ -78,7 +78,8 @@ enum cg_session_status cg_session_parse(const char *json, size_t len, int64_t no
         goto done;
     }
     memcpy(s->user_id, json_string_value(uid), json_string_length(uid) + 1);
-    s->exp = json_is_integer(exp) ? (int64_t)json_integer_value(exp) : 0;
+    s->has_exp = exp != NULL;
+    s->exp = exp ? (int64_t)json_integer_value(exp) : 0;
     s->all_instruments = !json_is_array(ins);
     if (json_is_array(ins) && json_array_size(ins)) {
         s->patterns = calloc(json_array_size(ins), sizeof(char *));
@@ -102,7 +103,7 @@ enum cg_session_status cg_session_parse(const char *json, size_t len, int64_t no
             s->npatterns = i + 1;
         }
     }
-    if (s->exp && s->exp <= now) {
+    if (s->has_exp && s->exp <= now) {
         st = CG_SESSION_EXPIRED;
         goto done;
     }

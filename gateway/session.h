@@ -18,7 +18,8 @@
 /* A parsed session. Created by cg_session_parse, freed by cg_session_destroy. */
 struct cg_session {
     char user_id[CG_SESSION_USER_MAX + 1];
-    int64_t exp;      /* unix seconds; 0 = no expiry */
+    int64_t exp;      /* unix seconds, when has_exp */
+    int has_exp;      /* 0: the session never expires */
     size_t npatterns; /* 0 with all_instruments set = everything allowed */
     int all_instruments;
     char **patterns;
