@@ -1,0 +1,592 @@
+/* test_alloc.c -- allocation-failure tests (the idea of jansson's test_chaos.c).
+ *
+ * Linked with -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=strdup,--wrap=free
+ * (see test/meson.build), so every allocation the pure modules make goes through the
+ * wrappers below; jansson's own allocations go through them too, via
+ * json_set_alloc_funcs. For an operation, the N-th allocation is made to fail, for
+ * N = 0, 1, 2, ... until the operation no longer reaches an N-th allocation (it
+ * succeeded). Every injected failure must be reported (NULL / CG_OUTQ_NOMEM /
+ * CG_REG_NOMEM / an error status), leave no visible state change, and leak nothing
+ * (the wrappers count live blocks; LeakSanitizer checks as well under ASan). */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "frame.h"
+#include "outq.h"
+#include "registry.h"
+#include "relay.h"
+#include "request.h"
+#include "session.h"
+
+void *__real_malloc(size_t n);
+void *__real_calloc(size_t n, size_t size);
+void *__real_realloc(void *p, size_t n);
+char *__real_strdup(const char *s);
+void __real_free(void *p);
+void *__wrap_malloc(size_t n);
+void *__wrap_calloc(size_t n, size_t size);
+void *__wrap_realloc(void *p, size_t n);
+char *__wrap_strdup(const char *s);
+void __wrap_free(void *p);
+
+static long live;         /* blocks allocated through the wrappers and not yet freed */
+static long fail_at = -1; /* index of the allocation to fail, -1 = none */
+static long attempts;     /* allocations attempted since arm() */
+static int injected;      /* the armed failure happened */
+
+static int should_fail(void)
+{
+    if (fail_at < 0)
+        return 0;
+    if (attempts++ == fail_at) {
+        injected = 1;
+        return 1;
+    }
+    return 0;
+}
+
+void *__wrap_malloc(size_t n)
+{
+    if (should_fail())
+        return NULL;
+    void *p = __real_malloc(n);
+    if (p)
+        live++;
+    return p;
+}
+
+void *__wrap_calloc(size_t n, size_t size)
+{
+    if (should_fail())
+        return NULL;
+    void *p = __real_calloc(n, size);
+    if (p)
+        live++;
+    return p;
+}
+
+void *__wrap_realloc(void *p, size_t n)
+{
+    if (should_fail())
+        return NULL;
+    void *q = __real_realloc(p, n);
+    if (q && !p)
+        live++;
+    return q;
+}
+
+char *__wrap_strdup(const char *s)
+{
+    if (should_fail())
+        return NULL;
+    char *p = __real_strdup(s);
+    if (p)
+        live++;
+    return p;
+}
+
+void __wrap_free(void *p)
+{
+    if (p)
+        live--;
+    __real_free(p);
+}
+
+static void *json_malloc(size_t n)
+{
+    return __wrap_malloc(n);
+}
+
+static void json_free(void *p)
+{
+    __wrap_free(p);
+}
+
+static void arm(long n)
+{
+    fail_at = n;
+    attempts = 0;
+    injected = 0;
+}
+
+/* Disarms; returns whether the armed failure was injected. */
+static int disarm(void)
+{
+    fail_at = -1;
+    return injected;
+}
+
+#define MAX_ROUNDS 10000
+
+/* CG_ALLOC_VERBOSE=1 prints how many failures were injected into each operation. */
+static void note(const char *what, int c, int failures)
+{
+    if (getenv("CG_ALLOC_VERBOSE"))
+        fprintf(stderr, "alloc: %s case %d: %d injected failures\n", what, c, failures);
+}
+
+/* The wrappers are really in place (otherwise every test below passes vacuously). */
+static int test_wrapping(void)
+{
+    long base = live;
+    arm(0);
+    struct cg_frame *f = cg_frame_alloc(8);
+    int hit = disarm();
+    CHECK(hit);
+    CHECK(f == NULL);
+    f = cg_frame_alloc(8);
+    CHECK_INT(live, base + 1);
+    cg_frame_unref(f);
+    CHECK_INT(live, base);
+    arm(0);
+    json_t *v = json_object();
+    hit = disarm();
+    CHECK(hit && v == NULL); /* jansson allocates through us too */
+    json_decref(v);
+    if (!hit) {
+        fprintf(stderr, "test_alloc: allocations are not wrapped; link with "
+                        "-Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=strdup,"
+                        "--wrap=free\n");
+        return 0;
+    }
+    return 1;
+}
+
+/* ---- frames ------------------------------------------------------------------ */
+
+static int marker;
+
+static struct cg_frame *encode(int which)
+{
+    static const char *const names[] = {"rb2501", "au2412"};
+    switch (which) {
+    case 0:
+        return cg_frame_alloc(100);
+    case 1:
+        return cg_frame_tick(&marker, "rb2501", 9, "{\"a\":1}", 7);
+    case 2:
+        return cg_frame_message("user", "[1]", 3);
+    case 3:
+        return cg_frame_error("bad_json", "not \"valid\"", "7");
+    case 4:
+        return cg_frame_pong("\"p\"");
+    default:
+        return cg_frame_names("subscribed", "1", names, 2);
+    }
+}
+
+static void test_frames(void)
+{
+    for (int which = 0; which < 6; which++) {
+        int failures = 0, done = 0;
+        for (long n = 0; n < MAX_ROUNDS && !done; n++) {
+            long base = live;
+            arm(n);
+            struct cg_frame *f = encode(which);
+            if (disarm()) {
+                failures++;
+                if (!CHECK(f == NULL))
+                    cg_frame_unref(f);
+                CHECK_INT(live, base);
+            } else {
+                done = 1;
+                if (CHECK(f != NULL)) {
+                    CHECK_UINT(f->refs, 1);
+                    cg_frame_unref(f);
+                }
+                CHECK_INT(live, base);
+            }
+        }
+        CHECK(done);
+        note("frame encoder", which, failures);
+        CHECK(failures >= 1);
+    }
+}
+
+/* ---- outq -------------------------------------------------------------------- */
+
+static void test_outq(void)
+{
+    struct cg_outq_limits lim = {1000, 1 << 20, 4, 1 << 20};
+    /* k frames already pending before the push: 0 (the ring is allocated), 3 (room),
+     * 8 (the ring of 8 is full: it must grow), 8 with a wrapped head. */
+    static const int pending[] = {0, 3, 8, -8};
+    for (size_t c = 0; c < sizeof(pending) / sizeof(pending[0]); c++) {
+        int failures = 0, done = 0;
+        for (long n = 0; n < MAX_ROUNDS && !done; n++) {
+            struct cg_outq q;
+            cg_outq_init(&q);
+            struct cg_frame *r = cg_frame_alloc(10);
+            struct cg_frame *t = cg_frame_alloc(5);
+            if (!CHECK(r && t))
+                return;
+            t->kind = CG_FRAME_TICK;
+            t->ckey = &marker;
+            int k = pending[c] < 0 ? -pending[c] : pending[c];
+            if (pending[c] < 0) { /* move the head to 5 first */
+                for (int i = 0; i < 5; i++)
+                    cg_outq_push(&q, &lim, r, NULL);
+                cg_outq_pop(&q, 5);
+            }
+            for (int i = 0; i < k; i++)
+                cg_outq_push(&q, &lim, r, NULL);
+            struct cg_outq saved = q;
+            uint64_t slot = 0;
+            long base = live;
+            arm(n);
+            enum cg_outq_result res = cg_outq_push(&q, &lim, t, &slot);
+            if (disarm()) {
+                failures++;
+                CHECK_INT(res, CG_OUTQ_NOMEM);
+                CHECK(q.ring == saved.ring && q.cap == saved.cap && q.count == saved.count &&
+                      q.head == saved.head && q.bytes == saved.bytes);
+                CHECK_UINT(slot, 0);
+                CHECK_UINT(t->refs, 1);
+                CHECK_UINT(r->refs, 1 + (uint32_t)k);
+                int order = 1;
+                for (uint32_t i = 0; i < q.count; i++)
+                    order &= cg_outq_peek(&q, i) == r;
+                CHECK(order);
+                CHECK_INT(live, base);
+            } else {
+                done = 1;
+                CHECK_INT(res, CG_OUTQ_QUEUED);
+                CHECK_UINT(q.count, (uint32_t)k + 1);
+                CHECK_PTR(cg_outq_peek(&q, (uint32_t)k), t);
+                CHECK_UINT(slot, q.head + (uint64_t)k + 1);
+                CHECK_UINT(t->refs, 2);
+            }
+            /* The queue still works after a failure. */
+            CHECK_INT(cg_outq_push(&q, &lim, r, NULL), CG_OUTQ_QUEUED);
+            cg_outq_finish(&q);
+            CHECK_UINT(r->refs, 1);
+            CHECK_UINT(t->refs, 1);
+            cg_frame_unref(r);
+            cg_frame_unref(t);
+        }
+        CHECK(done);
+        note("outq_push", c, failures);
+        if (pending[c] == 3)
+            CHECK_INT(failures, 0); /* room in the ring: no allocation at all */
+        else
+            CHECK(failures >= 1);
+    }
+}
+
+/* ---- registry ---------------------------------------------------------------- */
+
+static char events[4096];
+
+static void on_instrument(void *data, struct cg_instrument *inst, int active)
+{
+    (void)data;
+    size_t n = strlen(events);
+    snprintf(events + n, sizeof(events) - n, " %ci:%s", active ? '+' : '-', inst->name);
+}
+
+static void on_user(void *data, struct cg_user *user, int active)
+{
+    (void)data;
+    size_t n = strlen(events);
+    snprintf(events + n, sizeof(events) - n, " %cu:%s", active ? '+' : '-', user->id);
+}
+
+static const struct cg_registry_hooks hooks = {on_instrument, on_user, NULL};
+
+/* What a member and the registry show, as text (instrument table excluded). */
+static void describe(const struct cg_registry *r, const struct cg_member *m, char *out,
+                     size_t outsz)
+{
+    int n =
+        snprintf(out, outsz, "members=%zu users=%zu subs=%zu active=%zu m.nsubs=%u:", r->nmembers,
+                 r->users.count, r->nsubs, r->nactive, m->nsubs);
+    for (const struct cg_list *it = m->subs.next; it != &m->subs; it = it->next) {
+        const struct cg_sub *s = CG_CONTAINER_OF(it, struct cg_sub, member_link);
+        n += snprintf(out + n, outsz - (size_t)n, " %s/%u", s->inst->name, s->inst->nsubs);
+    }
+}
+
+static void test_registry_join(void)
+{
+    /* Case 0: the first user of an empty registry (user + bucket array);
+     * case 1: a new user next to an existing one; case 2: an existing user (no
+     * allocation). */
+    for (int c = 0; c < 3; c++) {
+        int failures = 0, done = 0;
+        for (long n = 0; n < MAX_ROUNDS && !done; n++) {
+            long base = live;
+            struct cg_registry r;
+            struct cg_member other, m;
+            cg_registry_init(&r, &hooks, 100);
+            if (c > 0)
+                cg_registry_join(&r, &other, NULL, c == 1 ? "u0" : "u1");
+            events[0] = 0;
+            long before = live;
+            arm(n);
+            int rc = cg_registry_join(&r, &m, &marker, "u1");
+            if (disarm()) {
+                failures++;
+                CHECK_INT(rc, CG_REG_NOMEM);
+                CHECK(m.user == NULL);
+                CHECK_STR(events, "");
+                CHECK_UINT(r.nmembers, c > 0 ? 1 : 0);
+                CHECK_UINT(r.users.count, c > 0 ? 1 : 0);
+                CHECK(cg_registry_user(&r, "u1") == NULL);
+                CHECK_INT(live, before);
+                cg_registry_leave(&r, &m); /* safe after a failed join */
+                CHECK_STR(events, "");
+            } else {
+                done = 1;
+                CHECK_INT(rc, CG_REG_OK);
+                CHECK_STR(events, c == 2 ? "" : " +u:u1");
+                CHECK(m.user != NULL && cg_registry_user(&r, "u1") == m.user);
+                cg_registry_leave(&r, &m);
+            }
+            if (c > 0)
+                cg_registry_leave(&r, &other);
+            cg_registry_finish(&r);
+            CHECK_INT(live, base);
+        }
+        CHECK(done);
+        note("registry_join", c, failures);
+        if (c == 2)
+            CHECK_INT(failures, 0);
+        else
+            CHECK(failures >= 1);
+    }
+}
+
+static void test_registry_subscribe(void)
+{
+    static const char *const req[] = {"a", "b", "a", "c", "x"};
+    /* Case 0: empty registry, every instrument new. Case 1: every instrument exists
+     * (subscribed by another member), the member already has "x". */
+    for (int c = 0; c < 2; c++) {
+        int failures = 0, done = 0;
+        for (long n = 0; n < MAX_ROUNDS && !done; n++) {
+            long base = live;
+            struct cg_registry r;
+            struct cg_member other, m;
+            cg_registry_init(&r, &hooks, 100);
+            cg_registry_join(&r, &m, NULL, "u1");
+            cg_registry_join(&r, &other, NULL, "u2");
+            if (c == 1) {
+                cg_registry_subscribe(&r, &other, req, 5, 200);
+                cg_registry_subscribe(&r, &m, req + 4, 1, 200);
+            }
+            char want[1024], got[1024];
+            describe(&r, &m, want, sizeof(want));
+            size_t ninst = r.instruments.count;
+            events[0] = 0;
+            arm(n);
+            int rc = cg_registry_subscribe(&r, &m, req, 5, 200);
+            if (disarm()) {
+                failures++;
+                CHECK_INT(rc, CG_REG_NOMEM);
+                describe(&r, &m, got, sizeof(got));
+                CHECK_STR(got, want);
+                CHECK_STR(events, "");
+                if (c == 1)
+                    CHECK_UINT(r.instruments.count, ninst);
+            } else {
+                done = 1;
+                CHECK_INT(rc, CG_REG_OK);
+                describe(&r, &m, got, sizeof(got));
+                CHECK_STR(got, c == 0 ? "members=2 users=2 subs=4 active=4 m.nsubs=4: a/1 "
+                                        "b/1 c/1 x/1"
+                                      : "members=2 users=2 subs=8 active=4 m.nsubs=4: x/2 "
+                                        "a/2 b/2 c/2");
+                CHECK_STR(events, c == 0 ? " +i:a +i:b +i:c +i:x" : "");
+            }
+            cg_registry_leave(&r, &m);
+            cg_registry_leave(&r, &other);
+            cg_registry_finish(&r);
+            CHECK_INT(live, base);
+        }
+        CHECK(done);
+        note("registry_subscribe", c, failures);
+        CHECK(failures >= 2);
+    }
+}
+
+/* Instruments created on the way to a failure stay in the table (registry.c says so:
+ * "Instruments created here stay (harmless)"); they are freed at finish. This checks
+ * that they are at least inert: no subscriber, not known, no hook. */
+static void test_registry_leftovers(void)
+{
+    static const char *const req[] = {"a", "b", "c"};
+    for (long n = 0; n < MAX_ROUNDS; n++) {
+        struct cg_registry r;
+        struct cg_member m;
+        cg_registry_init(&r, &hooks, 100);
+        cg_registry_join(&r, &m, NULL, "u1");
+        events[0] = 0;
+        arm(n);
+        int rc = cg_registry_subscribe(&r, &m, req, 3, 200);
+        int hit = disarm();
+        if (hit) {
+            CHECK_INT(rc, CG_REG_NOMEM);
+            for (int i = 0; i < 3; i++) {
+                struct cg_instrument *in = cg_registry_instrument(&r, req[i], 1, 0);
+                CHECK(in == NULL || (in->nsubs == 0 && !in->known && in->seq == 0));
+            }
+            CHECK_STR(events, "");
+        }
+        cg_registry_leave(&r, &m);
+        cg_registry_finish(&r);
+        if (!hit)
+            break;
+    }
+}
+
+/* ---- modules that allocate through jansson too -------------------------------- */
+
+static void test_session(void)
+{
+    const char *json = "{\"user_id\":\"u1\",\"instruments\":[\"rb*\",\"au2412\",\"cu?\"],"
+                       "\"exp\":99999999999}";
+    int failures = 0, done = 0;
+    for (long n = 0; n < MAX_ROUNDS && !done; n++) {
+        long base = live;
+        struct cg_session *s = (struct cg_session *)&marker;
+        char why[128];
+        arm(n);
+        enum cg_session_status st =
+            cg_session_parse(json, strlen(json), 1000, &s, why, sizeof(why));
+        if (disarm()) {
+            failures++;
+            CHECK(st == CG_SESSION_NOMEM || st == CG_SESSION_BAD);
+            CHECK(s == NULL);
+            if (st == CG_SESSION_OK)
+                cg_session_destroy(s);
+        } else {
+            done = 1;
+            CHECK_INT(st, CG_SESSION_OK);
+            if (CHECK(s != NULL)) {
+                CHECK_UINT(s->npatterns, 3);
+                CHECK_STR(s->patterns[2], "cu?");
+                cg_session_destroy(s);
+            }
+        }
+        CHECK_INT(live, base);
+    }
+    CHECK(done);
+    note("session_parse", 0, failures);
+    CHECK(failures >= 4);
+}
+
+static void test_request(void)
+{
+    const char *text = "{\"action\":\"subscribe\",\"instruments\":[\"rb2501\",\"au2412\"],"
+                       "\"id\":\"r1\"}";
+    int failures = 0, done = 0;
+    for (long n = 0; n < MAX_ROUNDS && !done; n++) {
+        long base = live;
+        struct cg_request req;
+        struct cg_request_error err;
+        arm(n);
+        int rc = cg_request_parse(text, strlen(text), &req, &err);
+        if (disarm()) {
+            failures++;
+            CHECK_INT(rc, -1);
+            CHECK(err.code != CG_ERR_NONE && err.message[0]);
+        } else {
+            done = 1;
+            CHECK_INT(rc, 0);
+            CHECK_UINT(req.nnames, 2);
+            CHECK_STR(req.id_json, "\"r1\"");
+        }
+        cg_request_finish(&req);
+        CHECK_INT(live, base);
+    }
+    CHECK(done);
+    note("request_parse", 0, failures);
+    CHECK(failures >= 2);
+}
+
+static int ndelivered;
+
+static void count_deliver(void *data, struct cg_member *m, struct cg_frame *f, uint64_t *slot)
+{
+    (void)data;
+    (void)m;
+    (void)f;
+    (void)slot;
+    ndelivered++;
+}
+
+static void test_relay(void)
+{
+    static const struct cg_relay_hooks rh = {count_deliver, NULL};
+    const char *tick = "{\n\"last\": 1,\n\"bid\": [1, 2]\n}"; /* re-encoded: one more alloc */
+    const char *envl = "{\"user\":\"u1\",\"data\":{\"k\": [1, 2, 3]}}";
+    for (int c = 0; c < 3; c++) {
+        int failures = 0, done = 0;
+        for (long n = 0; n < MAX_ROUNDS && !done; n++) {
+            long base = live;
+            struct cg_registry r;
+            struct cg_relay rl;
+            struct cg_member m1, m2;
+            cg_registry_init(&r, NULL, 100);
+            cg_relay_init(&rl, &r, &rh, 1 << 20);
+            cg_registry_join(&r, &m1, NULL, "u1");
+            cg_registry_join(&r, &m2, NULL, "u1");
+            const char *names[] = {"rb2501"};
+            cg_registry_subscribe(&r, &m1, names, 1, 200);
+            cg_registry_subscribe(&r, &m2, names, 1, 200);
+            struct cg_instrument *in = cg_registry_instrument(&r, "rb2501", 6, 0);
+            struct cg_envelope env = {0};
+            ndelivered = 0;
+            arm(n);
+            int rc;
+            if (c == 0)
+                rc = cg_relay_tick(&rl, "rb2501", 6, tick, strlen(tick), CG_SOURCE_PUBSUB);
+            else if (c == 1)
+                rc = cg_relay_user(&rl, "u1", 2, tick, strlen(tick), CG_SOURCE_PUBSUB);
+            else
+                rc = cg_relay_envelope(&rl, envl, strlen(envl), &env);
+            if (disarm()) {
+                failures++;
+                CHECK_INT(rc, -1);
+                CHECK_INT(ndelivered, 0); /* all or nothing */
+                CHECK(env.data == NULL);
+            } else {
+                done = 1;
+                CHECK_INT(rc, 0);
+                CHECK_INT(ndelivered, c == 2 ? 0 : 2);
+                if (c == 0)
+                    CHECK_UINT(in->seq, 1);
+                if (c == 2)
+                    CHECK_MEM(env.data, env.len, "{\"k\":[1,2,3]}");
+            }
+            free(env.data);
+            cg_registry_leave(&r, &m1);
+            cg_registry_leave(&r, &m2);
+            cg_registry_finish(&r);
+            CHECK_INT(live, base);
+        }
+        CHECK(done);
+        note("relay", c, failures);
+        CHECK(failures >= 2);
+    }
+}
+
+int main(void)
+{
+    json_set_alloc_funcs(json_malloc, json_free);
+    cg_log_set_level(CG_LOG_ERROR);
+    if (test_wrapping()) {
+        test_frames();
+        test_outq();
+        test_registry_join();
+        test_registry_subscribe();
+        test_registry_leftovers();
+        test_session();
+        test_request();
+        test_relay();
+    }
+    return check_summary("alloc");
+}

@@ -1,0 +1,533 @@
+/* test_config.c -- unit tests of settings: defaults, --config JSON file, flags, and
+ * their error lines (gateway/config.h). */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "config.h"
+#include "log.h"
+
+#define WEB "/srv/web"
+
+static struct cg_config cfg;
+static char err[512];
+static char usage_text[16384];
+
+static void usage_cb(const char *text)
+{
+    size_t n = strlen(usage_text);
+    snprintf(usage_text + n, sizeof(usage_text) - n, "%s", text);
+}
+
+/* Runs cg_config_load on "chartgate" + the given arguments (NULL-terminated). On
+ * CG_CONFIG_ERROR checks the error line's shape: "chartgate: ...", one line. */
+static enum cg_config_result load_at(int line, ...)
+{
+    char *argv[64];
+    int argc = 0;
+    argv[argc++] = "chartgate";
+    va_list ap;
+    va_start(ap, line);
+    for (char *a; argc < 63 && (a = va_arg(ap, char *));)
+        argv[argc++] = a;
+    va_end(ap);
+    argv[argc] = NULL;
+    memset(err, 'E', sizeof(err));
+    err[sizeof(err) - 1] = 0;
+    usage_text[0] = 0;
+    enum cg_config_result rc = cg_config_load(&cfg, argc, argv, WEB, err, sizeof(err), usage_cb);
+    if (rc == CG_CONFIG_ERROR) {
+        check_(!strncmp(err, "chartgate: ", 11), __FILE__, line, "error starts \"chartgate: \"");
+        check_(strlen(err) > 11, __FILE__, line, "error says something");
+        if (!check_(strchr(err, '\n') == NULL && strchr(err, '\r') == NULL, __FILE__, line,
+                    "error is one line")) {
+            check_show_(err, strlen(err));
+            fputc('\n', stderr);
+        }
+    } else {
+        check_(err[0] == 0, __FILE__, line, "err empty on success");
+    }
+    return rc;
+}
+
+#define LOAD(...) load_at(__LINE__, __VA_ARGS__, (char *)NULL)
+#define LOAD0() load_at(__LINE__, (char *)NULL)
+
+/* Expects an error naming what: one line containing what. */
+static void expect_error(enum cg_config_result rc, const char *what, int line)
+{
+    check_int_(rc, CG_CONFIG_ERROR, __FILE__, line, "rc", "CG_CONFIG_ERROR");
+    if (!check_(strstr(err, what) != NULL, __FILE__, line, "error names the setting"))
+        fprintf(stderr, "    wanted %s in: %s\n", what, err);
+}
+
+#define ERR(rc, what) expect_error((rc), (what), __LINE__)
+
+static char tmpdir[64];
+static int nfiles;
+
+/* Writes text to a new temporary file and returns its path (static storage). */
+static const char *file_with(const char *text)
+{
+    static char paths[32][128];
+    char *p = paths[nfiles++ % 32];
+    snprintf(p, 128, "%s/cfg%d.json", tmpdir, nfiles);
+    FILE *f = fopen(p, "w");
+    if (!f)
+        return "/nonexistent";
+    fputs(text, f);
+    fclose(f);
+    return p;
+}
+
+static void test_defaults(void)
+{
+    CHECK_INT(LOAD0(), CG_CONFIG_OK);
+    CHECK_STR(cfg.listen_host, "127.0.0.1");
+    CHECK_UINT(cfg.listen_port, 8080);
+    CHECK_STR(cfg.redis_host, "127.0.0.1");
+    CHECK_UINT(cfg.redis_port, 6379);
+    CHECK_UINT(cfg.redis_db, 0);
+    CHECK_STR(cfg.web_root, WEB);
+    CHECK_UINT(cfg.norigins, 0);
+    CHECK_STR(cfg.session_prefix, "session:");
+    CHECK_STR(cfg.md_prefix, "md:");
+    CHECK_STR(cfg.user_prefix, "user:");
+    CHECK_STR(cfg.broadcast_channel, "broadcast");
+    CHECK_STR(cfg.inbox_key, "chartgate:inbox");
+    CHECK_STR(cfg.instruments_key, "md:instruments");
+    CHECK_STR(cfg.inbox_id, "127.0.0.1:8080");
+    CHECK_UINT(cfg.session_timeout_ms, 250);
+    CHECK_UINT(cfg.session_cache_ms, 5000);
+    CHECK_UINT(cfg.session_check_s, 10);
+    CHECK_UINT(cfg.queue_max_frames, 1024);
+    CHECK_UINT(cfg.queue_max_bytes, 1048576);
+    CHECK_UINT(cfg.queue_conflate_frames, 64);
+    CHECK_UINT(cfg.batch_max_bytes, 65536);
+    CHECK_UINT(cfg.max_subscriptions, 200);
+    CHECK_UINT(cfg.max_message_bytes, 65536);
+    CHECK_UINT(cfg.rate_limit, 50);
+    CHECK_UINT(cfg.rate_burst, 100);
+    CHECK_UINT(cfg.ping_s, 25);
+    CHECK_UINT(cfg.idle_timeout_s, 60);
+    CHECK_UINT(cfg.max_payload_bytes, 1048576);
+    CHECK_INT(cfg.log_level, CG_LOG_INFO);
+    CHECK(cfg.max_instruments >= 1000);
+    CHECK(cfg.redis_backoff_max_ms >= 1000 && cfg.redis_backoff_max_ms <= 10000);
+
+    char *argv[] = {"chartgate", NULL};
+    CHECK_INT(cg_config_load(&cfg, 1, argv, NULL, err, sizeof(err), usage_cb), CG_CONFIG_OK);
+    CHECK(cfg.web_root[0] != 0);
+}
+
+static void test_help(void)
+{
+    CHECK_INT(LOAD("--help"), CG_CONFIG_HELP);
+    CHECK(strstr(usage_text, "usage: chartgate") != NULL);
+    static const char *const flags[] = {
+        "--listen",
+        "--redis",
+        "--config",
+        "--web-root",
+        "--origin",
+        "--session-prefix",
+        "--md-prefix",
+        "--user-prefix",
+        "--broadcast-channel",
+        "--inbox-key",
+        "--instruments-key",
+        "--session-timeout-ms",
+        "--session-cache-ms",
+        "--session-check-s",
+        "--queue-max-frames",
+        "--queue-max-bytes",
+        "--queue-conflate-frames",
+        "--batch-max-bytes",
+        "--max-subscriptions",
+        "--max-message-bytes",
+        "--rate-limit",
+        "--rate-burst",
+        "--ping-s",
+        "--idle-timeout-s",
+        "--max-payload-bytes",
+        "--log-level",
+        "--help",
+    };
+    for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++)
+        if (!CHECK(strstr(usage_text, flags[i]) != NULL))
+            fprintf(stderr, "    --help does not mention %s\n", flags[i]);
+    /* --help wins wherever it stands, even after a bad flag. */
+    CHECK_INT(LOAD("--listen", "0.0.0.0:1", "--help"), CG_CONFIG_HELP);
+    CHECK_INT(LOAD("--bogus", "--help"), CG_CONFIG_HELP);
+    CHECK_INT(LOAD("-h"), CG_CONFIG_HELP);
+}
+
+static void test_flags(void)
+{
+    CHECK_INT(LOAD("--listen", "0.0.0.0:9000", "--redis", "redis://r.example:6380/3", "--web-root",
+                   "/tmp/w", "--session-prefix", "s:", "--md-prefix", "tick:", "--user-prefix",
+                   "u:", "--broadcast-channel", "all", "--inbox-key", "ib", "--instruments-key",
+                   "ik", "--inbox-id", "gw1", "--session-timeout-ms", "100", "--session-cache-ms",
+                   "0", "--session-check-s", "5", "--queue-max-frames", "512", "--queue-max-bytes",
+                   "65536", "--queue-conflate-frames", "32", "--batch-max-bytes", "4096",
+                   "--max-subscriptions", "10", "--max-message-bytes", "1024", "--rate-limit", "5",
+                   "--rate-burst", "10", "--ping-s", "10", "--idle-timeout-s", "30",
+                   "--max-payload-bytes", "4096", "--log-level", "debug"),
+              CG_CONFIG_OK);
+    CHECK_STR(cfg.listen_host, "0.0.0.0");
+    CHECK_UINT(cfg.listen_port, 9000);
+    CHECK_STR(cfg.redis_host, "r.example");
+    CHECK_UINT(cfg.redis_port, 6380);
+    CHECK_UINT(cfg.redis_db, 3);
+    CHECK_STR(cfg.web_root, "/tmp/w");
+    CHECK_STR(cfg.session_prefix, "s:");
+    CHECK_STR(cfg.md_prefix, "tick:");
+    CHECK_STR(cfg.user_prefix, "u:");
+    CHECK_STR(cfg.broadcast_channel, "all");
+    CHECK_STR(cfg.inbox_key, "ib");
+    CHECK_STR(cfg.instruments_key, "ik");
+    CHECK_STR(cfg.inbox_id, "gw1");
+    CHECK_UINT(cfg.session_timeout_ms, 100);
+    CHECK_UINT(cfg.session_cache_ms, 0);
+    CHECK_UINT(cfg.session_check_s, 5);
+    CHECK_UINT(cfg.queue_max_frames, 512);
+    CHECK_UINT(cfg.queue_max_bytes, 65536);
+    CHECK_UINT(cfg.queue_conflate_frames, 32);
+    CHECK_UINT(cfg.batch_max_bytes, 4096);
+    CHECK_UINT(cfg.max_subscriptions, 10);
+    CHECK_UINT(cfg.max_message_bytes, 1024);
+    CHECK_UINT(cfg.rate_limit, 5);
+    CHECK_UINT(cfg.rate_burst, 10);
+    CHECK_UINT(cfg.ping_s, 10);
+    CHECK_UINT(cfg.idle_timeout_s, 30);
+    CHECK_UINT(cfg.max_payload_bytes, 4096);
+    CHECK_INT(cfg.log_level, CG_LOG_DEBUG);
+
+    /* --flag=value form. */
+    CHECK_INT(LOAD("--listen=[::1]:8081", "--ping-s=5", "--log-level=warn"), CG_CONFIG_OK);
+    CHECK_STR(cfg.listen_host, "::1");
+    CHECK_UINT(cfg.listen_port, 8081);
+    CHECK_UINT(cfg.ping_s, 5);
+    CHECK_INT(cfg.log_level, CG_LOG_WARN);
+    /* The inbox id defaults to the listen address. */
+    CHECK_STR(cfg.inbox_id, "::1:8081");
+    CHECK_INT(LOAD("--listen", "10.0.0.7:9999"), CG_CONFIG_OK);
+    CHECK_STR(cfg.inbox_id, "10.0.0.7:9999");
+    /* The last of a repeated flag wins. */
+    CHECK_INT(LOAD("--ping-s", "5", "--ping-s", "7"), CG_CONFIG_OK);
+    CHECK_UINT(cfg.ping_s, 7);
+    /* Conflation cannot start beyond the hard bound. */
+    CHECK_INT(LOAD("--queue-max-frames", "10", "--queue-conflate-frames", "64"), CG_CONFIG_OK);
+    CHECK(cfg.queue_conflate_frames <= 10);
+    /* Bounds are inclusive. */
+    CHECK_INT(LOAD("--ping-s", "1", "--idle-timeout-s", "2"), CG_CONFIG_OK);
+    CHECK_INT(LOAD("--ping-s", "3600", "--idle-timeout-s", "7200"), CG_CONFIG_OK);
+    CHECK_INT(LOAD("--queue-max-frames", "4"), CG_CONFIG_OK);
+    CHECK_UINT(cfg.queue_max_frames, 4);
+    CHECK_INT(LOAD("--log-level", "error"), CG_CONFIG_OK);
+    CHECK_INT(cfg.log_level, CG_LOG_ERROR);
+    CHECK_INT(LOAD("--log-level", "info"), CG_CONFIG_OK);
+    CHECK_INT(cfg.log_level, CG_LOG_INFO);
+}
+
+static void test_origins_flags(void)
+{
+    CHECK_INT(LOAD("--origin", "https://charts.example.com", "--origin", "http://localhost:8080"),
+              CG_CONFIG_OK);
+    CHECK_UINT(cfg.norigins, 2);
+    CHECK_STR(cfg.origins[0], "https://charts.example.com");
+    CHECK_STR(cfg.origins[1], "http://localhost:8080");
+    ERR(LOAD("--origin", "ftp://x"), "--origin");
+    ERR(LOAD("--origin", "charts.example.com"), "--origin");
+    /* At most 32. */
+    char *argv[80];
+    int argc = 0;
+    static char vals[40][32];
+    argv[argc++] = "chartgate";
+    for (int i = 0; i < 33; i++) {
+        snprintf(vals[i], sizeof(vals[i]), "http://h%d", i);
+        argv[argc++] = "--origin";
+        argv[argc++] = vals[i];
+    }
+    err[0] = 0;
+    CHECK_INT(cg_config_load(&cfg, 1 + 2 * 32, argv, WEB, err, sizeof(err), usage_cb),
+              CG_CONFIG_OK);
+    CHECK_UINT(cfg.norigins, 32);
+    CHECK_INT(cg_config_load(&cfg, argc, argv, WEB, err, sizeof(err), usage_cb), CG_CONFIG_ERROR);
+    CHECK(strstr(err, "--origin") != NULL);
+}
+
+static void test_flag_errors(void)
+{
+    ERR(LOAD("--bogus", "1"), "--bogus");
+    ERR(LOAD("--bogus=1"), "--bogus");
+    ERR(LOAD("listen"), "listen"); /* not a flag */
+    ERR(LOAD("-p", "80"), "-p");
+    ERR(LOAD("--ping-s"), "--ping-s"); /* missing value */
+    ERR(LOAD("--ping-s", "abc"), "--ping-s");
+    ERR(LOAD("--ping-s", ""), "--ping-s");
+    ERR(LOAD("--ping-s", "-1"), "--ping-s");
+    ERR(LOAD("--ping-s", "0"), "--ping-s");    /* below min 1 */
+    ERR(LOAD("--ping-s", "3601"), "--ping-s"); /* above max 3600 */
+    ERR(LOAD("--ping-s", "10s"), "--ping-s");
+    ERR(LOAD("--ping-s", "1.5"), "--ping-s");
+    ERR(LOAD("--ping-s", "4294967297"), "--ping-s"); /* 2^32 + 1 must not wrap to 1 */
+    ERR(LOAD("--ping-s", "99999999999999999999999"), "--ping-s");
+    ERR(LOAD("--queue-max-frames", "3"), "--queue-max-frames");
+    ERR(LOAD("--session-timeout-ms", "9"), "--session-timeout-ms");
+    ERR(LOAD("--max-subscriptions", "0"), "--max-subscriptions");
+    ERR(LOAD("--log-level", "verbose"), "--log-level");
+    ERR(LOAD("--log-level", "INFO"), "--log-level");
+    ERR(LOAD("--listen", "8080"), "--listen");
+    ERR(LOAD("--listen", "host:"), "--listen");
+    ERR(LOAD("--listen", ":8080"), "--listen");
+    ERR(LOAD("--listen", "host:0"), "--listen");
+    ERR(LOAD("--listen", "host:65536"), "--listen");
+    ERR(LOAD("--redis", "http://h:6379"), "--redis");
+    ERR(LOAD("--redis", "redis://h:6379/16"), "--redis");
+    ERR(LOAD("--redis", "h:6379"), "--redis");
+    ERR(LOAD("--config"), "--config");
+    /* Too long for the buffer. */
+    char longv[700];
+    memset(longv, 'w', sizeof(longv) - 1);
+    longv[sizeof(longv) - 1] = 0;
+    ERR(LOAD("--web-root", longv), "--web-root");
+    ERR(LOAD("--session-prefix", longv), "--session-prefix");
+    /* Idle timeout must exceed the ping interval. */
+    ERR(LOAD("--ping-s", "30", "--idle-timeout-s", "30"), "idle");
+    ERR(LOAD("--ping-s", "30", "--idle-timeout-s", "29"), "idle");
+    ERR(LOAD("--ping-s", "70"), "idle"); /* against the default 60 s */
+    CHECK_INT(LOAD("--ping-s", "30", "--idle-timeout-s", "31"), CG_CONFIG_OK);
+    /* A very long unknown flag still gives a bounded single line. */
+    char longf[400];
+    memcpy(longf, "--", 2);
+    memset(longf + 2, 'f', sizeof(longf) - 3);
+    longf[sizeof(longf) - 1] = 0;
+    ERR(LOAD(longf, "1"), "--fff");
+    CHECK(strlen(err) < 200);
+}
+
+/* "Exactly one line on stderr": values (and keys) holding a line break must not
+ * break the error line. */
+static void test_error_single_line(void)
+{
+    ERR(LOAD("--ping-s", "1\n2"), "--ping-s");
+    ERR(LOAD("--log-level", "info\nlevel=error"), "--log-level");
+    ERR(LOAD("--listen", "bad\nhost"), "--listen");
+    ERR(LOAD("--bo\ngus", "1"), "--bo");
+    ERR(LOAD("--config", file_with("{\"bad\\nkey\":1}")), "key");
+    ERR(LOAD("--config", file_with("{\"ping_s\":\"5\\n\"}")), "ping_s");
+}
+
+static void test_file(void)
+{
+    const char *p = file_with("{\"listen\":\"127.0.0.2:9001\",\"redis\":\"redis://rh:7000/2\","
+                              "\"queue_max_frames\":512,\"origins\":[\"http://a\",\"https://b\"],"
+                              "\"md_prefix\":\"x:\",\"log_level\":\"debug\","
+                              "\"session_cache_ms\":0,\"web_root\":\"/w\","
+                              "\"idle_timeout_s\":90,\"inbox_key\":\"in\"}");
+    CHECK_INT(LOAD("--config", p), CG_CONFIG_OK);
+    CHECK_STR(cfg.listen_host, "127.0.0.2");
+    CHECK_UINT(cfg.listen_port, 9001);
+    CHECK_STR(cfg.redis_host, "rh");
+    CHECK_UINT(cfg.redis_port, 7000);
+    CHECK_UINT(cfg.redis_db, 2);
+    CHECK_UINT(cfg.queue_max_frames, 512);
+    CHECK_UINT(cfg.norigins, 2);
+    CHECK_STR(cfg.origins[0], "http://a");
+    CHECK_STR(cfg.origins[1], "https://b");
+    CHECK_STR(cfg.md_prefix, "x:");
+    CHECK_INT(cfg.log_level, CG_LOG_DEBUG);
+    CHECK_UINT(cfg.session_cache_ms, 0);
+    CHECK_STR(cfg.web_root, "/w");
+    CHECK_UINT(cfg.idle_timeout_s, 90);
+    CHECK_STR(cfg.inbox_key, "in");
+    CHECK_STR(cfg.inbox_id, "127.0.0.2:9001");
+    /* Untouched settings keep their defaults. */
+    CHECK_UINT(cfg.ping_s, 25);
+    CHECK_STR(cfg.session_prefix, "session:");
+
+    /* --config=FILE form. */
+    char arg[200];
+    snprintf(arg, sizeof(arg), "--config=%s", p);
+    CHECK_INT(LOAD(arg), CG_CONFIG_OK);
+    CHECK_UINT(cfg.queue_max_frames, 512);
+
+    /* Flags override the file, whether they come before or after --config. */
+    CHECK_INT(LOAD("--queue-max-frames", "100", "--config", p, "--listen", "0.0.0.0:1"),
+              CG_CONFIG_OK);
+    CHECK_UINT(cfg.queue_max_frames, 100);
+    CHECK_STR(cfg.listen_host, "0.0.0.0");
+    CHECK_UINT(cfg.listen_port, 1);
+    CHECK_STR(cfg.md_prefix, "x:"); /* from the file */
+    CHECK_UINT(cfg.norigins, 2);
+
+    /* --origin flags replace the file's origins (they do not add to them). */
+    CHECK_INT(LOAD("--config", p, "--origin", "http://c", "--origin", "http://d"), CG_CONFIG_OK);
+    CHECK_UINT(cfg.norigins, 2);
+    CHECK_STR(cfg.origins[0], "http://c");
+    CHECK_STR(cfg.origins[1], "http://d");
+    CHECK_INT(LOAD("--origin", "http://e", "--config", p), CG_CONFIG_OK);
+    CHECK_UINT(cfg.norigins, 1);
+    CHECK_STR(cfg.origins[0], "http://e");
+
+    /* A single origin as a string; an empty object is fine. */
+    CHECK_INT(LOAD("--config", file_with("{\"origin\":\"https://x\"}")), CG_CONFIG_OK);
+    CHECK_UINT(cfg.norigins, 1);
+    CHECK_STR(cfg.origins[0], "https://x");
+    CHECK_INT(LOAD("--config", file_with("{}")), CG_CONFIG_OK);
+    CHECK_UINT(cfg.queue_max_frames, 1024);
+    /* Flag spelling with '-' is also accepted as a key. */
+    CHECK_INT(LOAD("--config", file_with("{\"queue-max-frames\":64}")), CG_CONFIG_OK);
+    CHECK_UINT(cfg.queue_max_frames, 64);
+}
+
+static void test_file_errors(void)
+{
+    const char *p;
+    p = file_with("{\"bogus_key\":1}");
+    ERR(LOAD("--config", p), "bogus_key");
+    CHECK(strstr(err, p) != NULL); /* "FILE: key" */
+    p = file_with("{\"ping_s\":-1}");
+    ERR(LOAD("--config", p), "ping_s");
+    CHECK(strstr(err, p) != NULL);
+    ERR(LOAD("--config", file_with("{\"ping_s\":\"5\"}")), "ping_s");
+    ERR(LOAD("--config", file_with("{\"ping_s\":1.5}")), "ping_s");
+    ERR(LOAD("--config", file_with("{\"ping_s\":true}")), "ping_s");
+    ERR(LOAD("--config", file_with("{\"ping_s\":0}")), "ping_s");
+    ERR(LOAD("--config", file_with("{\"ping_s\":3601}")), "ping_s");
+    ERR(LOAD("--config", file_with("{\"ping_s\":4294967297}")), "ping_s");
+    ERR(LOAD("--config", file_with("{\"queue_max_bytes\":100}")), "queue_max_bytes");
+    ERR(LOAD("--config", file_with("{\"listen\":8080}")), "listen");
+    ERR(LOAD("--config", file_with("{\"listen\":\"nohostport\"}")), "listen");
+    ERR(LOAD("--config", file_with("{\"redis\":\"redis://h:1/99\"}")), "redis");
+    ERR(LOAD("--config", file_with("{\"log_level\":\"loud\"}")), "log_level");
+    ERR(LOAD("--config", file_with("{\"origins\":[\"http://a\",5]}")), "origins");
+    ERR(LOAD("--config", file_with("{\"origins\":5}")), "origins");
+    ERR(LOAD("--config", file_with("{\"origins\":[\"gopher://a\"]}")), "origins");
+    ERR(LOAD("--config", file_with("{\"md_prefix\":null}")), "md_prefix");
+    ERR(LOAD("--config", file_with("{\"ping_s\":5,\"ping_s\":6}")), "chartgate: ");
+    p = file_with("{\"ping_s\":");
+    ERR(LOAD("--config", p), p);
+    p = file_with("[1,2]");
+    ERR(LOAD("--config", p), p);
+    p = file_with("");
+    ERR(LOAD("--config", p), p);
+    ERR(LOAD("--config", "/nonexistent/chartgate.json"), "/nonexistent/chartgate.json");
+    /* The file's idle timeout against its ping interval. */
+    ERR(LOAD("--config", file_with("{\"ping_s\":60,\"idle_timeout_s\":60}")), "idle");
+    /* The file is checked even when a flag sets the same setting. */
+    ERR(LOAD("--config", file_with("{\"ping_s\":0}"), "--ping-s", "5"), "ping_s");
+}
+
+static void test_hostport(void)
+{
+    char host[128];
+    uint32_t port = 0;
+    CHECK_INT(cg_config_parse_hostport("127.0.0.1:8080", host, sizeof(host), &port), 0);
+    CHECK_STR(host, "127.0.0.1");
+    CHECK_UINT(port, 8080);
+    CHECK_INT(cg_config_parse_hostport("example.com:1", host, sizeof(host), &port), 0);
+    CHECK_STR(host, "example.com");
+    CHECK_UINT(port, 1);
+    CHECK_INT(cg_config_parse_hostport("h:65535", host, sizeof(host), &port), 0);
+    CHECK_UINT(port, 65535);
+    CHECK_INT(cg_config_parse_hostport("[::1]:8080", host, sizeof(host), &port), 0);
+    CHECK_STR(host, "::1");
+    CHECK_UINT(port, 8080);
+    CHECK_INT(cg_config_parse_hostport("[fe80::1%eth0]:443", host, sizeof(host), &port), 0);
+    CHECK_STR(host, "fe80::1%eth0");
+    CHECK_UINT(port, 443);
+    CHECK_INT(cg_config_parse_hostport("h:65536", host, sizeof(host), &port), -1);
+    CHECK_INT(cg_config_parse_hostport("h:0", host, sizeof(host), &port), -1);
+    CHECK_INT(cg_config_parse_hostport("h:", host, sizeof(host), &port), -1);
+    CHECK_INT(cg_config_parse_hostport(":80", host, sizeof(host), &port), -1);
+    CHECK_INT(cg_config_parse_hostport("h", host, sizeof(host), &port), -1);
+    CHECK_INT(cg_config_parse_hostport("", host, sizeof(host), &port), -1);
+    CHECK_INT(cg_config_parse_hostport("h:80x", host, sizeof(host), &port), -1);
+    CHECK_INT(cg_config_parse_hostport("h:-1", host, sizeof(host), &port), -1);
+    CHECK_INT(cg_config_parse_hostport("[]:80", host, sizeof(host), &port), -1);
+    CHECK_INT(cg_config_parse_hostport("h:99999999999999999999", host, sizeof(host), &port), -1);
+    /* The host must fit (hostsz includes the NUL). */
+    char small[4];
+    CHECK_INT(cg_config_parse_hostport("abc:1", small, sizeof(small), &port), 0);
+    CHECK_STR(small, "abc");
+    CHECK_INT(cg_config_parse_hostport("abcd:1", small, sizeof(small), &port), -1);
+}
+
+static void test_redis_url(void)
+{
+    char host[128];
+    uint32_t port = 0, db = 99;
+    CHECK_INT(cg_config_parse_redis_url("redis://h", host, sizeof(host), &port, &db), 0);
+    CHECK_STR(host, "h");
+    CHECK_UINT(port, 6379);
+    CHECK_UINT(db, 0);
+    db = 99;
+    CHECK_INT(cg_config_parse_redis_url("redis://h:7000", host, sizeof(host), &port, &db), 0);
+    CHECK_STR(host, "h");
+    CHECK_UINT(port, 7000);
+    CHECK_UINT(db, 0);
+    CHECK_INT(cg_config_parse_redis_url("redis://10.1.2.3:7001/3", host, sizeof(host), &port, &db),
+              0);
+    CHECK_STR(host, "10.1.2.3");
+    CHECK_UINT(port, 7001);
+    CHECK_UINT(db, 3);
+    CHECK_INT(cg_config_parse_redis_url("redis://h/15", host, sizeof(host), &port, &db), 0);
+    CHECK_UINT(port, 6379);
+    CHECK_UINT(db, 15);
+    CHECK_INT(cg_config_parse_redis_url("redis://h:1/", host, sizeof(host), &port, &db), 0);
+    CHECK_UINT(db, 0);
+    CHECK_INT(cg_config_parse_redis_url("redis://[::1]:6380/1", host, sizeof(host), &port, &db), 0);
+    CHECK_STR(host, "::1");
+    CHECK_UINT(port, 6380);
+    CHECK_UINT(db, 1);
+    CHECK_INT(cg_config_parse_redis_url("redis://h:1/16", host, sizeof(host), &port, &db), -1);
+    CHECK_INT(cg_config_parse_redis_url("redis://h:1/-1", host, sizeof(host), &port, &db), -1);
+    CHECK_INT(cg_config_parse_redis_url("redis://h:1/x", host, sizeof(host), &port, &db), -1);
+    CHECK_INT(cg_config_parse_redis_url("redis://h:1/3/4", host, sizeof(host), &port, &db), -1);
+    CHECK_INT(cg_config_parse_redis_url("rediss://h:1", host, sizeof(host), &port, &db), -1);
+    CHECK_INT(cg_config_parse_redis_url("http://h:1", host, sizeof(host), &port, &db), -1);
+    CHECK_INT(cg_config_parse_redis_url("REDIS://h:1", host, sizeof(host), &port, &db), -1);
+    CHECK_INT(cg_config_parse_redis_url("h:6379", host, sizeof(host), &port, &db), -1);
+    CHECK_INT(cg_config_parse_redis_url("redis://", host, sizeof(host), &port, &db), -1);
+    CHECK_INT(cg_config_parse_redis_url("redis://:6379", host, sizeof(host), &port, &db), -1);
+    CHECK_INT(cg_config_parse_redis_url("redis://h:0", host, sizeof(host), &port, &db), -1);
+    CHECK_INT(cg_config_parse_redis_url("redis://u:pw@h:6379", host, sizeof(host), &port, &db), -1);
+    /* An IPv6 literal without a port gets the default port, like any other host. */
+    CHECK_INT(cg_config_parse_redis_url("redis://[::1]", host, sizeof(host), &port, &db), 0);
+    CHECK_STR(host, "::1");
+    CHECK_UINT(port, 6379);
+    CHECK_INT(cg_config_parse_redis_url("redis://[::1]/2", host, sizeof(host), &port, &db), 0);
+    CHECK_STR(host, "::1");
+    CHECK_UINT(db, 2);
+}
+
+int main(void)
+{
+    snprintf(tmpdir, sizeof(tmpdir), "/tmp/cg-test-config-XXXXXX");
+    if (!mkdtemp(tmpdir)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    test_defaults();
+    test_help();
+    test_flags();
+    test_origins_flags();
+    test_flag_errors();
+    test_error_single_line();
+    test_file();
+    test_file_errors();
+    test_hostport();
+    test_redis_url();
+    for (int i = 1; i <= nfiles; i++) {
+        char p[128];
+        snprintf(p, sizeof(p), "%s/cfg%d.json", tmpdir, i);
+        unlink(p);
+    }
+    rmdir(tmpdir);
+    return check_summary("config");
+}

@@ -1,0 +1,500 @@
+/* test_relay.c -- unit tests of payload routing (gateway/relay.h): one shared frame
+ * per published item, seq per instrument, drops counted by reason, envelopes. */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "relay.h"
+
+struct delivery {
+    struct cg_member *m;
+    struct cg_frame *f; /* a reference taken by the hook */
+    uint64_t *slot;
+    char bytes[1024];
+};
+
+static struct delivery dl[64];
+static int ndl;
+static int hook_cookie;
+static void *hook_data_seen;
+
+static void deliver(void *data, struct cg_member *m, struct cg_frame *f, uint64_t *slot)
+{
+    hook_data_seen = data;
+    if (ndl >= 64)
+        return;
+    struct delivery *d = &dl[ndl++];
+    d->m = m;
+    d->f = cg_frame_ref(f);
+    d->slot = slot;
+    size_t n = f->len < sizeof(d->bytes) - 1 ? f->len : sizeof(d->bytes) - 1;
+    memcpy(d->bytes, cg_frame_data(f), n);
+    d->bytes[n] = 0;
+}
+
+static void forget(void)
+{
+    for (int i = 0; i < ndl; i++)
+        cg_frame_unref(dl[i].f);
+    ndl = 0;
+}
+
+static struct cg_registry reg;
+static struct cg_relay relay;
+static struct cg_member m1, m2, m3;
+static const struct cg_relay_hooks hooks = {deliver, &hook_cookie};
+
+#define MAXP 256
+
+static void setup(void)
+{
+    cg_registry_init(&reg, NULL, 100);
+    cg_relay_init(&relay, &reg, &hooks, MAXP);
+    cg_registry_join(&reg, &m1, NULL, "u1");
+    cg_registry_join(&reg, &m2, NULL, "u1");
+    cg_registry_join(&reg, &m3, NULL, "u2");
+    const char *rb[] = {"rb2501"}, *au[] = {"au2412"};
+    cg_registry_subscribe(&reg, &m1, rb, 1, 200);
+    cg_registry_subscribe(&reg, &m2, rb, 1, 200);
+    cg_registry_subscribe(&reg, &m3, au, 1, 200);
+}
+
+static void teardown(void)
+{
+    forget();
+    cg_registry_leave(&reg, &m1);
+    cg_registry_leave(&reg, &m2);
+    cg_registry_leave(&reg, &m3);
+    cg_registry_finish(&reg);
+}
+
+static struct cg_metrics before;
+
+static void snap(void)
+{
+    before = cg_metrics;
+}
+
+static uint64_t dropped(enum cg_drop_reason why)
+{
+    return cg_metrics.dropped[why] - before.dropped[why];
+}
+
+static uint64_t dropped_total(void)
+{
+    uint64_t n = 0;
+    for (int i = 0; i < CG_DROP__COUNT; i++)
+        n += dropped((enum cg_drop_reason)i);
+    return n;
+}
+
+static struct cg_instrument *inst(const char *name)
+{
+    return cg_registry_instrument(&reg, name, strlen(name), 0);
+}
+
+static int tick(const char *name, const char *payload)
+{
+    return cg_relay_tick(&relay, name, strlen(name), payload, strlen(payload), CG_SOURCE_PUBSUB);
+}
+
+static void test_tick_fanout(void)
+{
+    setup();
+    snap();
+    struct cg_instrument *rb = inst("rb2501");
+    CHECK_INT(tick("rb2501", "{\"last\":3571.0}"), 0);
+    CHECK_INT(ndl, 2);
+    CHECK_PTR(hook_data_seen, &hook_cookie);
+    /* One frame object, shared. */
+    CHECK_PTR(dl[0].f, dl[1].f);
+    CHECK_PTR(dl[0].m, &m1);
+    CHECK_PTR(dl[1].m, &m2);
+    CHECK_STR(dl[0].bytes,
+              "{\"type\":\"tick\",\"instrument\":\"rb2501\",\"seq\":1,\"data\":{\"last\":3571.0}}");
+    CHECK_STR(dl[1].bytes, dl[0].bytes);
+    CHECK_UINT(dl[0].f->refs, 2); /* the relay dropped its own reference */
+    CHECK_INT(dl[0].f->kind, CG_FRAME_TICK);
+    CHECK_PTR(dl[0].f->ckey, rb);
+    /* The slot handed over is that member's subscription slot. */
+    CHECK_PTR(dl[0].slot, &cg_registry_find_sub(&m1, rb)->slot);
+    CHECK_PTR(dl[1].slot, &cg_registry_find_sub(&m2, rb)->slot);
+    CHECK_UINT(rb->seq, 1);
+    CHECK_INT(rb->known, 1);
+    forget();
+
+    /* seq increments per tick; the name need not be NUL-terminated. */
+    CHECK_INT(cg_relay_tick(&relay, "rb2501xyz", 6, "{\"last\":3572.0}", 15, CG_SOURCE_INBOX), 0);
+    CHECK_INT(ndl, 2);
+    CHECK_STR(dl[0].bytes,
+              "{\"type\":\"tick\",\"instrument\":\"rb2501\",\"seq\":2,\"data\":{\"last\":3572.0}}");
+    CHECK_PTR(dl[0].f, dl[1].f);
+    forget();
+    CHECK_INT(tick("au2412", "{}"), 0);
+    CHECK_INT(ndl, 1);
+    CHECK_PTR(dl[0].m, &m3);
+    CHECK_STR(dl[0].bytes, "{\"type\":\"tick\",\"instrument\":\"au2412\",\"seq\":1,\"data\":{}}");
+    forget();
+    CHECK_UINT(cg_metrics.published[CG_SOURCE_PUBSUB] - before.published[CG_SOURCE_PUBSUB], 2);
+    CHECK_UINT(cg_metrics.published[CG_SOURCE_INBOX] - before.published[CG_SOURCE_INBOX], 1);
+    CHECK_UINT(dropped_total(), 0);
+
+    /* Published content survives as a JSON value (whitespace may be normalised). */
+    CHECK_INT(tick("rb2501", "{ \"a\" : [1, 2.5, \"x\\ty\", {\"b\": null}] , \"c\":true}"), 0);
+    if (CHECK_INT(ndl, 2)) {
+        json_t *v = json_loads(dl[0].bytes, 0, NULL);
+        json_t *want = json_loads("{\"a\":[1,2.5,\"x\\ty\",{\"b\":null}],\"c\":true}", 0, NULL);
+        CHECK(json_equal(json_object_get(v, "data"), want));
+        CHECK_INT(json_integer_value(json_object_get(v, "seq")), 3);
+        json_decref(v);
+        json_decref(want);
+    }
+    forget();
+    teardown();
+}
+
+static void test_tick_newline(void)
+{
+    setup();
+    snap();
+    CHECK_INT(tick("rb2501", "{\n  \"last\": 1,\r\n  \"s\": \"a\\nb\"\n}\n"), 0);
+    CHECK_INT(ndl, 2);
+    CHECK_STR(dl[0].bytes,
+              "{\"type\":\"tick\",\"instrument\":\"rb2501\",\"seq\":1,\"data\":{\"last\":1,"
+              "\"s\":\"a\\nb\"}}");
+    CHECK(!strchr(dl[0].bytes, '\n') && !strchr(dl[0].bytes, '\r'));
+    CHECK_PTR(dl[0].f, dl[1].f);
+    CHECK_UINT(dl[0].f->len, strlen(dl[0].bytes));
+    forget();
+    /* A lone CR is a line break too. */
+    CHECK_INT(tick("rb2501", "{\"a\":\r1}"), 0);
+    CHECK_STR(dl[0].bytes,
+              "{\"type\":\"tick\",\"instrument\":\"rb2501\",\"seq\":2,\"data\":{\"a\":1}}");
+    forget();
+    /* Messages likewise. */
+    CHECK_INT(cg_relay_user(&relay, "u2", 2, "[1,\n2]", 6, CG_SOURCE_PUBSUB), 0);
+    CHECK_INT(ndl, 1);
+    CHECK_STR(dl[0].bytes, "{\"type\":\"message\",\"channel\":\"user\",\"data\":[1,2]}");
+    forget();
+    CHECK_INT(cg_relay_broadcast(&relay, "\n\"hi\"\n", 6, CG_SOURCE_PUBSUB), 0);
+    CHECK_INT(ndl, 3);
+    CHECK_STR(dl[0].bytes, "{\"type\":\"message\",\"channel\":\"broadcast\",\"data\":\"hi\"}");
+    forget();
+    CHECK_UINT(dropped_total(), 0);
+    teardown();
+}
+
+static void test_tick_drops(void)
+{
+    setup();
+    struct cg_instrument *rb = inst("rb2501");
+    static const char *const not_objects[] = {"[1]", "5", "\"x\"", "null", "true", "[]"};
+    for (size_t i = 0; i < sizeof(not_objects) / sizeof(not_objects[0]); i++) {
+        snap();
+        CHECK_INT(tick("rb2501", not_objects[i]), -1);
+        CHECK_UINT(dropped(CG_DROP_NOT_OBJECT), 1);
+        CHECK_UINT(dropped_total(), 1);
+    }
+    static const char *const bad_json[] = {"{",           "",           "hello",
+                                           "{\"a\":1}{}", "{\"a\":1,}", "{\"a\":\"\xff\"}"};
+    for (size_t i = 0; i < sizeof(bad_json) / sizeof(bad_json[0]); i++) {
+        snap();
+        CHECK_INT(tick("rb2501", bad_json[i]), -1);
+        CHECK_UINT(dropped(CG_DROP_BAD_JSON), 1);
+        CHECK_UINT(dropped_total(), 1);
+    }
+    /* Invalid instrument names. */
+    snap();
+    CHECK_INT(tick("bad name", "{}"), -1);
+    CHECK_INT(tick("", "{}"), -1);
+    CHECK_INT(tick("0123456789abcdef0123456789abcdefX", "{}"), -1);
+    CHECK_UINT(dropped(CG_DROP_NO_TARGET), 3);
+    CHECK(inst("bad name") == NULL);
+    CHECK_INT(ndl, 0);
+    CHECK_UINT(rb->seq, 0); /* nothing dropped took a seq */
+
+    /* Payload size: max_payload bytes pass, one more is too large. */
+    char p[MAXP + 2];
+    memset(p, ' ', sizeof(p));
+    memcpy(p, "{\"a\":1}", 7);
+    p[MAXP] = 0;
+    snap();
+    CHECK_INT(tick("rb2501", p), 0);
+    CHECK_INT(ndl, 2);
+    forget();
+    p[MAXP] = ' ';
+    p[MAXP + 1] = 0;
+    CHECK_INT(tick("rb2501", p), -1);
+    CHECK_UINT(dropped(CG_DROP_TOO_LARGE), 1);
+    CHECK_UINT(dropped_total(), 1);
+    CHECK_INT(ndl, 0);
+    CHECK_UINT(rb->seq, 1);
+    snap();
+    CHECK_INT(cg_relay_user(&relay, "u1", 2, p, strlen(p), CG_SOURCE_PUBSUB), -1);
+    CHECK_INT(cg_relay_broadcast(&relay, p, strlen(p), CG_SOURCE_PUBSUB), -1);
+    CHECK_UINT(dropped(CG_DROP_TOO_LARGE), 2);
+    CHECK_INT(ndl, 0);
+    teardown();
+}
+
+static void test_tick_unsubscribed(void)
+{
+    setup();
+    /* Nobody subscribed: nothing delivered, but the instrument is known and counts. */
+    CHECK_INT(tick("cu2501", "{\"p\":1}"), 0);
+    CHECK_INT(tick("cu2501", "{\"p\":2}"), 0);
+    CHECK_INT(ndl, 0);
+    struct cg_instrument *cu = inst("cu2501");
+    if (!CHECK(cu != NULL)) {
+        teardown();
+        return;
+    }
+    CHECK_INT(cu->known, 1);
+    CHECK_UINT(cu->seq, 2);
+    /* A subscriber arriving later continues the sequence. */
+    const char *names[] = {"cu2501"};
+    CHECK_INT(cg_registry_subscribe(&reg, &m3, names, 1, 200), CG_REG_OK);
+    CHECK_INT(tick("cu2501", "{\"p\":3}"), 0);
+    CHECK_INT(ndl, 1);
+    CHECK_STR(dl[0].bytes,
+              "{\"type\":\"tick\",\"instrument\":\"cu2501\",\"seq\":3,\"data\":{\"p\":3}}");
+    forget();
+    /* ...and across the last subscriber leaving and a new one arriving. */
+    cg_registry_unsubscribe(&reg, &m3, names, 1);
+    CHECK_INT(tick("cu2501", "{\"p\":4}"), 0);
+    CHECK_INT(ndl, 0);
+    CHECK_INT(cg_registry_subscribe(&reg, &m1, names, 1, 200), CG_REG_OK);
+    CHECK_INT(tick("cu2501", "{\"p\":5}"), 0);
+    CHECK_INT(ndl, 1);
+    CHECK_PTR(dl[0].m, &m1);
+    CHECK_STR(dl[0].bytes,
+              "{\"type\":\"tick\",\"instrument\":\"cu2501\",\"seq\":5,\"data\":{\"p\":5}}");
+    forget();
+    teardown();
+
+    /* A full instrument table: the tick is accepted but goes nowhere. */
+    struct cg_registry small;
+    struct cg_relay rl;
+    cg_registry_init(&small, NULL, 1);
+    cg_relay_init(&rl, &small, &hooks, MAXP);
+    CHECK_INT(cg_relay_tick(&rl, "a", 1, "{}", 2, CG_SOURCE_PUBSUB), 0);
+    CHECK_INT(cg_relay_tick(&rl, "b", 1, "{}", 2, CG_SOURCE_PUBSUB), 0);
+    CHECK(cg_registry_instrument(&small, "b", 1, 0) == NULL);
+    CHECK_UINT(small.instruments.count, 1);
+    CHECK_INT(ndl, 0);
+    cg_registry_finish(&small);
+}
+
+static void test_user_and_broadcast(void)
+{
+    setup();
+    snap();
+    CHECK_INT(cg_relay_user(&relay, "u1", 2, "{\"kind\":\"notice\"}", 17, CG_SOURCE_PUBSUB), 0);
+    CHECK_INT(ndl, 2);
+    CHECK_PTR(dl[0].m, &m1);
+    CHECK_PTR(dl[1].m, &m2);
+    CHECK_PTR(dl[0].f, dl[1].f);
+    CHECK(dl[0].slot == NULL && dl[1].slot == NULL);
+    CHECK_INT(dl[0].f->kind, CG_FRAME_MESSAGE);
+    CHECK_UINT(dl[0].f->refs, 2);
+    CHECK_STR(dl[0].bytes,
+              "{\"type\":\"message\",\"channel\":\"user\",\"data\":{\"kind\":\"notice\"}}");
+    forget();
+    /* Only that user's sockets; the id is (pointer, length). */
+    CHECK_INT(cg_relay_user(&relay, "u2-and-more", 2, "\"hello\"", 7, CG_SOURCE_INBOX), 0);
+    CHECK_INT(ndl, 1);
+    CHECK_PTR(dl[0].m, &m3);
+    CHECK_STR(dl[0].bytes, "{\"type\":\"message\",\"channel\":\"user\",\"data\":\"hello\"}");
+    forget();
+    /* Any JSON value. */
+    static const struct {
+        const char *payload, *frame;
+    } values[] = {
+        {"null", "{\"type\":\"message\",\"channel\":\"user\",\"data\":null}"},
+        {"3.5", "{\"type\":\"message\",\"channel\":\"user\",\"data\":3.5}"},
+        {"[1,2]", "{\"type\":\"message\",\"channel\":\"user\",\"data\":[1,2]}"},
+        {"false", "{\"type\":\"message\",\"channel\":\"user\",\"data\":false}"},
+    };
+    for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
+        CHECK_INT(cg_relay_user(&relay, "u2", 2, values[i].payload, strlen(values[i].payload),
+                                CG_SOURCE_PUBSUB),
+                  0);
+        if (CHECK_INT(ndl, 1))
+            CHECK_STR(dl[0].bytes, values[i].frame);
+        forget();
+    }
+    /* A user with no socket here: nothing, and nothing dropped. */
+    CHECK_INT(cg_relay_user(&relay, "u3", 2, "{}", 2, CG_SOURCE_PUBSUB), 0);
+    CHECK_INT(cg_relay_user(&relay, "u", 1, "{}", 2, CG_SOURCE_PUBSUB), 0);
+    CHECK_INT(ndl, 0);
+    CHECK_UINT(dropped_total(), 0);
+    /* Bad JSON is dropped (a bare word is not a JSON string). */
+    CHECK_INT(cg_relay_user(&relay, "u1", 2, "hello", 5, CG_SOURCE_PUBSUB), -1);
+    CHECK_UINT(dropped(CG_DROP_BAD_JSON), 1);
+    CHECK_INT(ndl, 0);
+
+    /* Broadcast: every member, in join order, one frame. */
+    snap();
+    CHECK_INT(cg_relay_broadcast(&relay, "\"maintenance at 22:00\"", 22, CG_SOURCE_PUBSUB), 0);
+    CHECK_INT(ndl, 3);
+    CHECK_PTR(dl[0].m, &m1);
+    CHECK_PTR(dl[1].m, &m2);
+    CHECK_PTR(dl[2].m, &m3);
+    CHECK(dl[0].f == dl[1].f && dl[1].f == dl[2].f);
+    CHECK(dl[0].slot == NULL && dl[2].slot == NULL);
+    CHECK_UINT(dl[0].f->refs, 3);
+    CHECK_STR(dl[2].bytes,
+              "{\"type\":\"message\",\"channel\":\"broadcast\",\"data\":\"maintenance at 22:00\"}");
+    forget();
+    cg_registry_leave(&reg, &m2);
+    CHECK_INT(cg_relay_broadcast(&relay, "{}", 2, CG_SOURCE_PUBSUB), 0);
+    CHECK_INT(ndl, 2);
+    CHECK_PTR(dl[0].m, &m1);
+    CHECK_PTR(dl[1].m, &m3);
+    forget();
+    CHECK_INT(cg_relay_broadcast(&relay, "{", 1, CG_SOURCE_PUBSUB), -1);
+    CHECK_UINT(dropped(CG_DROP_BAD_JSON), 1);
+    CHECK_UINT(cg_metrics.published[CG_SOURCE_PUBSUB] - before.published[CG_SOURCE_PUBSUB], 3);
+    CHECK_INT(ndl, 0);
+    teardown();
+
+    /* Nobody at all. */
+    struct cg_registry empty;
+    struct cg_relay rl;
+    cg_registry_init(&empty, NULL, 10);
+    cg_relay_init(&rl, &empty, &hooks, MAXP);
+    CHECK_INT(cg_relay_broadcast(&rl, "1", 1, CG_SOURCE_PUBSUB), 0);
+    CHECK_INT(ndl, 0);
+    cg_registry_finish(&empty);
+}
+
+/* Parses an envelope; returns the result and leaves env for inspection. */
+static struct cg_envelope env;
+
+static int envelope(const char *payload)
+{
+    memset(&env, 0x5a, sizeof(env));
+    return cg_relay_envelope(&relay, payload, strlen(payload), &env);
+}
+
+static void env_done(void)
+{
+    free(env.data);
+    env.data = NULL;
+}
+
+static void expect_env_drop(const char *payload, enum cg_drop_reason why, int line)
+{
+    snap();
+    check_int_(envelope(payload), -1, __FILE__, line, payload, "-1");
+    check_uint_(dropped(why), 1, __FILE__, line, "dropped(reason)", "1");
+    check_uint_(dropped_total(), 1, __FILE__, line, "dropped_total()", "1");
+    check_(env.data == NULL, __FILE__, line, "env.data == NULL");
+    check_uint_(cg_metrics.published[CG_SOURCE_INBOX] - before.published[CG_SOURCE_INBOX], 1,
+                __FILE__, line, "published inbox", "1");
+    env_done();
+}
+
+#define ENV_DROP(payload, why) expect_env_drop((payload), (why), __LINE__)
+
+static void test_envelopes(void)
+{
+    setup();
+    snap();
+    CHECK_INT(envelope("{\"instrument\":\"cu2501\",\"data\":{ \"last\" : 3571.0 }}"), 0);
+    CHECK_INT(env.kind, CG_ENV_INSTRUMENT);
+    CHECK_STR(env.target, "cu2501");
+    CHECK_MEM(env.data, env.len, "{\"last\":3571.0}");
+    CHECK_UINT(strlen(env.data), env.len);
+    env_done();
+    /* The instrument becomes known (list/search), without a seq yet. */
+    struct cg_instrument *cu = inst("cu2501");
+    if (CHECK(cu != NULL)) {
+        CHECK_INT(cu->known, 1);
+        CHECK_UINT(cu->seq, 0);
+    }
+    CHECK_INT(ndl, 0); /* envelopes are not delivered here */
+
+    CHECK_INT(envelope("{\"user\":\"u9\",\"data\":[1, 2,\n 3]}"), 0);
+    CHECK_INT(env.kind, CG_ENV_USER);
+    CHECK_STR(env.target, "u9");
+    CHECK_MEM(env.data, env.len, "[1,2,3]");
+    env_done();
+
+    CHECK_INT(envelope("{\"broadcast\":true,\"data\":\"maintenance at 22:00\"}"), 0);
+    CHECK_INT(env.kind, CG_ENV_BROADCAST);
+    CHECK_MEM(env.data, env.len, "\"maintenance at 22:00\"");
+    env_done();
+
+    /* data is re-encoded compactly: no whitespace, no raw line break, escapes kept. */
+    CHECK_INT(envelope("{\n\"data\" : { \"a\" : [ 1 , 2 ] ,\n \"b\" : \"c\\nd\" } ,\n"
+                       " \"user\" : \"u1\" , \"other\": 1 }"),
+              0);
+    CHECK_INT(env.kind, CG_ENV_USER);
+    CHECK_STR(env.target, "u1");
+    CHECK_MEM(env.data, env.len, "{\"a\":[1,2],\"b\":\"c\\nd\"}");
+    env_done();
+    CHECK_INT(envelope("{\"user\":\"u1\",\"data\":null}"), 0); /* null is a value */
+    CHECK_MEM(env.data, env.len, "null");
+    env_done();
+    /* A 128-byte user id is the longest. */
+    char buf[512], uid[200];
+    memset(uid, 'u', 128);
+    uid[128] = 0;
+    snprintf(buf, sizeof(buf), "{\"user\":\"%s\",\"data\":1}", uid);
+    CHECK_INT(envelope(buf), 0);
+    CHECK_STR(env.target, uid);
+    env_done();
+    CHECK_UINT(dropped_total(), 0);
+    CHECK_UINT(cg_metrics.published[CG_SOURCE_INBOX] - before.published[CG_SOURCE_INBOX], 6);
+
+    /* Dropped envelopes. */
+    ENV_DROP("{\"data\":{}}", CG_DROP_NO_TARGET);
+    ENV_DROP("{\"broadcast\":false,\"data\":1}", CG_DROP_NO_TARGET);
+    ENV_DROP("{\"broadcast\":1,\"data\":1}", CG_DROP_NO_TARGET);
+    ENV_DROP("{\"instrument\":\"rb2501\"}", CG_DROP_NO_TARGET); /* no data */
+    ENV_DROP("{\"user\":\"u1\"}", CG_DROP_NO_TARGET);
+    ENV_DROP("{\"broadcast\":true}", CG_DROP_NO_TARGET);
+    ENV_DROP("{\"instrument\":\"bad name\",\"data\":{}}", CG_DROP_NO_TARGET);
+    ENV_DROP("{\"instrument\":\"\",\"data\":{}}", CG_DROP_NO_TARGET);
+    ENV_DROP("{\"instrument\":\"0123456789abcdef0123456789abcdefX\",\"data\":{}}",
+             CG_DROP_NO_TARGET);
+    ENV_DROP("{\"instrument\":5,\"data\":{}}", CG_DROP_NO_TARGET);
+    ENV_DROP("{\"user\":\"\",\"data\":1}", CG_DROP_NO_TARGET);
+    ENV_DROP("{\"user\":7,\"data\":1}", CG_DROP_NO_TARGET);
+    uid[128] = 'u';
+    uid[129] = 0;
+    snprintf(buf, sizeof(buf), "{\"user\":\"%s\",\"data\":1}", uid);
+    ENV_DROP(buf, CG_DROP_NO_TARGET);
+    ENV_DROP("{\"instrument\":\"rb2501\",\"data\":[1]}", CG_DROP_NOT_OBJECT);
+    ENV_DROP("{\"instrument\":\"rb2501\",\"data\":\"x\"}", CG_DROP_NOT_OBJECT);
+    ENV_DROP("[{\"broadcast\":true,\"data\":1}]", CG_DROP_NOT_OBJECT);
+    ENV_DROP("\"broadcast\"", CG_DROP_NOT_OBJECT);
+    ENV_DROP("{\"broadcast\":true,\"data\":1", CG_DROP_BAD_JSON);
+    ENV_DROP("", CG_DROP_BAD_JSON);
+    char big[MAXP + 40];
+    memset(big, ' ', sizeof(big));
+    memcpy(big, "{\"broadcast\":true,\"data\":1}", 27);
+    big[MAXP + 1] = 0;
+    ENV_DROP(big, CG_DROP_TOO_LARGE);
+    big[MAXP] = 0;
+    CHECK_INT(envelope(big), 0);
+    env_done();
+    CHECK(inst("bad name") == NULL);
+    CHECK_INT(ndl, 0);
+    teardown();
+}
+
+int main(void)
+{
+    cg_log_set_level(CG_LOG_ERROR); /* drops log at warn: keep the test output readable */
+    test_tick_fanout();
+    test_tick_newline();
+    test_tick_drops();
+    test_tick_unsubscribed();
+    test_user_and_broadcast();
+    test_envelopes();
+    return check_summary("relay");
+}
