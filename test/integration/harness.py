@@ -1,0 +1,1138 @@
+#!/usr/bin/python3
+"""harness.py -- real redis-server and real chartgate processes for the integration tests.
+
+Nothing here is mocked: every test gets a private redis-server on 127.0.0.1 (free port,
+persistence off, its own temp dir) and starts the gateway binary against it. Processes are
+started with subprocess and stopped by PID in the test's cleanups, also when the test failed.
+
+    class T(harness.GatewayTestCase):
+        def test_x(self):
+            gw = self.start_gateway('--session-check-s', '1')
+            c = self.connect(user_id='u1')              # a browser: cookie + WebSocket
+            c.subscribe(['rb2501'], id=1)
+            self.wait_channel_ready('md:rb2501')
+            self.publish('md:rb2501', {'p': 1})         # a backend
+            tick = c.recv_until(harness.is_tick('rb2501'))[-1]
+
+    if __name__ == '__main__':
+        harness.main()
+
+Run a test file as  /usr/bin/python3 test/integration/test_X.py [--gateway PATH] [unittest args]
+(PATH defaults to $CHARTGATE_BIN, then build/gateway/chartgate under the repository root).
+Every server frame received is split on "\\n", JSON-parsed and validated with proto/validate.py.
+Run with Debian's /usr/bin/python3 (python3-websocket, python3-redis, python3-jsonschema).
+"""
+
+import atexit
+import base64
+import hashlib
+import http.client
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+from collections import deque
+
+try:
+    import redis
+    import websocket
+    from websocket import ABNF
+except ImportError as e:  # pragma: no cover - environment problem
+    sys.stderr.write("harness: %s; run with /usr/bin/python3 and "
+                     "apt-get install python3-websocket python3-redis python3-jsonschema\n" % e)
+    raise
+
+TEST_DIR = os.path.dirname(os.path.abspath(__file__))
+REPO_ROOT = os.path.dirname(os.path.dirname(TEST_DIR))
+DEFAULT_GATEWAY = os.path.join(REPO_ROOT, "build", "gateway", "chartgate")
+ARTIFACT_DIR = os.path.join(REPO_ROOT, "test-artifacts", "integration")
+
+sys.path.insert(0, os.path.join(REPO_ROOT, "proto"))
+import validate as proto_validate  # noqa: E402  (proto/validate.py)
+
+VALIDATOR = proto_validate.load_validator()
+
+SANITIZER_RE = re.compile(r"ERROR: (Address|Leak|Memory|Thread)Sanitizer|runtime error:")
+
+# Generic waits (process start, a reply to arrive) are multiplied by this; set it higher for
+# slow builds. Bounds that the spec itself pins (revocation, shutdown) are not scaled.
+TIMEOUT_SCALE = float(os.environ.get("CHARTGATE_TIMEOUT_SCALE", "1") or 1)
+WAIT = 5.0  # default bounded wait, seconds (times TIMEOUT_SCALE)
+
+_live_procs = {}  # pid -> Popen, killed at exit if a test run is interrupted
+
+
+def _kill_leftovers():
+    for pid, proc in list(_live_procs.items()):
+        if proc.poll() is None:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                proc.wait(5)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+
+
+atexit.register(_kill_leftovers)
+
+
+def scaled(seconds):
+    return seconds * TIMEOUT_SCALE
+
+
+def gateway_binary():
+    """The gateway under test: --gateway (stored in $CHARTGATE_BIN by main()) or the default."""
+    return os.environ.get("CHARTGATE_BIN") or DEFAULT_GATEWAY
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(cond, timeout=WAIT, msg="condition", interval=0.02):
+    """Poll cond() until it returns something truthy (returned) or timeout (AssertionError)."""
+    deadline = time.monotonic() + timeout
+    last_exc = None
+    while True:
+        try:
+            v = cond()
+            if v:
+                return v
+            last_exc = None
+        except (OSError, redis.exceptions.ConnectionError, http.client.HTTPException) as e:
+            last_exc = e
+        if time.monotonic() >= deadline:
+            raise AssertionError("timed out after %.1fs waiting for %s%s" % (
+                timeout, msg, " (last error: %r)" % last_exc if last_exc else ""))
+        time.sleep(interval)
+
+
+def compact(obj):
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
+
+def _tail(path, n=40):
+    try:
+        with open(path, "r", encoding="utf-8", errors="replace") as f:
+            lines = f.read().splitlines()
+    except OSError as e:
+        return "(no log: %s)" % e
+    return "\n".join(lines[-n:])
+
+
+def _stop_proc(proc, sig=signal.SIGTERM, timeout=5.0):
+    """Signal proc by PID and wait; SIGKILL if it does not exit. Returns (rc, exited_in_time)."""
+    if proc.poll() is not None:
+        _live_procs.pop(proc.pid, None)
+        return proc.returncode, True
+    if sig:
+        try:
+            os.kill(proc.pid, sig)
+        except ProcessLookupError:
+            pass
+    try:
+        rc = proc.wait(timeout)
+        ok = True
+    except subprocess.TimeoutExpired:
+        os.kill(proc.pid, signal.SIGKILL)
+        rc = proc.wait(10)
+        ok = False
+    _live_procs.pop(proc.pid, None)
+    return rc, ok
+
+
+# ---------------------------------------------------------------------------------------------
+# redis-server
+
+
+class RedisServer:
+    """A private redis-server on 127.0.0.1:<port>; persistence off; stopped by PID."""
+
+    def __init__(self, port=None):
+        self.port = port or free_port()
+        self.dir = tempfile.mkdtemp(prefix="cg-redis-")
+        self.log = os.path.join(self.dir, "redis.log")
+        self.proc = None
+
+    @property
+    def url(self):
+        return "redis://127.0.0.1:%d" % self.port
+
+    def start(self, timeout=None):
+        timeout = timeout or scaled(10)
+        cmd = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+               "--save", "", "--appendonly", "no", "--dir", self.dir, "--daemonize", "no",
+               "--logfile", self.log]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, cwd=self.dir)
+        _live_procs[self.proc.pid] = self.proc
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise AssertionError("redis-server on port %d exited with %s:\n%s" % (
+                    self.port, self.proc.returncode, _tail(self.log)))
+            try:
+                if self.client(timeout=0.5).ping():
+                    return self
+            except redis.exceptions.RedisError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError("redis-server on port %d not answering PING:\n%s" % (
+                    self.port, _tail(self.log)))
+            time.sleep(0.02)
+
+    def client(self, timeout=5.0):
+        return redis.Redis(host="127.0.0.1", port=self.port, decode_responses=True,
+                           socket_timeout=timeout, socket_connect_timeout=timeout)
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self):
+        """SIGTERM by PID (SIGKILL after 5 s)."""
+        if self.proc is not None:
+            _stop_proc(self.proc)
+
+    def kill(self, save=True):
+        """Crash it: SIGKILL by PID. With save, a SAVE first writes dump.rdb to the private dir,
+        so restart() comes back with the same keys (sessions survive, as in production where
+        Redis keeps them); nothing is written after the SAVE."""
+        if save and self.running():
+            self.client().save()
+        if self.proc is not None:
+            _stop_proc(self.proc, signal.SIGKILL)
+
+    def restart(self):
+        """Start again on the same port and dir (loads dump.rdb when kill(save=True) wrote one)."""
+        self.stop()
+        return self.start()
+
+    def cleanup(self):
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# HTTP
+
+
+def http_get(port, path, headers=None, timeout=None):
+    """GET http://127.0.0.1:port/path -> (status, {lowercased header: value}, body bytes)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout or scaled(5))
+    try:
+        conn.request("GET", path, headers=headers or {})
+        resp = conn.getresponse()
+        body = resp.read()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, body
+    finally:
+        conn.close()
+
+
+_SAMPLE_RE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)(\s+\S+)?$")
+_LABEL_RE = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*,?')
+
+
+class Metrics(dict):
+    """Prometheus text parsed into {(name, ((label, value), ...)): float}."""
+
+    @classmethod
+    def parse(cls, text):
+        m = cls()
+        for line in text.splitlines():
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            mm = _SAMPLE_RE.match(line)
+            if not mm:
+                raise AssertionError("unparsable /metrics line: %r" % line)
+            name, labels_txt, value = mm.group(1), mm.group(3) or "", mm.group(4)
+            labels = tuple(sorted((k, v) for k, v in _LABEL_RE.findall(labels_txt)))
+            m[(name, labels)] = float(value)
+        return m
+
+    def names(self):
+        return {k[0] for k in self}
+
+    def has(self, name, **labels):
+        want = set(labels.items())
+        return any(n == name and want <= set(lab) for n, lab in self)
+
+    def value(self, name, **labels):
+        """Sum of the samples of NAME whose labels include LABELS (0 when none)."""
+        want = set(labels.items())
+        return sum(v for (n, lab), v in self.items() if n == name and want <= set(lab))
+
+
+# ---------------------------------------------------------------------------------------------
+# the gateway process
+
+
+class Gateway:
+    """One chartgate process: --listen 127.0.0.1:<free port> --redis <url> plus extra flags."""
+
+    def __init__(self, redis_url, args=(), env=None, binary=None, logdir=None, name="gateway"):
+        self.binary = binary or gateway_binary()
+        self.redis_url = redis_url
+        self.args = list(args)
+        self.env = env
+        self.port = free_port()
+        self.logdir = logdir or tempfile.mkdtemp(prefix="cg-gw-")
+        self.log = os.path.join(self.logdir, "%s-%d.log" % (name, self.port))
+        self.proc = None
+        self.returncode = None
+        self.stop_signalled = False
+
+    def url(self, path="/"):
+        return "http://127.0.0.1:%d%s" % (self.port, path)
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def cmdline(self):
+        return [self.binary, "--listen", "127.0.0.1:%d" % self.port,
+                "--redis", self.redis_url] + self.args
+
+    def start(self, wait="healthy", timeout=None):
+        """Start; wait='healthy' waits for /healthz 200, 'any' for any HTTP answer, None not at
+        all. Fails with the log tail if the process dies or the wait times out."""
+        if not os.access(self.binary, os.X_OK):
+            raise AssertionError("gateway binary %s is missing or not executable "
+                                 "(build it, or pass --gateway PATH)" % self.binary)
+        env = dict(os.environ)
+        if self.env:
+            env.update(self.env)
+        with open(self.log, "ab") as logf:
+            self.proc = subprocess.Popen(self.cmdline(), stdin=subprocess.DEVNULL, stdout=logf,
+                                         stderr=logf, env=env, cwd=self.logdir)
+        _live_procs[self.proc.pid] = self.proc
+        if wait:
+            self.wait_ready(wait == "healthy", timeout or scaled(10))
+        return self
+
+    def wait_ready(self, healthy=True, timeout=10.0):
+        deadline = time.monotonic() + timeout
+        last = None
+        while True:
+            if self.proc.poll() is not None:
+                raise AssertionError("gateway exited with %s before answering /healthz; "
+                                     "cmd: %s\nlog tail:\n%s" % (
+                                         self.proc.returncode, " ".join(self.cmdline()),
+                                         self.log_tail()))
+            try:
+                status, _, body = http_get(self.port, "/healthz", timeout=1)
+                last = (status, body[:200])
+                if status == 200 or not healthy:
+                    return
+            except (OSError, http.client.HTTPException) as e:
+                last = e
+            if time.monotonic() > deadline:
+                raise AssertionError("gateway /healthz not %s within %.0fs (last: %r)\nlog:\n%s"
+                                     % ("200" if healthy else "answering", timeout, last,
+                                        self.log_tail()))
+            time.sleep(0.02)
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal(self, sig):
+        if sig in (signal.SIGTERM, signal.SIGINT):
+            self.stop_signalled = True
+        os.kill(self.proc.pid, sig)
+
+    def stop(self, timeout=5.0, expect_rc=0):
+        """SIGTERM by PID; assert it exits within timeout with expect_rc and that the log holds
+        no sanitizer report. Idempotent: a second call only repeats the checks."""
+        if self.proc is None:
+            return None
+        if self.returncode is None:
+            # a test that already sent SIGTERM/SIGINT gets no second one (a second signal may
+            # rightly mean "exit now"); only the wait and the checks
+            sig = 0 if self.stop_signalled else signal.SIGTERM
+            rc, in_time = _stop_proc(self.proc, sig, timeout)
+            self.returncode = rc
+            if not in_time:
+                raise AssertionError("gateway did not exit within %.0fs of SIGTERM (killed)\n%s"
+                                     % (timeout, self.log_tail()))
+        self.check_log()
+        if expect_rc is not None and self.returncode != expect_rc:
+            raise AssertionError("gateway exited with %s after SIGTERM, expected %s\nlog:\n%s"
+                                 % (self.returncode, expect_rc, self.log_tail()))
+        return self.returncode
+
+    def wait_exit(self, timeout=5.0):
+        """Wait (no signal) for the process to exit; returns its exit code, or None (still
+        running) after timeout."""
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        _live_procs.pop(self.proc.pid, None)
+        self.returncode = rc
+        return rc
+
+    def kill(self):
+        if self.proc is not None and self.returncode is None:
+            self.returncode, _ = _stop_proc(self.proc, signal.SIGKILL)
+
+    def log_text(self):
+        try:
+            with open(self.log, "r", encoding="utf-8", errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def log_tail(self, n=40):
+        return _tail(self.log, n)
+
+    def check_log(self):
+        text = self.log_text()
+        m = SANITIZER_RE.search(text)
+        if m:
+            start = max(0, m.start() - 200)
+            raise AssertionError("sanitizer report in gateway log:\n%s" % text[start:start + 4000])
+
+    def rss_kb(self):
+        with open("/proc/%d/status" % self.proc.pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        raise AssertionError("no VmRSS for pid %d" % self.proc.pid)
+
+    # HTTP on the gateway's port
+    def get(self, path, headers=None, timeout=None):
+        return http_get(self.port, path, headers, timeout)
+
+    def healthz(self):
+        """(status, parsed JSON body)."""
+        status, headers, body = self.get("/healthz")
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            raise AssertionError("/healthz body is not JSON: %r" % body[:200])
+        return status, doc
+
+    def metrics(self):
+        status, headers, body = self.get("/metrics")
+        if status != 200:
+            raise AssertionError("/metrics answered %d" % status)
+        return Metrics.parse(body.decode("utf-8"))
+
+
+# ---------------------------------------------------------------------------------------------
+# raw HTTP upgrade (no library between the test and the bytes)
+
+
+def ws_accept(key):
+    return base64.b64encode(hashlib.sha1(
+        (key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()).decode()
+
+
+class Upgrade:
+    """Result of raw_upgrade: status, headers (lowercased), and the socket when kept open."""
+
+    def __init__(self, status, reason, headers, rest, sock, key):
+        self.status, self.reason, self.headers, self.rest, self.sock, self.key = (
+            status, reason, headers, rest, sock, key)
+
+    def __repr__(self):
+        return "<Upgrade %s %s>" % (self.status, self.reason)
+
+
+def raw_upgrade(port, path="/ws", cookie=None, origin=None, extra_headers=None,
+                keep_open=False, rcvbuf=None, timeout=None):
+    """Send a WebSocket upgrade request by hand and read the status line and headers.
+
+    cookie is the whole Cookie header value (or None for none). Returns an Upgrade; its sock
+    is open only when keep_open and the status is 101."""
+    timeout = timeout or scaled(5)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if rcvbuf:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.settimeout(timeout)
+    sock.connect(("127.0.0.1", port))
+    key = base64.b64encode(secrets.token_bytes(16)).decode()
+    lines = ["GET %s HTTP/1.1" % path, "Host: 127.0.0.1:%d" % port, "Upgrade: websocket",
+             "Connection: Upgrade", "Sec-WebSocket-Key: %s" % key, "Sec-WebSocket-Version: 13"]
+    if cookie is not None:
+        lines.append("Cookie: %s" % cookie)
+    if origin is not None:
+        lines.append("Origin: %s" % origin)
+    for k, v in (extra_headers or {}).items():
+        lines.append("%s: %s" % (k, v))
+    sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+    buf = b""
+    deadline = time.monotonic() + timeout
+    while b"\r\n\r\n" not in buf:
+        if time.monotonic() > deadline:
+            sock.close()
+            raise AssertionError("no complete HTTP response head within %.0fs: %r" % (timeout, buf))
+        try:
+            chunk = sock.recv(4096)
+        except ConnectionResetError:
+            chunk = b""
+        if not chunk:
+            sock.close()
+            raise AssertionError("connection closed before an HTTP response head: %r" % buf)
+        buf += chunk
+    head, rest = buf.split(b"\r\n\r\n", 1)
+    head_lines = head.decode("latin-1").split("\r\n")
+    parts = head_lines[0].split(" ", 2)
+    if len(parts) < 2 or not parts[0].startswith("HTTP/"):
+        sock.close()
+        raise AssertionError("bad HTTP status line %r" % head_lines[0])
+    status = int(parts[1])
+    headers = {}
+    for line in head_lines[1:]:
+        k, _, v = line.partition(":")
+        headers[k.strip().lower()] = v.strip()
+    if keep_open and status == 101:
+        return Upgrade(status, parts[2] if len(parts) > 2 else "", headers, rest, sock, key)
+    sock.close()
+    return Upgrade(status, parts[2] if len(parts) > 2 else "", headers, rest, None, key)
+
+
+def encode_ws_frame(opcode, payload, fin=True):
+    """A masked client->server WebSocket frame."""
+    if isinstance(payload, str):
+        payload = payload.encode("utf-8")
+    b0 = (0x80 if fin else 0) | opcode
+    n = len(payload)
+    if n < 126:
+        head = struct.pack("!BB", b0, 0x80 | n)
+    elif n < 65536:
+        head = struct.pack("!BBH", b0, 0x80 | 126, n)
+    else:
+        head = struct.pack("!BBQ", b0, 0x80 | 127, n)
+    mask = secrets.token_bytes(4)
+    body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload)) if n < 4096 else \
+        _mask_fast(payload, mask)
+    return head + mask + body
+
+
+def _mask_fast(payload, mask):
+    n = len(payload)
+    m = int.from_bytes((mask * (n // 4 + 1))[:n], "big")
+    return (int.from_bytes(payload, "big") ^ m).to_bytes(n, "big")
+
+
+class RawWS:
+    """A hand-made WebSocket client on a plain socket (after a 101 from raw_upgrade): it reads
+    only when told to, so it can play a client that stops reading."""
+
+    def __init__(self, upgrade):
+        self.sock = upgrade.sock
+        self.buf = bytearray(upgrade.rest)
+        self.close_code = None
+        self.close_reason = None
+
+    def send_text(self, text):
+        self.sock.sendall(encode_ws_frame(0x1, text))
+
+    def send_json(self, obj):
+        self.send_text(compact(obj))
+
+    def _parse_one(self):
+        """One complete frame from self.buf as (opcode, payload) or None."""
+        b = self.buf
+        if len(b) < 2:
+            return None
+        opcode, n, off = b[0] & 0x0F, b[1] & 0x7F, 2
+        if n == 126:
+            if len(b) < 4:
+                return None
+            n, off = struct.unpack("!H", b[2:4])[0], 4
+        elif n == 127:
+            if len(b) < 10:
+                return None
+            n, off = struct.unpack("!Q", b[2:10])[0], 10
+        if len(b) < off + n:
+            return None
+        payload = bytes(b[off:off + n])
+        del b[:off + n]
+        return opcode, payload
+
+    def _on_frame(self, opcode, payload, frames):
+        if opcode == 0x8:
+            self.close_code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else None
+            self.close_reason = payload[2:].decode("utf-8", "replace")
+        elif opcode == 0x1:
+            frames.extend(_parse_message(payload))
+
+    def recv_frames_until(self, pred, timeout=None):
+        """Read and parse until a server frame satisfies pred; returns the frames read."""
+        timeout = timeout or scaled(WAIT)
+        deadline = time.monotonic() + timeout
+        frames = []
+        while True:
+            f = self._parse_one()
+            if f:
+                self._on_frame(f[0], f[1], frames)
+                if any(pred(x) for x in frames):
+                    return frames
+                continue
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError("raw client: no matching frame within %.1fs; got %r"
+                                     % (timeout, frames))
+            self.sock.settimeout(left)
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise AssertionError("raw client: connection closed; got %r" % frames)
+            self.buf += chunk
+
+    def drain_until_closed(self, timeout=10.0):
+        """Read (and parse) everything until EOF or reset. Returns ('eof'|'reset', nbytes);
+        AssertionError if the connection is still open after timeout."""
+        deadline = time.monotonic() + timeout
+        total = 0
+        frames = []
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError("raw client: connection still open after %.0fs (%d bytes "
+                                     "read)" % (timeout, total))
+            self.sock.settimeout(left)
+            try:
+                chunk = self.sock.recv(1 << 20)
+            except ConnectionResetError:
+                return "reset", total
+            except socket.timeout:
+                continue
+            if not chunk:
+                return "eof", total
+            total += len(chunk)
+            self.buf += chunk
+            while True:
+                f = self._parse_one()
+                if not f:
+                    break
+                if f[0] == 0x8:
+                    self._on_frame(f[0], f[1], frames)
+                frames.clear()
+
+    def read_events(self, timeout):
+        """Read for up to timeout seconds without ever answering: returns (events, how) where
+        events are (monotonic time, opcode, payload) and how is 'eof', 'reset', 'close'
+        (a close frame arrived) or 'timeout'."""
+        deadline = time.monotonic() + timeout
+        events = []
+        while True:
+            while True:
+                f = self._parse_one()
+                if not f:
+                    break
+                events.append((time.monotonic(), f[0], f[1]))
+                if f[0] == 0x8:
+                    self._on_frame(f[0], f[1], [])
+                    return events, "close"
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return events, "timeout"
+            self.sock.settimeout(left)
+            try:
+                chunk = self.sock.recv(65536)
+            except ConnectionResetError:
+                return events, "reset"
+            except socket.timeout:
+                return events, "timeout"
+            if not chunk:
+                return events, "eof"
+            self.buf += chunk
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+# ---------------------------------------------------------------------------------------------
+# WebSocket client (websocket-client underneath)
+
+
+class ClosedError(AssertionError):
+    pass
+
+
+def _parse_message(payload):
+    """Split one server WebSocket text message into frames; parse and schema-validate each."""
+    text = payload.decode("utf-8") if isinstance(payload, (bytes, bytearray)) else payload
+    frames = []
+    for n, line in enumerate(text.split("\n"), 1):
+        if line == "":
+            raise AssertionError("empty line %d in server message (trailing/doubled newline?): %r"
+                                 % (n, text[:300]))
+        try:
+            frame = json.loads(line)
+        except ValueError as e:
+            raise AssertionError("server frame is not JSON (%s): %r" % (e, line[:300]))
+        try:
+            VALIDATOR.validate_server_frame(frame)
+        except proto_validate.ValidationError as e:
+            raise AssertionError("server frame fails proto schema: %s\nframe: %s"
+                                 % (e.message, line[:500]))
+        frames.append(frame)
+    return frames
+
+
+class WSClient:
+    """A browser-like client: cookie + Origin on the upgrade, JSON frames, split on newline."""
+
+    _ids = 0
+
+    def __init__(self, port, cookie=None, origin=None, path="/ws", rcvbuf=None, timeout=None,
+                 name="client"):
+        self.name = name
+        self.pending = deque()  # frames received but not yet handed out
+        self.history = []  # every frame received, in order
+        self.messages = []  # byte length and frame count of every text message received
+        self.keep_raw = False  # set to keep every message's bytes in raw_messages
+        self.raw_messages = []
+        self.close_code = None
+        self.close_reason = None
+        self.eof = False
+        self._frag = None
+        sockopt = ()
+        if rcvbuf:
+            sockopt = ((socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf),)
+        self.ws = websocket.WebSocket(sockopt=sockopt, enable_multithread=False)
+        opts = {"timeout": timeout or scaled(5)}
+        if cookie is not None:
+            opts["cookie"] = cookie
+        if origin is not None:
+            opts["origin"] = origin
+        else:
+            opts["suppress_origin"] = True
+        self.ws.connect("ws://127.0.0.1:%d%s" % (port, path), **opts)
+
+    # -- sending
+    @classmethod
+    def next_id(cls):
+        cls._ids += 1
+        return cls._ids
+
+    def send(self, obj, validate=True):
+        """Send a dict/list as compact JSON (validated as a client frame when it is meant to be
+        valid), or a str as it is."""
+        if isinstance(obj, (dict, list)):
+            if validate:
+                VALIDATOR.validate_client_frame(obj)
+            text = compact(obj)
+        else:
+            text = obj
+        self.ws.send(text)
+
+    def send_binary(self, data):
+        self.ws.send_binary(data)
+
+    # -- receiving
+    def _read_message(self, deadline):
+        """Read frames until one whole text message; returns its frames, or None at deadline.
+        Raises ClosedError once the server has closed."""
+        if self.close_code is not None or self.eof:
+            raise ClosedError("%s: connection already closed (%s %r)" % (
+                self.name, self.close_code, self.close_reason))
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            self.ws.sock.settimeout(left)
+            try:
+                fr = self.ws.recv_frame()
+            except websocket.WebSocketTimeoutException:
+                return None
+            except socket.timeout:
+                return None
+            except (websocket.WebSocketConnectionClosedException, ConnectionError) as e:
+                self.eof = True
+                raise ClosedError("%s: connection dropped without a close frame (%r)"
+                                  % (self.name, e))
+            op = fr.opcode
+            if op == ABNF.OPCODE_PING:
+                try:
+                    self.ws.pong(fr.data)
+                except (OSError, websocket.WebSocketException):
+                    pass
+                continue
+            if op == ABNF.OPCODE_PONG:
+                continue
+            if op == ABNF.OPCODE_CLOSE:
+                data = fr.data or b""
+                self.close_code = struct.unpack("!H", data[:2])[0] if len(data) >= 2 else 1005
+                self.close_reason = data[2:].decode("utf-8", "replace")
+                try:
+                    self.ws.send_close()
+                except (OSError, websocket.WebSocketException):
+                    pass
+                raise ClosedError("%s: server closed with %s %r" % (
+                    self.name, self.close_code, self.close_reason))
+            if op == ABNF.OPCODE_BINARY:
+                raise AssertionError("%s: server sent a binary message" % self.name)
+            if op == ABNF.OPCODE_TEXT:
+                self._frag = bytearray(fr.data)
+            elif op == ABNF.OPCODE_CONT:
+                if self._frag is None:
+                    raise AssertionError("%s: continuation frame without a start" % self.name)
+                self._frag += fr.data
+            if fr.fin:
+                payload, self._frag = bytes(self._frag), None
+                frames = _parse_message(payload)
+                self.messages.append((len(payload), len(frames)))
+                if self.keep_raw:
+                    self.raw_messages.append(payload)
+                self.history.extend(frames)
+                return frames
+
+    def recv_frames(self, timeout=None):
+        """Frames of the next text message (or those still pending); [] after timeout."""
+        if self.pending:
+            out = list(self.pending)
+            self.pending.clear()
+            return out
+        frames = self._read_message(time.monotonic() + (scaled(WAIT) if timeout is None
+                                                        else timeout))
+        return frames or []
+
+    def recv_until(self, pred, timeout=None, what=None):
+        """Frames up to and including the first one satisfying pred (later frames of the same
+        message stay pending). AssertionError after timeout, listing what did arrive."""
+        timeout = scaled(WAIT) if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        seen = []
+        while True:
+            while self.pending:
+                f = self.pending.popleft()
+                seen.append(f)
+                if pred(f):
+                    return seen
+            try:
+                frames = self._read_message(deadline)
+            except ClosedError as e:
+                raise AssertionError("%s while waiting for %s; frames before: %s" % (
+                    e, what or "a frame", _short(seen)))
+            if frames is None:
+                raise AssertionError("%s: no %s within %.1fs; got %s" % (
+                    self.name, what or "matching frame", timeout, _short(seen)))
+            self.pending.extend(frames)
+
+    def collect(self, pred, count, timeout=None, what=None):
+        """Exactly the first `count` frames satisfying pred (others are dropped)."""
+        got = []
+        timeout = scaled(WAIT) if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        while len(got) < count:
+            frames = self.recv_until(pred, max(0.0, deadline - time.monotonic()),
+                                     what="%s #%d of %d" % (what or "frame", len(got) + 1, count))
+            got.append(frames[-1])
+        return got
+
+    def request(self, obj, timeout=None, validate=True):
+        """Send obj (which must carry an id) and return the first non-tick/message frame with
+        that id."""
+        rid = obj["id"]
+        self.send(obj, validate=validate)
+        frames = self.recv_until(lambda f: f.get("type") not in ("tick", "message")
+                                 and f.get("id") == rid and type(f.get("id")) is type(rid),
+                                 timeout, what="reply to %s" % compact(obj)[:200])
+        return frames[-1]
+
+    def barrier(self, timeout=None):
+        """Ping with a fresh id and wait for its pong; returns the frames that came before it.
+        Whatever the gateway had queued for this socket before it read the ping is in there."""
+        pid = "barrier-%d" % self.next_id()
+        self.send({"action": "ping", "id": pid})
+        frames = self.recv_until(lambda f: f.get("type") == "pong" and f.get("id") == pid,
+                                 timeout, what="pong %s" % pid)
+        return frames[:-1]
+
+    def subscribe(self, names, id=None, timeout=None):
+        id = self.next_id() if id is None else id
+        reply = self.request({"action": "subscribe", "instruments": list(names), "id": id},
+                             timeout)
+        if reply.get("type") != "subscribed":
+            raise AssertionError("subscribe %s -> %s" % (names, reply))
+        return reply
+
+    def unsubscribe(self, names, id=None, timeout=None):
+        id = self.next_id() if id is None else id
+        reply = self.request({"action": "unsubscribe", "instruments": list(names), "id": id},
+                             timeout)
+        if reply.get("type") != "unsubscribed":
+            raise AssertionError("unsubscribe %s -> %s" % (names, reply))
+        return reply
+
+    def expect_close(self, timeout=None):
+        """Read until the server's close frame; returns (code, reason). Frames before it are kept
+        in history. AssertionError on timeout or a drop without a close frame."""
+        timeout = scaled(WAIT) if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        if self.close_code is not None:
+            return self.close_code, self.close_reason
+        while True:
+            try:
+                frames = self._read_message(deadline)
+            except ClosedError:
+                if self.close_code is not None:
+                    return self.close_code, self.close_reason
+                raise
+            if frames is None:
+                raise AssertionError("%s: no close frame within %.1fs" % (self.name, timeout))
+
+    def close(self):
+        try:
+            if self.close_code is None and not self.eof:
+                self.ws.send_close()
+        except (OSError, websocket.WebSocketException):
+            pass
+        try:
+            self.ws.shutdown()
+        except (OSError, websocket.WebSocketException):
+            pass
+
+
+class Reader(threading.Thread):
+    """Reads a WSClient on its own thread, recording (monotonic time, frame)."""
+
+    def __init__(self, client):
+        super().__init__(daemon=True)
+        self.client = client
+        self.frames = []
+        self.error = None
+        self.stop_flag = threading.Event()
+
+    def run(self):
+        try:
+            while not self.stop_flag.is_set():
+                for f in self.client.recv_frames(timeout=0.1):
+                    self.frames.append((time.monotonic(), f))
+        except BaseException as e:  # reported by the test
+            self.error = e
+
+    def stop(self):
+        self.stop_flag.set()
+        self.join(5)
+
+
+def _short(frames, n=8):
+    s = [compact(f)[:160] for f in frames[-n:]]
+    more = len(frames) - len(s)
+    return ("[%d earlier] " % more if more > 0 else "") + "[" + ", ".join(s) + "]"
+
+
+# frame predicates
+def is_type(t, **fields):
+    return lambda f: f.get("type") == t and all(f.get(k) == v for k, v in fields.items())
+
+
+def is_tick(instrument=None):
+    return lambda f: f.get("type") == "tick" and (instrument is None
+                                                  or f.get("instrument") == instrument)
+
+
+def is_message(channel=None):
+    return lambda f: f.get("type") == "message" and (channel is None
+                                                     or f.get("channel") == channel)
+
+
+# ---------------------------------------------------------------------------------------------
+# the test base class
+
+
+class GatewayTestCase(unittest.TestCase):
+    """Each test: its own redis-server (self.redis, client self.r); start_gateway() starts the
+    gateway. Cleanups (LIFO) close clients, SIGTERM the gateway (asserting exit 0 and a clean
+    log), then stop redis, all by PID, also when the test failed."""
+
+    session_prefix = "session:"
+    inbox_key = "chartgate:inbox"
+
+    def setUp(self):
+        self.redis = RedisServer()
+        self.addCleanup(self.redis.cleanup)
+        self.redis.start()
+        self.r = self.redis.client()
+        self.addCleanup(self.r.close)
+        self.gw = None
+        self.logdir = tempfile.mkdtemp(prefix="cg-it-")
+        self.addCleanup(shutil.rmtree, self.logdir, True)
+
+    # -- processes
+    def start_gateway(self, *args, wait="healthy", env=None, redis_url=None):
+        gw = Gateway(redis_url or self.redis.url, args, env=env, logdir=self.logdir,
+                     name=self.id().rsplit(".", 1)[-1])
+        self.addCleanup(self._finish_gateway, gw)
+        gw.start(wait=wait)
+        if self.gw is None:
+            self.gw = gw
+        return gw
+
+    def _finish_gateway(self, gw):
+        try:
+            if gw.proc is not None:
+                gw.stop()
+        finally:
+            if self._failed():
+                self._keep_log(gw)
+
+    def _failed(self):
+        result = getattr(getattr(self, "_outcome", None), "result", None)
+        if result is None:
+            return False
+        return any(t is self for t, _ in list(result.failures) + list(result.errors))
+
+    def _keep_log(self, gw):
+        try:
+            os.makedirs(ARTIFACT_DIR, exist_ok=True)
+            dst = os.path.join(ARTIFACT_DIR, "%s.log" % self.id())
+            shutil.copyfile(gw.log, dst)
+            sys.stderr.write("\n--- gateway log tail (%s, full copy: %s) ---\n%s\n---\n"
+                             % (self.id(), dst, gw.log_tail(30)))
+        except OSError:
+            pass
+
+    # -- sessions and clients
+    def make_session(self, user_id="u1", instruments=None, exp=None, sid=None, raw=None,
+                     ttl_ms=None):
+        """Write session:<sid> (JSON, or raw text as given) and return sid."""
+        sid = sid or secrets.token_urlsafe(24)
+        if raw is None:
+            doc = {"user_id": user_id}
+            if instruments is not None:
+                doc["instruments"] = instruments
+            if exp is not None:
+                doc["exp"] = exp
+            raw = json.dumps(doc)
+        self.r.set(self.session_prefix + sid, raw, px=ttl_ms)
+        return sid
+
+    def connect(self, sid=None, user_id="u1", instruments=None, origin=None, path="/ws",
+                gw=None, cookie=None, rcvbuf=None, name=None):
+        """Open a WebSocket like a browser would (a fresh session unless sid/cookie given)."""
+        gw = gw or self.gw
+        if cookie is None:
+            sid = sid or self.make_session(user_id, instruments)
+            cookie = "sessionid=%s" % sid
+        c = WSClient(gw.port, cookie=cookie, origin=origin, path=path, rcvbuf=rcvbuf,
+                     name=name or "client(%s)" % user_id)
+        self.addCleanup(c.close)
+        return c
+
+    def ws_connect(self, sid, origin=None, path="/ws", **kw):
+        """connect() with the brief's signature: an existing session id."""
+        return self.connect(sid=sid, origin=origin, path=path, **kw)
+
+    def kill_redis(self, save=True):
+        self.redis.kill(save=save)
+
+    def restart_redis(self):
+        self.redis.restart()
+        self.r = self.redis.client()
+        self.addCleanup(self.r.close)
+
+    def upgrade_status(self, sid=None, cookie=None, origin=None, path="/ws", gw=None,
+                       extra_headers=None):
+        """HTTP status of a raw upgrade attempt (cookie: whole header value; sid: sessionid)."""
+        gw = gw or self.gw
+        if cookie is None and sid is not None:
+            cookie = "sessionid=%s" % sid
+        up = raw_upgrade(gw.port, path=path, cookie=cookie, origin=origin,
+                         extra_headers=extra_headers)
+        if up.status == 101:
+            self.assertEqual(up.headers.get("sec-websocket-accept"), ws_accept(up.key),
+                             "101 with a wrong Sec-WebSocket-Accept")
+        return up.status
+
+    # -- backend side
+    def publish(self, channel, obj):
+        """PUBLISH channel <json or str as is>; returns the number of Redis receivers."""
+        return self.r.publish(channel, obj if isinstance(obj, (str, bytes)) else compact(obj))
+
+    def rpush_inbox(self, envelope, key=None):
+        return self.r.rpush(key or self.inbox_key,
+                            envelope if isinstance(envelope, (str, bytes)) else compact(envelope))
+
+    def numsub(self, channel):
+        return dict(self.r.pubsub_numsub(channel)).get(channel, 0)
+
+    def wait_numsub(self, channel, n, timeout=None):
+        return wait_for(lambda: self.numsub(channel) == n or None, timeout or scaled(WAIT),
+                        "PUBSUB NUMSUB %s == %d (now %d)" % (channel, n, self.numsub(channel)))
+
+    def wait_channel_ready(self, channel, timeout=None):
+        """Wait until the gateway listens on channel upstream (a SUBSCRIBE, or any PSUBSCRIBE)."""
+        wait_for(lambda: self.numsub(channel) >= 1 or self.r.pubsub_numpat() >= 1,
+                 timeout or scaled(WAIT), "the gateway to subscribe %s upstream" % channel)
+
+    def metrics(self, gw=None):
+        return (gw or self.gw).metrics()
+
+    def wait_metric(self, name, pred, timeout=None, gw=None, **labels):
+        """Poll /metrics until pred(value of name{labels}) holds; returns the value."""
+        box = {}
+
+        def check():
+            box["v"] = (gw or self.gw).metrics().value(name, **labels)
+            return pred(box["v"])
+        try:
+            wait_for(check, timeout or scaled(WAIT), "metric %s%s" % (name, labels or ""))
+        except AssertionError as e:
+            raise AssertionError("%s; last value %r" % (e, box.get("v")))
+        return box["v"]
+
+    def assert_nothing_for(self, client, what="frame"):
+        """No frame queued for client (ping barrier); fails listing what came instead."""
+        before = client.barrier()
+        self.assertEqual(before, [], "%s got unexpected %s(s): %s" % (client.name, what,
+                                                                      _short(before)))
+
+
+def main():
+    """Parse --gateway PATH, then run unittest on __main__; prints unittest's summary and a
+    closing 'N passed, N failed' line; exits non-zero on any failure."""
+    argv = sys.argv[1:]
+    rest = []
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--gateway" and i + 1 < len(argv):
+            os.environ["CHARTGATE_BIN"] = os.path.abspath(argv[i + 1])
+            i += 2
+            continue
+        if a.startswith("--gateway="):
+            os.environ["CHARTGATE_BIN"] = os.path.abspath(a.split("=", 1)[1])
+            i += 1
+            continue
+        rest.append(a)
+        i += 1
+    binary = gateway_binary()
+    if not os.access(binary, os.X_OK):
+        sys.stderr.write("harness: gateway binary %s is missing or not executable "
+                         "(build it, or pass --gateway PATH / set CHARTGATE_BIN)\n" % binary)
+        sys.exit(1)
+    if shutil.which("redis-server") is None:
+        sys.stderr.write("harness: redis-server not found (apt-get install redis-server)\n")
+        sys.exit(1)
+    prog = unittest.main(module="__main__", argv=[sys.argv[0]] + rest, exit=False,
+                         testRunner=unittest.TextTestRunner(verbosity=2))
+    r = prog.result
+    failed = len(r.failures) + len(r.errors) + len(getattr(r, "unexpectedSuccesses", ()))
+    skipped = len(r.skipped)
+    passed = r.testsRun - failed - skipped
+    name = os.path.basename(sys.argv[0]).rsplit(".", 1)[0]
+    line = "%s: %d passed, %d failed" % (name.replace("test_", ""), passed, failed)
+    if skipped:
+        line += ", %d skipped" % skipped
+    print(line, flush=True)
+    sys.exit(0 if r.wasSuccessful() and r.testsRun > 0 else 1)
