@@ -144,8 +144,14 @@ class Validator:
 
     def kind_of(self, name):
         """Map an example file stem ("tick", "error-bad_json", "server-x") to a
-        schema name: the text before the first "-"."""
+        schema name: the longest schema name that is the whole stem or is
+        followed by "-" in it ("history-request-before" -> history-request,
+        "history-empty" -> history); otherwise the text before the first "-"."""
         base = name.split("-", 1)[0]
+        for cand in sorted(self.schemas, key=len, reverse=True):
+            if name == cand or name.startswith(cand + "-"):
+                base = cand
+                break
         if base in self.server_frames.values() or base == "server":
             return "server", base
         if base in self.client_frames.values() or base == "client":
