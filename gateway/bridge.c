@@ -169,7 +169,7 @@ static void add_instrument(struct cg_map_node *n, void *arg)
 {
     struct sub_batch *sb = arg;
     struct cg_instrument *in = CG_CONTAINER_OF(n, struct cg_instrument, node);
-    if (in->nsubs)
+    if (in->nsubs && !sb->b->cfg->record_bars)
         batch_add(sb, sb->b->cfg->md_prefix, in->name);
 }
 
@@ -194,7 +194,16 @@ static void pubsub_ready(struct cg_bridge *b)
     cg_map_each(&b->reg->users, add_user, sb);
     batch_flush(sb);
     free(sb);
+    if (b->cfg->record_bars) {
+        /* A recording gateway aggregates every instrument, subscribed here or not. */
+        char pat[80];
+        const char *argv[2] = {"PSUBSCRIBE", pat};
+        size_t lens[2] = {10, (size_t)snprintf(pat, sizeof(pat), "%s*", b->cfg->md_prefix)};
+        subscribe_argv(b, "PSUBSCRIBE", 2, argv, lens);
+    }
     b->last_heartbeat_ms = now_ms(b);
+    if (b->on_pubsub_up)
+        b->on_pubsub_up(b->hook_data);
 }
 
 static int starts(const char *s, size_t len, const char *prefix, size_t *plen)
@@ -208,11 +217,18 @@ static void on_pubsub(redisAsyncContext *ac, void *r, void *priv)
     (void)priv;
     struct cg_bridge_link *l = ac->data;
     redisReply *reply = r;
-    if (!l || !reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3)
+    if (!l || !reply || reply->type != REDIS_REPLY_ARRAY || reply->elements < 3)
         return;
     redisReply *kind = reply->element[0], *ch = reply->element[1], *msg = reply->element[2];
-    if (kind->type != REDIS_REPLY_STRING || strcmp(kind->str, "message") ||
-        ch->type != REDIS_REPLY_STRING || msg->type != REDIS_REPLY_STRING)
+    if (kind->type == REDIS_REPLY_STRING && !strcmp(kind->str, "pmessage") &&
+        reply->elements == 4) { /* [pmessage, pattern, channel, payload] */
+        ch = reply->element[2];
+        msg = reply->element[3];
+    } else if (kind->type != REDIS_REPLY_STRING || strcmp(kind->str, "message") ||
+               reply->elements != 3) {
+        return;
+    }
+    if (ch->type != REDIS_REPLY_STRING || msg->type != REDIS_REPLY_STRING)
         return;
     struct cg_bridge *b = l->bridge;
     const struct cg_config *c = b->cfg;
@@ -240,6 +256,8 @@ static void upstream(struct cg_bridge *b, const char *verb, const char *prefix, 
 void cg_bridge_instrument_active(void *data, struct cg_instrument *inst, int active)
 {
     struct cg_bridge *b = data;
+    if (b->cfg->record_bars)
+        return; /* md:* is pattern-subscribed */
     upstream(b, active ? "SUBSCRIBE" : "UNSUBSCRIBE", b->cfg->md_prefix, inst->name);
 }
 

@@ -47,6 +47,8 @@ struct cg_bridge {
     char heartbeat_channel[200];
     char processing_key[300];
     int stopping;
+    void (*on_pubsub_up)(void *data); /* ticks may have been missed while it was down */
+    void *hook_data;
     int open_handles; /* uv handles not yet closed, for a clean shutdown */
 };
 

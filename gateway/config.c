@@ -10,7 +10,7 @@
 
 #include "log.h"
 
-enum kind { K_STR, K_U32, K_HOSTPORT, K_REDIS, K_ORIGIN, K_LEVEL };
+enum kind { K_STR, K_U32, K_HOSTPORT, K_REDIS, K_ORIGIN, K_LEVEL, K_BOOL };
 
 struct opt {
     const char *name; /* flag without "--"; the JSON key is the same with '_' */
@@ -70,6 +70,31 @@ static const struct opt opts[] = {
     {"redis-backoff-max-ms", K_U32, F(redis_backoff_max_ms), 0, 100, 60000,
      "cap of the Redis reconnect back-off"},
     {"log-level", K_LEVEL, F(log_level), 0, 0, 0, "debug, info, warn or error"},
+    {"intervals", K_STR, F(intervals_text), S(intervals_text), 0, 0,
+     "bar intervals, comma-separated (<n>s|m|h|d, at most 8)"},
+    {"price-field", K_STR, F(price_field), S(price_field), 0, 0, "tick field holding the price"},
+    {"volume-field", K_STR, F(volume_field), S(volume_field), 0, 0,
+     "tick field holding the volume"},
+    {"ts-field", K_STR, F(ts_field), S(ts_field), 0, 0,
+     "tick field holding the epoch-ms timestamp (arrival time when absent)"},
+    {"cumulative-volume", K_STR, F(cumulative_text), S(cumulative_text), 0, 0,
+     "instrument prefixes whose volume is a running total, comma-separated (* = all)"},
+    {"record-bars", K_BOOL, F(record_bars), 0, 0, 0,
+     "aggregate every instrument and record completed bars in Redis"},
+    {"bars-prefix", K_STR, F(bars_prefix), S(bars_prefix), 0, 0,
+     "Redis key prefix of recorded bars"},
+    {"bars-depth", K_U32, F(bars_depth), 0, 1, 100000,
+     "completed bars kept in memory per instrument and interval (snapshot size)"},
+    {"history-depth", K_U32, F(history_depth), 0, 1, 10000000,
+     "bars kept per instrument and interval in Redis"},
+    {"history-max", K_U32, F(history_max), 0, 1, 100000, "largest history reply"},
+    {"resume-ring", K_U32, F(resume_ring), 0, 0, 100000,
+     "ticks kept per instrument to resume reconnecting clients (at most half of "
+     "--queue-max-frames)"},
+    {"chart-idle-s", K_U32, F(chart_idle_s), 0, 0, 86400,
+     "chart state kept after an instrument's last subscriber leaves"},
+    {"dev-login", K_BOOL, F(dev_login), 0, 0, 0,
+     "DEVELOPMENT ONLY: GET /dev/login?user=NAME creates a session"},
 };
 
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
@@ -105,6 +130,98 @@ static void defaults(struct cg_config *c, const char *web_root)
     c->max_instruments = 100000;
     c->redis_backoff_max_ms = 5000;
     c->log_level = CG_LOG_INFO;
+    snprintf(c->intervals_text, sizeof(c->intervals_text), "1s,1m,5m,15m,1h,1d");
+    snprintf(c->price_field, sizeof(c->price_field), "last_price");
+    snprintf(c->volume_field, sizeof(c->volume_field), "volume");
+    snprintf(c->ts_field, sizeof(c->ts_field), "ts");
+    snprintf(c->bars_prefix, sizeof(c->bars_prefix), "bars:");
+    c->bars_depth = 300;
+    c->history_depth = 10000;
+    c->history_max = 1000;
+    c->resume_ring = 256;
+    c->chart_idle_s = 300;
+}
+
+int cg_config_interval(const struct cg_config *cfg, const char *name)
+{
+    for (uint32_t i = 0; i < cfg->nintervals; i++)
+        if (!strcmp(cfg->interval_names[i], name))
+            return (int)i;
+    return -1;
+}
+
+/* "15m" -> 900000. Returns 0 or -1. */
+static int parse_interval(const char *s, int64_t *ms)
+{
+    char *end;
+    errno = 0;
+    unsigned long n = strtoul(s, &end, 10);
+    if (errno || end == s || s[0] < '1' || s[0] > '9' || n > 9999 || end[0] == 0 || end[1])
+        return -1;
+    int64_t unit = end[0] == 's'   ? 1000
+                   : end[0] == 'm' ? 60000
+                   : end[0] == 'h' ? 3600000
+                   : end[0] == 'd' ? 86400000
+                                   : 0;
+    if (!unit)
+        return -1;
+    *ms = (int64_t)n * unit;
+    return 0;
+}
+
+/* Splits a comma-separated list in place into out[max][width]; returns the count or -1. */
+static int split_list(const char *text, char *out, size_t width, int max)
+{
+    int n = 0;
+    const char *p = text;
+    while (*p) {
+        const char *e = strchr(p, ',');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (!len || len >= width || n == max)
+            return -1;
+        memcpy(out + (size_t)n * width, p, len);
+        out[(size_t)n * width + len] = 0;
+        n++;
+        p += len + (e ? 1 : 0);
+        if (e && !*p)
+            return -1;
+    }
+    return n;
+}
+
+/* Derives the parsed forms of list settings; returns 0 or -1 with err. */
+static int derive(struct cg_config *c, char *err, size_t errsz)
+{
+    int n = split_list(c->intervals_text, &c->interval_names[0][0], sizeof(c->interval_names[0]),
+                       CG_CONFIG_INTERVALS_MAX);
+    if (n <= 0)
+        goto bad_intervals;
+    c->nintervals = (uint32_t)n;
+    for (int i = 0; i < n; i++) {
+        if (parse_interval(c->interval_names[i], &c->interval_ms[i]))
+            goto bad_intervals;
+        for (int j = 0; j < i; j++)
+            if (c->interval_ms[j] == c->interval_ms[i])
+                goto bad_intervals;
+    }
+    n = c->cumulative_text[0] ? split_list(c->cumulative_text, &c->cumulative[0][0],
+                                           sizeof(c->cumulative[0]), CG_CONFIG_PREFIXES_MAX)
+                              : 0;
+    if (n < 0) {
+        snprintf(err, errsz,
+                 "chartgate: --cumulative-volume: expected up to %d comma-separated prefixes "
+                 "(or *), got \"%.80s\"",
+                 CG_CONFIG_PREFIXES_MAX, c->cumulative_text);
+        return -1;
+    }
+    c->ncumulative = (uint32_t)n;
+    return 0;
+bad_intervals:
+    snprintf(err, errsz,
+             "chartgate: --intervals: expected up to %d distinct comma-separated intervals "
+             "like 1s,1m,1h,1d, got \"%.80s\"",
+             CG_CONFIG_INTERVALS_MAX, c->intervals_text);
+    return -1;
 }
 
 int cg_config_parse_hostport(const char *s, char *host, size_t hostsz, uint32_t *port)
@@ -220,6 +337,17 @@ static int apply(struct cg_config *c, const struct opt *o, const char *val, cons
         }
         snprintf(c->origins[c->norigins++], sizeof(c->origins[0]), "%s", val);
         return 0;
+    case K_BOOL:
+        if (!strcmp(val, "true") || !strcmp(val, "1")) {
+            *(int *)(base + o->off) = 1;
+        } else if (!strcmp(val, "false") || !strcmp(val, "0")) {
+            *(int *)(base + o->off) = 0;
+        } else {
+            snprintf(err, errsz, "chartgate: %s: expected true or false, got \"%.40s\"", where,
+                     val);
+            return -1;
+        }
+        return 0;
     case K_LEVEL: {
         enum cg_log_level l;
         if (cg_log_parse_level(val, &l)) {
@@ -311,7 +439,13 @@ static int load_file(struct cg_config *c, const char *path, char *err, size_t er
             break;
         }
         const char *val = NULL;
-        if (o->kind == K_U32 && json_is_integer(v) && json_integer_value(v) >= 0) {
+        if (o->kind == K_BOOL && json_is_boolean(v)) {
+            val = json_is_true(v) ? "true" : "false";
+        } else if (o->kind == K_BOOL) {
+            snprintf(err, errsz, "chartgate: %s: expected true or false", where);
+            rc = -1;
+            break;
+        } else if (o->kind == K_U32 && json_is_integer(v) && json_integer_value(v) >= 0) {
             snprintf(buf, sizeof(buf), "%lld", (long long)json_integer_value(v));
             val = buf;
         } else if (o->kind != K_U32 && json_is_string(v)) {
@@ -370,8 +504,10 @@ static enum cg_config_result load(struct cg_config *cfg, int argc, char **argv,
             usage(usage_out);
             return CG_CONFIG_HELP;
         }
-        if (!strncmp(argv[i], "--", 2) && !strchr(argv[i], '=') &&
-            find_flag(argv[i] + 2, strlen(argv[i] + 2))) {
+        const struct opt *fo = !strncmp(argv[i], "--", 2) && !strchr(argv[i], '=')
+                                   ? find_flag(argv[i] + 2, strlen(argv[i] + 2))
+                                   : NULL;
+        if (fo && fo->kind != K_BOOL) {
             i++; /* a flag's value is never taken for --help or --config */
             continue;
         }
@@ -406,7 +542,9 @@ static enum cg_config_result load(struct cg_config *cfg, int argc, char **argv,
                      (int)(nl + 2) > 80 ? 80 : (int)(nl + 2), a);
             return CG_CONFIG_ERROR;
         }
-        const char *val = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
+        const char *val = eq                  ? eq + 1
+                          : o->kind == K_BOOL ? "true"
+                                              : (i + 1 < argc ? argv[++i] : NULL);
         char where[80];
         snprintf(where, sizeof(where), "--%s", o->name);
         if (!val) {
@@ -427,6 +565,11 @@ static enum cg_config_result load(struct cg_config *cfg, int argc, char **argv,
                  cfg->listen_port);
     if (cfg->queue_conflate_frames > cfg->queue_max_frames)
         cfg->queue_conflate_frames = cfg->queue_max_frames;
+    if (derive(cfg, err, errsz))
+        return CG_CONFIG_ERROR;
+    /* A replay must fit a client's queue with room to spare. */
+    if (cfg->resume_ring > cfg->queue_max_frames / 2)
+        cfg->resume_ring = cfg->queue_max_frames / 2;
     if (cfg->idle_timeout_s <= cfg->ping_s) {
         snprintf(err, errsz, "chartgate: --idle-timeout-s: must be greater than --ping-s (%u)",
                  cfg->ping_s);

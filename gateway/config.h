@@ -11,6 +11,8 @@
 #include <stdint.h>
 
 #define CG_CONFIG_ORIGINS_MAX 32
+#define CG_CONFIG_INTERVALS_MAX 8
+#define CG_CONFIG_PREFIXES_MAX 32
 
 struct cg_config {
     char listen_host[128];
@@ -49,7 +51,31 @@ struct cg_config {
     uint32_t redis_backoff_max_ms;
 
     int log_level; /* enum cg_log_level */
+
+    /* chart agent */
+    char intervals_text[128]; /* as given, e.g. "1s,1m,5m" */
+    uint32_t nintervals;      /* parsed from intervals_text */
+    char interval_names[CG_CONFIG_INTERVALS_MAX][8];
+    int64_t interval_ms[CG_CONFIG_INTERVALS_MAX];
+    char price_field[64];
+    char volume_field[64];
+    char ts_field[64];
+    char cumulative_text[256]; /* instrument name prefixes with cumulative volume; "*" = all */
+    uint32_t ncumulative;
+    char cumulative[CG_CONFIG_PREFIXES_MAX][32];
+    int record_bars;
+    char bars_prefix[64];
+    uint32_t bars_depth;    /* completed bars kept in memory per series; snapshot size */
+    uint32_t history_depth; /* bars kept per series in Redis */
+    uint32_t history_max;   /* largest history reply */
+    uint32_t resume_ring;   /* ticks kept per instrument for resume */
+    uint32_t chart_idle_s;  /* chart state kept this long after the last subscriber */
+
+    int dev_login;
 };
+
+/* Index of interval name in cfg, or -1. */
+int cg_config_interval(const struct cg_config *cfg, const char *name);
 
 enum cg_config_result {
     CG_CONFIG_OK = 0,

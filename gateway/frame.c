@@ -191,3 +191,191 @@ struct cg_frame *cg_frame_names(const char *type, const char *id_json, const cha
     PUTLIT(&c, "]}");
     return f;
 }
+
+/* ---- bars ------------------------------------------------------------------ */
+
+/* A JSON number for a finite double, shortest form that round-trips typical
+ * prices (15 significant digits); non-finite values (never from valid JSON input)
+ * become 0 so a frame is always valid JSON. */
+static int num(char *out, size_t outsz, double v)
+{
+    if (v != v || v > 1e300 || v < -1e300)
+        v = 0;
+    return snprintf(out, outsz, "%.15g", v);
+}
+
+size_t cg_frame_bar_array(const struct cg_bar *b, char *out, size_t outsz)
+{
+    char o[32], h[32], l[32], c[32], v[32];
+    num(o, sizeof(o), b->o);
+    num(h, sizeof(h), b->h);
+    num(l, sizeof(l), b->l);
+    num(c, sizeof(c), b->c);
+    num(v, sizeof(v), b->v);
+    int n = snprintf(out, outsz, "[%" PRId64 ",%s,%s,%s,%s,%s]", b->t, o, h, l, c, v);
+    return n < 0 ? 0 : (size_t)n >= outsz ? outsz - 1 : (size_t)n;
+}
+
+struct cg_frame *cg_frame_bar(const void *ckey, const char *instrument, const char *interval,
+                              uint64_t seq, const struct cg_bar *b, int final)
+{
+    char o[32], h[32], l[32], c[32], v[32], tmp[512];
+    num(o, sizeof(o), b->o);
+    num(h, sizeof(h), b->h);
+    num(l, sizeof(l), b->l);
+    num(c, sizeof(c), b->c);
+    num(v, sizeof(v), b->v);
+    int n = snprintf(tmp, sizeof(tmp),
+                     "{\"type\":\"bar\",\"instrument\":\"%s\",\"interval\":\"%s\",\"seq\":%" PRIu64
+                     ",\"bar\":{\"t\":%" PRId64
+                     ",\"o\":%s,\"h\":%s,\"l\":%s,\"c\":%s,\"v\":%s},\"final\":%s}",
+                     instrument, interval, seq, b->t, o, h, l, c, v, final ? "true" : "false");
+    if (n < 0 || (size_t)n >= sizeof(tmp))
+        return NULL;
+    struct cg_frame *f = cg_frame_alloc((size_t)n);
+    if (!f)
+        return NULL;
+    memcpy(cg_frame_data(f), tmp, (size_t)n);
+    if (!final) {
+        f->kind = CG_FRAME_TICK;
+        f->ckey = ckey;
+    }
+    return f;
+}
+
+#define BAR_MAX 160 /* longest [t,o,h,l,c,v] */
+
+static size_t bars_len(const struct cg_frame_bars *b)
+{
+    size_t n = b->nfirst + b->nsecond;
+    return 2 + n * (BAR_MAX + 1);
+}
+
+static void put_bars(struct cur *c, const struct cg_frame_bars *b)
+{
+    char tmp[BAR_MAX + 8];
+    size_t k = 0;
+    PUTLIT(c, "[");
+    for (size_t i = 0; i < b->nfirst + b->nsecond; i++, k++) {
+        const struct cg_bar *bar = i < b->nfirst ? &b->first[i] : b->second[i - b->nfirst];
+        if (k)
+            PUTLIT(c, ",");
+        put(c, tmp, cg_frame_bar_array(bar, tmp, sizeof(tmp)));
+    }
+    PUTLIT(c, "]");
+}
+
+/* Encodes into a worst-case buffer, then trims the frame's length to what was
+ * written (the allocation keeps its size; frames are short-lived). */
+struct cg_frame *cg_frame_snapshot(const char *instrument, uint64_t seq, const char *last_json,
+                                   size_t last_len, const struct cg_frame_bars *series, size_t n)
+{
+    size_t cap = 128 + strlen(instrument) + (last_json ? last_len : 4);
+    for (size_t i = 0; i < n; i++)
+        cap += strlen(series[i].interval) + 4 + bars_len(&series[i]);
+    struct cg_frame *f = cg_frame_alloc(cap);
+    if (!f)
+        return NULL;
+    struct cur c = {cg_frame_data(f)};
+    char num_s[24];
+    PUTLIT(&c, "{\"type\":\"snapshot\",\"instrument\":\"");
+    put_str(&c, instrument);
+    PUTLIT(&c, "\",\"seq\":");
+    put(&c, num_s, (size_t)snprintf(num_s, sizeof(num_s), "%" PRIu64, seq));
+    PUTLIT(&c, ",\"last\":");
+    if (last_json)
+        put(&c, last_json, last_len);
+    else
+        PUTLIT(&c, "null");
+    PUTLIT(&c, ",\"bars\":{");
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            PUTLIT(&c, ",");
+        PUTLIT(&c, "\"");
+        put_str(&c, series[i].interval);
+        PUTLIT(&c, "\":");
+        put_bars(&c, &series[i]);
+    }
+    PUTLIT(&c, "}}");
+    f->len = (size_t)(c.p - cg_frame_data(f));
+    return f;
+}
+
+struct cg_frame *cg_frame_history(const char *id_json, const char *instrument,
+                                  const struct cg_frame_bars *bars)
+{
+    size_t cap =
+        128 + id_len(id_json) + strlen(instrument) + strlen(bars->interval) + bars_len(bars);
+    struct cg_frame *f = cg_frame_alloc(cap);
+    if (!f)
+        return NULL;
+    struct cur c = {cg_frame_data(f)};
+    PUTLIT(&c, "{\"type\":\"history\"");
+    put_id(&c, id_json);
+    PUTLIT(&c, ",\"instrument\":\"");
+    put_str(&c, instrument);
+    PUTLIT(&c, "\",\"interval\":\"");
+    put_str(&c, bars->interval);
+    PUTLIT(&c, "\",\"bars\":");
+    put_bars(&c, bars);
+    PUTLIT(&c, "}");
+    f->len = (size_t)(c.p - cg_frame_data(f));
+    return f;
+}
+
+struct cg_frame *cg_frame_subscribed(const char *id_json, const char *const *names, size_t n,
+                                     const char *const *intervals, size_t ni, const int *recovered)
+{
+    size_t cap = 96 + id_len(id_json);
+    for (size_t i = 0; i < n; i++)
+        cap += 2 * (strlen(names[i]) + 3) + 8;
+    for (size_t i = 0; i < ni; i++)
+        cap += strlen(intervals[i]) + 3;
+    struct cg_frame *f = cg_frame_alloc(cap);
+    if (!f)
+        return NULL;
+    struct cur c = {cg_frame_data(f)};
+    PUTLIT(&c, "{\"type\":\"subscribed\"");
+    put_id(&c, id_json);
+    PUTLIT(&c, ",\"instruments\":[");
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            PUTLIT(&c, ",");
+        PUTLIT(&c, "\"");
+        put_str(&c, names[i]);
+        PUTLIT(&c, "\"");
+    }
+    PUTLIT(&c, "],\"intervals\":[");
+    for (size_t i = 0; i < ni; i++) {
+        if (i)
+            PUTLIT(&c, ",");
+        PUTLIT(&c, "\"");
+        put_str(&c, intervals[i]);
+        PUTLIT(&c, "\"");
+    }
+    PUTLIT(&c, "]");
+    if (recovered) {
+        size_t k = 0;
+        PUTLIT(&c, ",\"recovered\":{");
+        for (size_t i = 0; i < n; i++) {
+            int dup = 0;
+            for (size_t j = 0; j < i && !dup; j++)
+                dup = !strcmp(names[i], names[j]);
+            if (recovered[i] < 0 || dup)
+                continue;
+            if (k++)
+                PUTLIT(&c, ",");
+            PUTLIT(&c, "\"");
+            put_str(&c, names[i]);
+            PUTLIT(&c, "\":");
+            if (recovered[i])
+                PUTLIT(&c, "true");
+            else
+                PUTLIT(&c, "false");
+        }
+        PUTLIT(&c, "}");
+    }
+    PUTLIT(&c, "}");
+    f->len = (size_t)(c.p - cg_frame_data(f));
+    return f;
+}

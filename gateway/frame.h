@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "bars.h"
+
 #define CG_FRAME_PRE 16
 
 enum cg_frame_kind {
@@ -50,5 +52,36 @@ struct cg_frame *cg_frame_pong(const char *id_json);
 /* {"type":<type>,"id":..,"instruments":[names...]} for subscribed/unsubscribed/instruments. */
 struct cg_frame *cg_frame_names(const char *type, const char *id_json, const char *const *names,
                                 size_t n);
+
+/* {"type":"subscribed","id":..,"instruments":[..],"intervals":[..],"recovered":{..}}:
+ * recovered, when not NULL, holds per name 1/0, or -1 for names without "since". */
+struct cg_frame *cg_frame_subscribed(const char *id_json, const char *const *names, size_t n,
+                                     const char *const *intervals, size_t ni, const int *recovered);
+
+/* {"type":"bar",...}: ckey is the series (conflation key of forming updates); a
+ * final bar is encoded as CONTROL so it is never conflated away. */
+struct cg_frame *cg_frame_bar(const void *ckey, const char *instrument, const char *interval,
+                              uint64_t seq, const struct cg_bar *bar, int final);
+
+/* One interval's bars for snapshot and history frames: the concatenation of
+ * first[0..nfirst) then second[0..nsecond) (older bars from Redis, then memory). */
+struct cg_frame_bars {
+    const char *interval;
+    const struct cg_bar *first;
+    size_t nfirst;
+    const struct cg_bar *const *second;
+    size_t nsecond;
+};
+
+/* {"type":"snapshot","instrument":..,"seq":..,"last":<last_json or null>,"bars":{..}}. */
+struct cg_frame *cg_frame_snapshot(const char *instrument, uint64_t seq, const char *last_json,
+                                   size_t last_len, const struct cg_frame_bars *series, size_t n);
+/* {"type":"history","id":..,"instrument":..,"interval":..,"bars":[..]}. */
+struct cg_frame *cg_frame_history(const char *id_json, const char *instrument,
+                                  const struct cg_frame_bars *bars);
+
+/* Writes bar as the compact array [t,o,h,l,c,v] into out (>= 160 bytes); returns
+ * its length. Also the member format of recorded bars in Redis. */
+size_t cg_frame_bar_array(const struct cg_bar *bar, char *out, size_t outsz);
 
 #endif

@@ -11,6 +11,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "agent.h"
 #include "auth.h"
 #include "bridge.h"
 #include "config.h"
@@ -33,6 +34,7 @@ struct app {
     struct cg_relay relay;
     struct cg_bridge bridge;
     struct cg_auth auth;
+    struct cg_agent agent;
     struct cg_ws ws;
     uv_signal_t sigterm, sigint;
     uv_timer_t shutdown_timer, hard_timer;
@@ -73,6 +75,27 @@ static void finish_shutdown(uv_timer_t *t)
     cg_ws_stop(&a->ws);
     cg_bridge_stop(&a->bridge);
     cg_auth_finish(&a->auth);
+    cg_agent_finish(&a->agent);
+}
+
+/* Registry hooks fan out to the bridge (upstream subscriptions) and the agent. */
+static void instrument_active(void *data, struct cg_instrument *in, int active)
+{
+    struct app *a = data;
+    cg_agent_instrument_active(&a->agent, in, active);
+    cg_bridge_instrument_active(&a->bridge, in, active);
+}
+
+static void user_active(void *data, struct cg_user *u, int active)
+{
+    struct app *a = data;
+    cg_bridge_user_active(&a->bridge, u, active);
+}
+
+static void sub_dropped(void *data, struct cg_sub *sub)
+{
+    struct app *a = data;
+    cg_agent_sub_dropped(&a->agent, sub);
 }
 
 static void on_signal(uv_signal_t *s, int signum)
@@ -115,15 +138,19 @@ int main(int argc, char **argv)
         fprintf(stderr, "chartgate: cannot create the event loop\n");
         return 1;
     }
-    struct cg_registry_hooks rh = {cg_bridge_instrument_active, cg_bridge_user_active, &a.bridge};
+    struct cg_registry_hooks rh = {instrument_active, user_active, sub_dropped, &a};
     cg_registry_init(&a.reg, &rh, a.cfg.max_instruments);
-    struct cg_relay_hooks relay_hooks = {cg_ws_deliver, &a.ws};
+    struct cg_relay_hooks relay_hooks = {cg_ws_deliver, &a.ws, cg_agent_tick, &a.agent};
     cg_relay_init(&a.relay, &a.reg, &relay_hooks, a.cfg.max_payload_bytes);
+    a.relay.every_tick = a.cfg.record_bars; /* recording aggregates every instrument */
+    cg_agent_init(&a.agent, &a.loop, &a.cfg, &a.reg, &a.bridge, &relay_hooks);
     if (cg_bridge_start(&a.bridge, &a.loop, &a.cfg, &a.reg, &a.relay))
         return 1;
+    a.bridge.on_pubsub_up = cg_agent_gap; /* links connect once the loop runs */
+    a.bridge.hook_data = &a.agent;
     struct cg_auth_hooks ah = {cg_ws_revoked, &a.ws};
     cg_auth_init(&a.auth, &a.loop, &a.cfg, &a.bridge, &ah);
-    if (cg_ws_start(&a.ws, &a.loop, &a.cfg, &a.reg, &a.auth, &a.bridge)) {
+    if (cg_ws_start(&a.ws, &a.loop, &a.cfg, &a.reg, &a.auth, &a.bridge, &a.agent)) {
         fprintf(stderr, "chartgate: --listen: cannot listen on %s:%u\n", a.cfg.listen_host,
                 a.cfg.listen_port);
         return 1;

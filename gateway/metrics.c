@@ -94,6 +94,16 @@ size_t cg_metrics_render(const struct cg_metrics_gauges *g, char *buf, size_t bu
         "Handshakes authenticated from the session cache.", m->session_cache_hits);
     one(&o, "chartgate_sessions_revoked_total", "counter",
         "Sessions found deleted or expired while connected.", m->sessions_revoked);
+    one(&o, "chartgate_snapshots_total", "counter", "Snapshots sent on subscribe.", m->snapshots);
+    one(&o, "chartgate_resumes_total", "counter",
+        "Subscriptions resumed from the replay ring instead of a snapshot.", m->resumes);
+    one(&o, "chartgate_history_requests_total", "counter", "History requests served.",
+        m->history_requests);
+    one(&o, "chartgate_bars_recorded_total", "counter", "Completed bars written to Redis.",
+        m->bars_recorded);
+    one(&o, "chartgate_bars_late_ignored_total", "counter",
+        "Tick-interval updates ignored because the tick was older than every bar held.",
+        m->bars_late_ignored);
     labelled(&o, "chartgate_redis_up", "gauge", "1 while the Redis link is connected.", "link",
              cg_link_names, up, CG_LINK__COUNT);
     labelled(&o, "chartgate_redis_reconnects_total", "counter", "Redis reconnections, by link.",

@@ -51,6 +51,11 @@ struct cg_metrics {
     uint64_t session_cache_hits;
     uint64_t session_lookups;
     uint64_t handshake_us_total; /* time spent authenticating handshakes */
+    uint64_t snapshots;
+    uint64_t resumes;
+    uint64_t history_requests;
+    uint64_t bars_recorded;
+    uint64_t bars_late_ignored;
 };
 
 extern struct cg_metrics cg_metrics;

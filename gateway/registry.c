@@ -89,9 +89,9 @@ int cg_registry_join(struct cg_registry *r, struct cg_member *m, void *owner, co
 
 /* Forgets an instrument that only clients ever named (never published, not in the
  * catalog) once nobody subscribes to it: clients cannot fill the table. */
-static void reap(struct cg_registry *r, struct cg_instrument *in)
+void cg_registry_reap(struct cg_registry *r, struct cg_instrument *in)
 {
-    if (!in->nsubs && !in->known && !in->seq) {
+    if (!in->nsubs && !in->known && !in->seq && !in->chart) {
         cg_map_del(&r->instruments, &in->node);
         free(in);
     }
@@ -100,6 +100,8 @@ static void reap(struct cg_registry *r, struct cg_instrument *in)
 static void drop_sub(struct cg_registry *r, struct cg_sub *s)
 {
     struct cg_instrument *in = s->inst;
+    if (r->hooks.sub_dropped)
+        r->hooks.sub_dropped(r->hooks.data, s);
     cg_list_remove(&s->inst_link);
     cg_list_remove(&s->member_link);
     s->member->nsubs--;
@@ -109,7 +111,7 @@ static void drop_sub(struct cg_registry *r, struct cg_sub *s)
         r->nactive--;
         if (r->hooks.instrument_active)
             r->hooks.instrument_active(r->hooks.data, in, 0);
-        reap(r, in);
+        cg_registry_reap(r, in);
     }
 }
 
@@ -198,7 +200,7 @@ int cg_registry_subscribe(struct cg_registry *r, struct cg_member *m, const char
         for (size_t i = 0; i < n; i++) {
             struct cg_instrument *in = cg_registry_instrument(r, names[i], strlen(names[i]), 0);
             if (in)
-                reap(r, in);
+                cg_registry_reap(r, in);
         }
         return rc;
     }

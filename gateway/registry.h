@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "config.h"
 #include "list.h"
 #include "map.h"
 #include "session.h"
@@ -27,6 +28,7 @@ struct cg_instrument {
     uint32_t nsubs;
     uint8_t known; /* seen on the wire or listed in Redis: shown by list/search */
     uint64_t seq;  /* last seq assigned to a tick of this instrument */
+    void *chart;   /* the chart agent's state (struct cg_chart), owned by the agent */
     char name[CG_INSTRUMENT_MAX + 1];
 };
 
@@ -51,13 +53,18 @@ struct cg_sub {
     struct cg_list member_link;
     struct cg_instrument *inst;
     struct cg_member *member;
-    uint64_t slot; /* the member's pending-tick position, see outq.h */
+    uint64_t slot;                              /* the member's pending-tick position, see outq.h */
+    uint32_t intervals;                         /* bit i: bars of configured interval i wanted */
+    uint64_t bar_slot[CG_CONFIG_INTERVALS_MAX]; /* pending forming-bar positions */
+    void *pending; /* a snapshot being prepared for this subscription: no live frames */
 };
 
 struct cg_registry_hooks {
     /* active = 1 on first subscriber/socket, 0 when the last one leaves. */
     void (*instrument_active)(void *data, struct cg_instrument *inst, int active);
     void (*user_active)(void *data, struct cg_user *user, int active);
+    /* A subscription is about to be freed (unsubscribe or leave). May be NULL. */
+    void (*sub_dropped)(void *data, struct cg_sub *sub);
     void *data;
 };
 
@@ -106,6 +113,9 @@ int cg_registry_subscribe(struct cg_registry *r, struct cg_member *m, const char
 /* Unsubscribes m from each name it is subscribed to; others are ignored. */
 void cg_registry_unsubscribe(struct cg_registry *r, struct cg_member *m, const char *const *names,
                              size_t n);
+/* Forgets in if nothing refers to it any more (no subscriber, never published, not
+ * in the catalog, no chart state); see above. */
+void cg_registry_reap(struct cg_registry *r, struct cg_instrument *in);
 /* The subscription of m to inst, or NULL. O(subscriptions of m). */
 struct cg_sub *cg_registry_find_sub(const struct cg_member *m, const struct cg_instrument *inst);
 

@@ -50,7 +50,8 @@ static void fan_instrument(struct cg_relay *r, struct cg_instrument *in, struct 
     CG_LIST_FOREACH_SAFE(it, tmp, &in->subs)
     {
         struct cg_sub *s = CG_CONTAINER_OF(it, struct cg_sub, inst_link);
-        r->hooks.deliver(r->hooks.data, s->member, f, &s->slot);
+        if (!s->pending) /* its snapshot, when ready, will include this tick */
+            r->hooks.deliver(r->hooks.data, s->member, f, &s->slot);
     }
 }
 
@@ -66,8 +67,8 @@ static int tick(struct cg_relay *r, const char *name, size_t nlen, json_t *data,
         return 0; /* table full and nobody here can be subscribed to it */
     in->known = 1;
     in->seq++;
-    if (!in->nsubs)
-        return 0;
+    if (!in->nsubs && !in->chart && !r->every_tick)
+        return 0; /* nobody to encode it for */
     const char *text;
     size_t tlen;
     char *owned;
@@ -78,6 +79,8 @@ static int tick(struct cg_relay *r, const char *name, size_t nlen, json_t *data,
     if (!f)
         return -1;
     fan_instrument(r, in, f);
+    if (r->hooks.tick)
+        r->hooks.tick(r->hooks.tick_data, in, data, cg_frame_data(f) + f->len - 1 - tlen, tlen, f);
     cg_frame_unref(f);
     return 0;
 }

@@ -9,6 +9,7 @@
 #ifndef CG_RELAY_H
 #define CG_RELAY_H
 
+#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -22,12 +23,18 @@ struct cg_relay_hooks {
      * the subscription's conflation slot for ticks, NULL otherwise. */
     void (*deliver)(void *data, struct cg_member *m, struct cg_frame *f, uint64_t *slot);
     void *data;
+    /* After a tick was fanned out: the chart agent's turn (may be NULL). obj is the
+     * tick object, text its compact JSON, f its frame (all borrowed). */
+    void (*tick)(void *data, struct cg_instrument *in, json_t *obj, const char *text, size_t len,
+                 struct cg_frame *f);
+    void *tick_data;
 };
 
 struct cg_relay {
     struct cg_registry *reg; /* borrowed */
     struct cg_relay_hooks hooks;
     size_t max_payload;
+    int every_tick; /* the tick hook wants ticks of instruments nobody here watches */
     struct cg_log_limit drop_log;
 };
 

@@ -2,6 +2,7 @@
 #include "request.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,8 +100,92 @@ static int take_names(json_t *root, struct cg_request *req, struct cg_request_er
     return 0;
 }
 
-int cg_request_parse(const char *text, size_t len, struct cg_request *req,
-                     struct cg_request_error *err)
+static int take_interval(json_t *v, const struct cg_config *cfg, uint32_t *index,
+                         struct cg_request_error *err)
+{
+    int i = json_is_string(v) ? cg_config_interval(cfg, json_string_value(v)) : -1;
+    if (i < 0) {
+        char shown[16];
+        snprintf(shown, sizeof(shown), "%.8s", json_is_string(v) ? json_string_value(v) : "?");
+        return fail(err, CG_ERR_BAD_REQUEST, "unknown interval \"%s\" (this gateway has %s)", shown,
+                    cfg->intervals_text);
+    }
+    *index = (uint32_t)i;
+    return 0;
+}
+
+/* subscribe's optional "intervals" and "since". */
+static int take_chart_options(struct cg_request *req, const struct cg_config *cfg,
+                              struct cg_request_error *err)
+{
+    json_t *iv = json_object_get(req->root, "intervals");
+    if (iv) {
+        if (!json_is_array(iv))
+            return fail(err, CG_ERR_BAD_REQUEST, "\"intervals\" must be an array of intervals");
+        size_t i;
+        json_t *v;
+        json_array_foreach(iv, i, v)
+        {
+            uint32_t k;
+            if (take_interval(v, cfg, &k, err))
+                return -1;
+            req->intervals |= 1u << k;
+        }
+        req->has_intervals = 1;
+    }
+    json_t *since = json_object_get(req->root, "since");
+    if (since) {
+        const char *k;
+        json_t *v;
+        if (!json_is_object(since))
+            return fail(err, CG_ERR_BAD_REQUEST, "\"since\" must be an object of seq numbers");
+        json_object_foreach(since, k, v)
+        {
+            if (!json_is_integer(v) || json_integer_value(v) < 0)
+                return fail(err, CG_ERR_BAD_REQUEST,
+                            "\"since\" values must be integers >= 0 (the last seq seen)");
+        }
+        req->since = since;
+    }
+    return 0;
+}
+
+static int take_history(struct cg_request *req, const struct cg_config *cfg,
+                        struct cg_request_error *err)
+{
+    json_t *ins = json_object_get(req->root, "instrument");
+    if (!json_is_string(ins))
+        return fail(err, CG_ERR_BAD_REQUEST, "\"instrument\" (a string) is required");
+    if (!cg_instrument_valid(json_string_value(ins), json_string_length(ins)) ||
+        strlen(json_string_value(ins)) != json_string_length(ins))
+        return fail(err, CG_ERR_INVALID_INSTRUMENT,
+                    "\"instrument\" is not a valid instrument name");
+    memcpy(req->instrument, json_string_value(ins), json_string_length(ins) + 1);
+    if (take_interval(json_object_get(req->root, "interval"), cfg, &req->interval, err))
+        return -1;
+    json_t *before = json_object_get(req->root, "before");
+    if (before && !json_is_integer(before))
+        return fail(err, CG_ERR_BAD_REQUEST, "\"before\" must be an integer (epoch ms)");
+    req->before = before ? (int64_t)json_integer_value(before) : INT64_MAX;
+    json_t *limit = json_object_get(req->root, "limit");
+    if (limit && (!json_is_integer(limit) || json_integer_value(limit) < 1))
+        return fail(err, CG_ERR_BAD_REQUEST, "\"limit\" must be an integer >= 1");
+    json_int_t l = limit ? json_integer_value(limit) : 500;
+    req->limit = l > (json_int_t)cfg->history_max ? cfg->history_max : (uint32_t)l;
+    return 0;
+}
+
+int cg_request_since(const struct cg_request *req, const char *name, uint64_t *seq)
+{
+    json_t *v = req->since ? json_object_get(req->since, name) : NULL;
+    if (!v)
+        return 0;
+    *seq = (uint64_t)json_integer_value(v);
+    return 1;
+}
+
+int cg_request_parse(const char *text, size_t len, const struct cg_config *cfg,
+                     struct cg_request *req, struct cg_request_error *err)
 {
     json_error_t jerr;
     memset(req, 0, sizeof(*req));
@@ -122,7 +207,13 @@ int cg_request_parse(const char *text, size_t len, struct cg_request *req,
     const char *a = json_string_value(action);
     if (!strcmp(a, "subscribe") || !strcmp(a, "unsubscribe")) {
         req->action = a[0] == 's' ? CG_ACTION_SUBSCRIBE : CG_ACTION_UNSUBSCRIBE;
-        return take_names(req->root, req, err);
+        if (take_names(req->root, req, err))
+            return -1;
+        return req->action == CG_ACTION_SUBSCRIBE ? take_chart_options(req, cfg, err) : 0;
+    }
+    if (!strcmp(a, "history")) {
+        req->action = CG_ACTION_HISTORY;
+        return take_history(req, cfg, err);
     }
     if (!strcmp(a, "list")) {
         req->action = CG_ACTION_LIST;

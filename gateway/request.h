@@ -9,6 +9,7 @@
 #include <jansson.h>
 #include <stddef.h>
 
+#include "config.h"
 #include "session.h"
 
 #define CG_REQUEST_ID_MAX 64       /* longest string id */
@@ -21,6 +22,7 @@ enum cg_action {
     CG_ACTION_LIST,
     CG_ACTION_SEARCH,
     CG_ACTION_PING,
+    CG_ACTION_HISTORY,
 };
 
 /* Error codes, as sent in error frames. */
@@ -44,7 +46,14 @@ struct cg_request {
     const char **names;                       /* subscribe/unsubscribe: borrowed from root */
     size_t nnames;
     char pattern[CG_INSTRUMENT_MAX + 1]; /* search */
-    json_t *root;                        /* owned; released by cg_request_finish */
+    uint32_t intervals;                  /* subscribe: bit i = configured interval i */
+    int has_intervals;
+    json_t *since; /* subscribe: {name: seq}, borrowed from root, or NULL */
+    char instrument[CG_INSTRUMENT_MAX + 1]; /* history */
+    uint32_t interval;                      /* history: configured interval index */
+    int64_t before;                         /* history: bars with t < before; INT64_MAX = all */
+    uint32_t limit;                         /* history: already capped to history_max */
+    json_t *root;                           /* owned; released by cg_request_finish */
 };
 
 struct cg_request_error {
@@ -52,11 +61,13 @@ struct cg_request_error {
     char message[160];
 };
 
-/* Parses len bytes of text. Returns 0 with *req filled (release it with
- * cg_request_finish), or -1 with *err filled; req->id_json is set in both cases
+/* Parses len bytes of text (cfg: the interval set and history cap). Returns 0 with *req filled
+ * (release it with cg_request_finish), or -1 with *err filled; req->id_json is set in both cases
  * whenever a well-formed id was present, so the error can echo it. */
-int cg_request_parse(const char *text, size_t len, struct cg_request *req,
-                     struct cg_request_error *err);
+int cg_request_parse(const char *text, size_t len, const struct cg_config *cfg,
+                     struct cg_request *req, struct cg_request_error *err);
+/* The seq a subscribe's "since" names for instrument name: 1 and *seq, or 0. */
+int cg_request_since(const struct cg_request *req, const char *name, uint64_t *seq);
 void cg_request_finish(struct cg_request *req);
 
 /* The id as JSON text for frame encoders, or NULL when the request had none. */

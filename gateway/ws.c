@@ -310,8 +310,50 @@ static void handle_list(struct cg_client *c, const struct cg_request *req)
     answer_list(c, search, req->pattern, cg_request_id(req));
 }
 
+/* A history request waiting for Redis. */
+struct hist_wait {
+    struct cg_list link;
+    struct cg_client *c; /* NULL once the client closed */
+};
+
+static void history_done(void *arg, struct cg_frame *f)
+{
+    struct hist_wait *hw = arg;
+    cg_list_remove(&hw->link);
+    if (hw->c && f)
+        reply(hw->c, f);
+    else
+        cg_frame_unref(f);
+    free(hw);
+}
+
+static void handle_history(struct cg_client *c, const struct cg_request *req)
+{
+    if (!cg_session_allows(c->auth->session, req->instrument)) {
+        char msg[120];
+        snprintf(msg, sizeof(msg), "instrument %s is not allowed for this session",
+                 req->instrument);
+        send_error(c, CG_ERR_FORBIDDEN, msg, cg_request_id(req));
+        return;
+    }
+    struct hist_wait *hw = calloc(1, sizeof(*hw));
+    if (!hw) {
+        send_error(c, CG_ERR_BAD_REQUEST, "out of memory", cg_request_id(req));
+        return;
+    }
+    hw->c = c;
+    cg_list_append(&c->w->hist_waits, &hw->link);
+    cg_agent_history(c->w->agent, req->instrument, req->interval, req->before, req->limit,
+                     cg_request_id(req), history_done, hw);
+}
+
 static void forget_waits(struct cg_ws *w, struct cg_client *c)
 {
+    for (struct cg_list *it = w->hist_waits.next; it != &w->hist_waits; it = it->next) {
+        struct hist_wait *hw = CG_CONTAINER_OF(it, struct hist_wait, link);
+        if (hw->c == c)
+            hw->c = NULL;
+    }
     for (struct cg_list *it = w->list_waits.next; it != &w->list_waits; it = it->next) {
         struct list_wait *lw = CG_CONTAINER_OF(it, struct list_wait, link);
         if (lw->c == c)
@@ -345,14 +387,56 @@ static void handle_subscribe(struct cg_client *c, const struct cg_request *req)
                    id);
         return;
     }
-    reply(c, cg_frame_names("subscribed", id, req->names, req->nnames));
+    /* Intervals first (a snapshot shows the bars asked for), then the reply, then
+     * per instrument, in request order, the replay or the snapshot. */
+    const struct cg_config *cfg = c->w->cfg;
+    const char *inames[CG_CONFIG_INTERVALS_MAX];
+    size_t ni = 0;
+    for (uint32_t i = 0; i < cfg->nintervals; i++)
+        if (req->intervals & (1u << i))
+            inames[ni++] = cfg->interval_names[i];
+    int *recovered = req->since ? calloc(req->nnames, sizeof(int)) : NULL;
+    uint64_t *since = req->since ? calloc(req->nnames, sizeof(uint64_t)) : NULL;
+    struct cg_sub **subs = calloc(req->nnames, sizeof(*subs));
+    if ((req->since && (!recovered || !since)) || !subs) {
+        free(recovered);
+        free(since);
+        free(subs);
+        send_error(c, CG_ERR_BAD_REQUEST, "out of memory", id);
+        return;
+    }
+    for (size_t k = 0; k < req->nnames; k++) {
+        struct cg_instrument *in =
+            cg_registry_instrument(c->w->reg, req->names[k], strlen(req->names[k]), 0);
+        subs[k] = in ? cg_registry_find_sub(&c->member, in) : NULL;
+        if (!subs[k])
+            continue;
+        cg_agent_set_intervals(c->w->agent, subs[k], req->intervals);
+        if (recovered) {
+            recovered[k] = cg_request_since(req, req->names[k], &since[k])
+                               ? cg_agent_can_resume(c->w->agent, in, since[k])
+                               : -1;
+        }
+    }
+    reply(c, cg_frame_subscribed(id, req->names, req->nnames, inames, ni, recovered));
+    for (size_t k = 0; k < req->nnames; k++) {
+        int dup = 0;
+        for (size_t j = 0; j < k && !dup; j++)
+            dup = subs[j] == subs[k];
+        if (subs[k] && !dup)
+            cg_agent_start(c->w->agent, subs[k], recovered && recovered[k] == 1,
+                           since ? since[k] : 0);
+    }
+    free(recovered);
+    free(since);
+    free(subs);
 }
 
 static void handle_request(struct cg_client *c, const char *text, size_t len)
 {
     struct cg_request req;
     struct cg_request_error err;
-    if (cg_request_parse(text, len, &req, &err)) {
+    if (cg_request_parse(text, len, c->w->cfg, &req, &err)) {
         send_error(c, err.code, err.message, cg_request_id(&req));
         cg_request_finish(&req);
         return;
@@ -371,6 +455,9 @@ static void handle_request(struct cg_client *c, const char *text, size_t len)
         break;
     case CG_ACTION_PING:
         reply(c, cg_frame_pong(cg_request_id(&req)));
+        break;
+    case CG_ACTION_HISTORY:
+        handle_history(c, &req);
         break;
     }
     cg_request_finish(&req);
@@ -742,9 +829,11 @@ static void lws_log(int level, const char *line)
 }
 
 int cg_ws_start(struct cg_ws *w, uv_loop_t *loop, const struct cg_config *cfg,
-                struct cg_registry *reg, struct cg_auth *auth, struct cg_bridge *bridge)
+                struct cg_registry *reg, struct cg_auth *auth, struct cg_bridge *bridge,
+                struct cg_agent *agent)
 {
     memset(w, 0, sizeof(*w));
+    w->agent = agent;
     w->loop = loop;
     w->cfg = cfg;
     w->reg = reg;
@@ -757,6 +846,7 @@ int cg_ws_start(struct cg_ws *w, uv_loop_t *loop, const struct cg_config *cfg,
     w->limits.conflate_bytes = cfg->queue_max_bytes / 4;
     cg_map_init(&w->stash);
     cg_list_init(&w->list_waits);
+    cg_list_init(&w->hist_waits);
     cg_list_init(&w->to_close);
     w->scratch = malloc(LWS_PRE + cfg->batch_max_bytes);
     if (!w->scratch)

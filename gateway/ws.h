@@ -10,6 +10,7 @@
 
 #include <libwebsockets.h>
 
+#include "agent.h"
 #include "auth.h"
 #include "bridge.h"
 #include "config.h"
@@ -25,12 +26,14 @@ struct cg_ws {
     struct cg_registry *reg;     /* borrowed */
     struct cg_auth *auth;        /* borrowed */
     struct cg_bridge *bridge;    /* borrowed */
+    struct cg_agent *agent;      /* borrowed */
     uv_loop_t *loop;             /* borrowed */
     struct cg_outq_limits limits;
     unsigned char *scratch;    /* LWS_PRE + batch_max_bytes: one batched message */
     struct cg_map stash;       /* wsi -> authenticated entry, from CONFIRM_UPGRADE to ESTABLISHED */
     struct cg_list list_waits; /* list/search requests waiting for the instrument set */
     int list_inflight;         /* one SMEMBERS serves every waiting request */
+    struct cg_list hist_waits; /* history requests waiting for Redis */
     uv_timer_t sweep;
     struct cg_list to_close; /* clients whose close is to start (struct cg_client) */
     uv_timer_t closer;
@@ -42,7 +45,8 @@ struct cg_ws {
 /* Creates the lws context on loop and starts listening. Returns 0, or -1 with an
  * error line logged. All pointers are borrowed and must outlive the ws module. */
 int cg_ws_start(struct cg_ws *w, uv_loop_t *loop, const struct cg_config *cfg,
-                struct cg_registry *reg, struct cg_auth *auth, struct cg_bridge *bridge);
+                struct cg_registry *reg, struct cg_auth *auth, struct cg_bridge *bridge,
+                struct cg_agent *agent);
 /* Closes every client with 1001 "going away"; new handshakes get 503. */
 void cg_ws_close_all(struct cg_ws *w);
 /* Destroys the lws context; the loop must run on for its handles to close. */

@@ -18,6 +18,7 @@
 #include "outq.h"
 #include "registry.h"
 #include "relay.h"
+#include "config.h"
 #include "request.h"
 #include "session.h"
 
@@ -31,6 +32,20 @@ void *__wrap_calloc(size_t n, size_t size);
 void *__wrap_realloc(void *p, size_t n);
 char *__wrap_strdup(const char *s);
 void __wrap_free(void *p);
+
+/* The default configuration (intervals 1s,1m,5m,15m,1h,1d; history cap 1000). */
+static const struct cg_config *test_cfg(void)
+{
+    static struct cg_config cfg;
+    static int done;
+    if (!done) {
+        char *argv[] = {"test", NULL};
+        char err[256];
+        cg_config_load(&cfg, 1, argv, "web", err, sizeof(err), NULL);
+        done = 1;
+    }
+    return &cfg;
+}
 
 static long live;         /* blocks allocated through the wrappers and not yet freed */
 static long fail_at = -1; /* index of the allocation to fail, -1 = none */
@@ -294,7 +309,7 @@ static void on_user(void *data, struct cg_user *user, int active)
     snprintf(events + n, sizeof(events) - n, " %cu:%s", active ? '+' : '-', user->id);
 }
 
-static const struct cg_registry_hooks hooks = {on_instrument, on_user, NULL};
+static const struct cg_registry_hooks hooks = {on_instrument, on_user, NULL, NULL};
 
 /* What a member and the registry show, as text (instrument table excluded). */
 static void describe(const struct cg_registry *r, const struct cg_member *m, char *out,
@@ -488,7 +503,7 @@ static void test_request(void)
         struct cg_request req;
         struct cg_request_error err;
         arm(n);
-        int rc = cg_request_parse(text, strlen(text), &req, &err);
+        int rc = cg_request_parse(text, strlen(text), test_cfg(), &req, &err);
         if (disarm()) {
             failures++;
             CHECK_INT(rc, -1);
@@ -520,7 +535,7 @@ static void count_deliver(void *data, struct cg_member *m, struct cg_frame *f, u
 
 static void test_relay(void)
 {
-    static const struct cg_relay_hooks rh = {count_deliver, NULL};
+    static const struct cg_relay_hooks rh = {count_deliver, NULL, NULL, NULL};
     const char *tick = "{\n\"last\": 1,\n\"bid\": [1, 2]\n}"; /* re-encoded: one more alloc */
     const char *envl = "{\"user\":\"u1\",\"data\":{\"k\": [1, 2, 3]}}";
     for (int c = 0; c < 3; c++) {

@@ -27,7 +27,7 @@ static void on_user(void *data, struct cg_user *user, int active)
 }
 
 static int hook_cookie;
-static const struct cg_registry_hooks hooks = {on_instrument, on_user, &hook_cookie};
+static const struct cg_registry_hooks hooks = {on_instrument, on_user, NULL, &hook_cookie};
 
 /* Checks the events since the last call, then forgets them. */
 static void expect_events(const char *want, int line)

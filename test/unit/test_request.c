@@ -5,7 +5,22 @@
 #include <string.h>
 
 #include "check.h"
+#include "config.h"
 #include "request.h"
+
+/* The default configuration (intervals 1s,1m,5m,15m,1h,1d; history cap 1000). */
+static const struct cg_config *test_cfg(void)
+{
+    static struct cg_config cfg;
+    static int done;
+    if (!done) {
+        char *argv[] = {"test", NULL};
+        char err[256];
+        cg_config_load(&cfg, 1, argv, "web", err, sizeof(err), NULL);
+        done = 1;
+    }
+    return &cfg;
+}
 
 static struct cg_request req;
 static struct cg_request_error err;
@@ -15,7 +30,7 @@ static struct cg_request_error err;
 static int parse_n(const char *text, size_t len, int line)
 {
     memset(&err, 0x7f, sizeof(err));
-    int rc = cg_request_parse(text, len, &req, &err);
+    int rc = cg_request_parse(text, len, test_cfg(), &req, &err);
     if (rc) {
         check_(err.message[0] != 0, __FILE__, line, "error message non-empty");
         int ascii = 1;

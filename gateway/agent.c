@@ -1,0 +1,526 @@
+/* agent.c -- chart agent glue: bar frames, snapshots, resume, history, recording. */
+#include "agent.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+#include "metrics.h"
+
+#define SWEEP_MS 10000
+
+/* Writes one completed bar, replacing any bar with the same start: several
+ * recording gateways computing the same bar leave one copy. Trims to the depth. */
+static const char record_script[] =
+    "redis.call('ZREMRANGEBYSCORE', KEYS[1], ARGV[1], ARGV[1]) "
+    "redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2]) "
+    "local n = redis.call('ZCARD', KEYS[1]) "
+    "local keep = tonumber(ARGV[3]) "
+    "if n > keep then redis.call('ZREMRANGEBYRANK', KEYS[1], 0, n - keep - 1) end "
+    "return n";
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int bars_key(const struct cg_agent *a, const char *inst, uint32_t interval, char *out,
+                    size_t outsz)
+{
+    return snprintf(out, outsz, "%s%s:%s", a->cfg->bars_prefix, inst,
+                    a->cfg->interval_names[interval]);
+}
+
+static void deliver(struct cg_agent *a, struct cg_sub *s, struct cg_frame *f, uint64_t *slot)
+{
+    if (f)
+        a->out.deliver(a->out.data, s->member, f, slot);
+}
+
+/* ---- recording ----------------------------------------------------------------- */
+
+static void on_recorded(redisAsyncContext *ac, void *r, void *priv)
+{
+    (void)ac;
+    struct cg_agent *a = priv;
+    redisReply *reply = r;
+    if (reply && reply->type == REDIS_REPLY_ERROR)
+        cg_log_limited(&a->rec_log, 10000, CG_LOG_ERROR, "bar not recorded", "error=\"%.200s\"",
+                       reply->str);
+    else if (reply)
+        cg_metrics.bars_recorded++;
+}
+
+static void record(struct cg_agent *a, const struct cg_instrument *in, uint32_t i,
+                   const struct cg_bar *bar)
+{
+    char key[200], t[24], member[200], depth[16];
+    size_t klen = (size_t)bars_key(a, in->name, i, key, sizeof(key));
+    size_t tlen = (size_t)snprintf(t, sizeof(t), "%" PRId64, bar->t);
+    size_t mlen = cg_frame_bar_array(bar, member, sizeof(member));
+    size_t dlen = (size_t)snprintf(depth, sizeof(depth), "%u", a->cfg->history_depth);
+    const char *argv[7] = {"EVAL", record_script, "1", key, t, member, depth};
+    size_t lens[7] = {4, sizeof(record_script) - 1, 1, klen, tlen, mlen, dlen};
+    if (cg_bridge_command(a->bridge, on_recorded, a, 7, argv, lens))
+        cg_log_limited(&a->rec_log, 10000, CG_LOG_WARN, "bar not recorded",
+                       "reason=\"redis down\" instrument=%s", in->name);
+}
+
+/* ---- live ticks -------------------------------------------------------------- */
+
+void cg_agent_tick(void *data, struct cg_instrument *in, json_t *obj, const char *text, size_t len,
+                   struct cg_frame *f)
+{
+    struct cg_agent *a = data;
+    const struct cg_config *cfg = a->cfg;
+    struct cg_chart *c = in->chart;
+    if (!c) {
+        if (!cfg->record_bars)
+            return;
+        c = in->chart = cg_chart_create(cfg, in->name, in->seq - 1);
+        if (!c)
+            return;
+    }
+    struct cg_chart_event ev[CG_CHART_EVENTS_MAX];
+    uint64_t late = c->late_ignored;
+    int n = cg_chart_tick(c, cfg, in->seq, obj, text, len, f, wall_ms(), ev);
+    cg_metrics.bars_late_ignored += c->late_ignored - late;
+    for (int k = 0; k < n; k++) {
+        uint32_t i = ev[k].interval;
+        int final = ev[k].ev.kind != CG_BAR_UPDATED;
+        if (c->interval_refs[i]) {
+            struct cg_frame *bf = cg_frame_bar(&c->series[i], in->name, cfg->interval_names[i],
+                                               in->seq, &ev[k].ev.bar, final);
+            struct cg_list *it, *tmp;
+            CG_LIST_FOREACH_SAFE(it, tmp, &in->subs)
+            {
+                struct cg_sub *s = CG_CONTAINER_OF(it, struct cg_sub, inst_link);
+                if (!(s->intervals & (1u << i)) || s->pending)
+                    continue;
+                if (final) {
+                    /* Never conflated, and later forming bars queue after it. */
+                    deliver(a, s, bf, NULL);
+                    s->bar_slot[i] = 0;
+                } else {
+                    deliver(a, s, bf, &s->bar_slot[i]);
+                }
+            }
+            cg_frame_unref(bf);
+        }
+        if (final && cfg->record_bars)
+            record(a, in, i, &ev[k].ev.bar);
+    }
+}
+
+/* ---- subscriptions ----------------------------------------------------------- */
+
+void cg_agent_instrument_active(void *data, struct cg_instrument *in, int active)
+{
+    struct cg_agent *a = data;
+    struct cg_chart *c = in->chart;
+    if (active) {
+        if (!c) {
+            in->chart = cg_chart_create(a->cfg, in->name, in->seq);
+        } else {
+            if (c->stale) /* ticks were not coming: what we hold is out of date */
+                cg_chart_reset(c, in->seq);
+            c->stale = 0;
+            c->idle_since_ms = 0;
+        }
+    } else if (c) {
+        c->stale = !a->cfg->record_bars;
+        c->idle_since_ms = uv_now(a->loop) ? uv_now(a->loop) : 1;
+    }
+}
+
+struct snap;
+
+void cg_agent_sub_dropped(void *data, struct cg_sub *sub)
+{
+    (void)data;
+    struct cg_chart *c = sub->inst->chart;
+    for (uint32_t i = 0; c && i < c->nseries; i++)
+        if (sub->intervals & (1u << i))
+            c->interval_refs[i]--;
+    sub->intervals = 0;
+    if (sub->pending) {
+        *(struct cg_sub **)sub->pending = NULL; /* struct snap starts with its sub */
+        sub->pending = NULL;
+    }
+}
+
+void cg_agent_set_intervals(struct cg_agent *a, struct cg_sub *sub, uint32_t mask)
+{
+    (void)a;
+    struct cg_chart *c = sub->inst->chart;
+    if (!c)
+        return;
+    for (uint32_t i = 0; i < c->nseries; i++) {
+        uint32_t bit = 1u << i;
+        if ((sub->intervals & bit) && !(mask & bit))
+            c->interval_refs[i]--;
+        if (!(sub->intervals & bit) && (mask & bit)) {
+            c->interval_refs[i]++;
+            sub->bar_slot[i] = 0;
+        }
+    }
+    sub->intervals = mask & ((1u << c->nseries) - 1);
+}
+
+int cg_agent_can_resume(const struct cg_agent *a, const struct cg_instrument *in, uint64_t since)
+{
+    (void)a;
+    const struct cg_chart *c = in->chart;
+    return c && cg_chart_can_resume(c, since, in->seq);
+}
+
+struct replay_ctx {
+    struct cg_agent *a;
+    struct cg_sub *sub;
+};
+
+static void replay_one(void *arg, struct cg_frame *f)
+{
+    struct replay_ctx *rc = arg;
+    deliver(rc->a, rc->sub, f, NULL);
+}
+
+static void resume(struct cg_agent *a, struct cg_sub *sub, uint64_t since)
+{
+    struct cg_instrument *in = sub->inst;
+    struct cg_chart *c = in->chart;
+    struct replay_ctx rc = {a, sub};
+    cg_chart_replay(c, since, replay_one, &rc);
+    for (uint32_t i = 0; i < c->nseries; i++) {
+        if (!(sub->intervals & (1u << i)))
+            continue;
+        const struct cg_series *s = &c->series[i];
+        for (size_t k = 0; k < cg_series_size(s); k++) {
+            const struct cg_bar *b = cg_series_at(s, k);
+            if (b->seq <= since)
+                continue;
+            struct cg_frame *f =
+                cg_frame_bar(s, in->name, a->cfg->interval_names[i], b->seq, b, k < s->count);
+            deliver(a, sub, f, NULL);
+            cg_frame_unref(f);
+        }
+    }
+    cg_metrics.resumes++;
+}
+
+/* ---- snapshots --------------------------------------------------------------- */
+
+struct snap_part {
+    struct snap *snap;
+    uint32_t interval;
+};
+
+struct snap {
+    struct cg_sub *sub; /* first: cg_agent_sub_dropped clears it */
+    struct cg_agent *a;
+    int waiting;
+    struct snap_part parts[CG_CONFIG_INTERVALS_MAX];
+    struct cg_bar *fill[CG_CONFIG_INTERVALS_MAX]; /* older bars from Redis, oldest first */
+    size_t nfill[CG_CONFIG_INTERVALS_MAX];
+};
+
+static int parse_bar(const char *s, size_t len, struct cg_bar *b)
+{
+    json_t *v = json_loadb(s, len, 0, NULL);
+    int ok = json_is_array(v) && json_array_size(v) == 6 && json_is_integer(json_array_get(v, 0));
+    for (size_t i = 1; ok && i < 6; i++)
+        ok = json_is_number(json_array_get(v, i));
+    if (ok) {
+        memset(b, 0, sizeof(*b));
+        b->t = (int64_t)json_integer_value(json_array_get(v, 0));
+        b->o = json_number_value(json_array_get(v, 1));
+        b->h = json_number_value(json_array_get(v, 2));
+        b->l = json_number_value(json_array_get(v, 3));
+        b->c = json_number_value(json_array_get(v, 4));
+        b->v = json_number_value(json_array_get(v, 5));
+    }
+    json_decref(v);
+    return ok ? 0 : -1;
+}
+
+/* Bars of a newest-first ZREVRANGEBYSCORE reply, oldest first, only those older
+ * than `older` (memory's oldest bar). Returns a new array (or NULL) and its size. */
+static struct cg_bar *reply_bars(redisReply *r, int64_t older, size_t *n)
+{
+    *n = 0;
+    if (!r || r->type != REDIS_REPLY_ARRAY || !r->elements)
+        return NULL;
+    struct cg_bar *out = malloc(sizeof(*out) * r->elements);
+    if (!out)
+        return NULL;
+    for (size_t i = r->elements; i-- > 0;) {
+        redisReply *e = r->element[i];
+        if (e->type == REDIS_REPLY_STRING && parse_bar(e->str, e->len, &out[*n]) == 0 &&
+            out[*n].t < older && (!*n || out[*n].t > out[*n - 1].t))
+            (*n)++;
+    }
+    return out;
+}
+
+static void send_snapshot(struct cg_agent *a, struct cg_sub *sub, struct snap *sn)
+{
+    struct cg_instrument *in = sub->inst;
+    struct cg_chart *c = in->chart;
+    const struct cg_config *cfg = a->cfg;
+    struct cg_frame_bars fb[CG_CONFIG_INTERVALS_MAX];
+    const struct cg_bar **mem[CG_CONFIG_INTERVALS_MAX] = {0};
+    size_t n = 0;
+    for (uint32_t i = 0; c && i < c->nseries; i++) {
+        if (!(sub->intervals & (1u << i)))
+            continue;
+        const struct cg_series *s = &c->series[i];
+        size_t have = cg_series_size(s), take = have < cfg->bars_depth ? have : cfg->bars_depth;
+        mem[i] = take ? malloc(sizeof(*mem[i]) * take) : NULL;
+        if (take && !mem[i])
+            take = 0;
+        for (size_t k = 0; k < take; k++)
+            mem[i][k] = cg_series_at(s, have - take + k);
+        size_t room = cfg->bars_depth - take, nf = sn ? sn->nfill[i] : 0;
+        size_t skip = nf > room ? nf - room : 0;
+        fb[n].interval = cfg->interval_names[i];
+        fb[n].first = sn && sn->fill[i] ? sn->fill[i] + skip : NULL;
+        fb[n].nfirst = nf - skip;
+        fb[n].second = mem[i];
+        fb[n].nsecond = take;
+        n++;
+    }
+    struct cg_frame *f =
+        cg_frame_snapshot(in->name, in->seq, c ? c->last : NULL, c ? c->last_len : 0, fb, n);
+    deliver(a, sub, f, NULL);
+    cg_frame_unref(f);
+    for (uint32_t i = 0; i < CG_CONFIG_INTERVALS_MAX; i++)
+        free(mem[i]);
+    cg_metrics.snapshots++;
+}
+
+static void snap_free(struct snap *sn)
+{
+    for (uint32_t i = 0; i < CG_CONFIG_INTERVALS_MAX; i++)
+        free(sn->fill[i]);
+    free(sn);
+}
+
+static void on_fill(redisAsyncContext *ac, void *r, void *priv)
+{
+    (void)ac;
+    struct snap_part *p = priv;
+    struct snap *sn = p->snap;
+    if (sn->sub) {
+        struct cg_chart *c = sn->sub->inst->chart;
+        const struct cg_series *s = c ? &c->series[p->interval] : NULL;
+        int64_t older = s && cg_series_size(s) ? cg_series_at(s, 0)->t : INT64_MAX;
+        sn->fill[p->interval] = reply_bars(r, older, &sn->nfill[p->interval]);
+    }
+    if (--sn->waiting)
+        return;
+    if (sn->sub) {
+        struct cg_sub *sub = sn->sub;
+        sub->pending = NULL;
+        send_snapshot(sn->a, sub, sn);
+    }
+    snap_free(sn);
+}
+
+void cg_agent_start(struct cg_agent *a, struct cg_sub *sub, int recovered, uint64_t since)
+{
+    struct cg_chart *c = sub->inst->chart;
+    if (recovered && c) {
+        resume(a, sub, since);
+        return;
+    }
+    if (sub->pending) /* a snapshot is already on its way */
+        return;
+    /* Intervals where memory holds fewer bars than a snapshot shows are filled
+     * from recorded history first. */
+    struct snap *sn = NULL;
+    for (uint32_t i = 0; c && i < c->nseries; i++) {
+        const struct cg_series *s = &c->series[i];
+        size_t have = cg_series_size(s);
+        if (!(sub->intervals & (1u << i)) || have >= a->cfg->bars_depth ||
+            !cg_bridge_up(a->bridge, CG_LINK_COMMAND))
+            continue;
+        if (!sn && !(sn = calloc(1, sizeof(*sn))))
+            break;
+        sn->a = a;
+        sn->parts[i].snap = sn;
+        sn->parts[i].interval = i;
+        char key[200], max[32], count[16];
+        size_t klen = (size_t)bars_key(a, sub->inst->name, i, key, sizeof(key));
+        size_t mlen = have ? (size_t)snprintf(max, sizeof(max), "(%" PRId64, cg_series_at(s, 0)->t)
+                           : (size_t)snprintf(max, sizeof(max), "+inf");
+        size_t clen = (size_t)snprintf(count, sizeof(count), "%zu", a->cfg->bars_depth - have);
+        const char *argv[7] = {"ZREVRANGEBYSCORE", key, max, "-inf", "LIMIT", "0", count};
+        size_t lens[7] = {16, klen, mlen, 4, 5, 1, clen};
+        if (cg_bridge_command(a->bridge, on_fill, &sn->parts[i], 7, argv, lens) == 0)
+            sn->waiting++;
+    }
+    if (sn && sn->waiting) {
+        sn->sub = sub;
+        sub->pending = sn;
+        return;
+    }
+    free(sn);
+    send_snapshot(a, sub, NULL);
+}
+
+/* ---- history ------------------------------------------------------------------ */
+
+struct hist {
+    struct cg_agent *a;
+    void (*done)(void *arg, struct cg_frame *f);
+    void *arg;
+    char instrument[CG_INSTRUMENT_MAX + 1];
+    uint32_t interval;
+    int64_t before;
+    uint32_t limit;
+    char id_json[CG_REQUEST_ID_JSON_MAX + 1];
+};
+
+static void answer_history(struct hist *h, redisReply *r)
+{
+    struct cg_agent *a = h->a;
+    size_t nr = 0;
+    struct cg_bar *rb = reply_bars(r, INT64_MAX, &nr);
+    struct cg_instrument *in =
+        cg_registry_instrument(a->reg, h->instrument, strlen(h->instrument), 0);
+    const struct cg_series *s =
+        in && in->chart ? &((struct cg_chart *)in->chart)->series[h->interval] : NULL;
+    size_t nm = s ? cg_series_size(s) : 0;
+    struct cg_bar *out = malloc(sizeof(*out) * (nr + nm + 1));
+    size_t n = 0, i = 0, k = 0;
+    while (out && (i < nr || k < nm)) { /* merge by t; memory wins a tie */
+        const struct cg_bar *m = k < nm ? cg_series_at(s, k) : NULL;
+        if (m && m->t >= h->before) {
+            k = nm;
+            continue;
+        }
+        if (i < nr && (!m || rb[i].t < m->t)) {
+            out[n++] = rb[i++];
+        } else {
+            if (i < nr && rb[i].t == m->t)
+                i++;
+            out[n++] = *m;
+            k++;
+        }
+    }
+    size_t skip = n > h->limit ? n - h->limit : 0;
+    struct cg_frame_bars fb = {a->cfg->interval_names[h->interval], out ? out + skip : NULL,
+                               n - skip, NULL, 0};
+    struct cg_frame *f =
+        out ? cg_frame_history(h->id_json[0] ? h->id_json : NULL, h->instrument, &fb) : NULL;
+    free(out);
+    free(rb);
+    h->done(h->arg, f);
+    free(h);
+}
+
+static void on_history(redisAsyncContext *ac, void *r, void *priv)
+{
+    (void)ac;
+    answer_history(priv, r);
+}
+
+void cg_agent_history(struct cg_agent *a, const char *instrument, uint32_t interval, int64_t before,
+                      uint32_t limit, const char *id_json,
+                      void (*done)(void *arg, struct cg_frame *f), void *arg)
+{
+    cg_metrics.history_requests++;
+    struct hist *h = calloc(1, sizeof(*h));
+    if (!h) {
+        done(arg, NULL);
+        return;
+    }
+    h->a = a;
+    h->done = done;
+    h->arg = arg;
+    snprintf(h->instrument, sizeof(h->instrument), "%s", instrument);
+    h->interval = interval;
+    h->before = before;
+    h->limit = limit;
+    if (id_json)
+        snprintf(h->id_json, sizeof(h->id_json), "%s", id_json);
+    char key[200], max[32], count[16];
+    size_t klen = (size_t)bars_key(a, instrument, interval, key, sizeof(key));
+    size_t mlen = before == INT64_MAX ? (size_t)snprintf(max, sizeof(max), "+inf")
+                                      : (size_t)snprintf(max, sizeof(max), "(%" PRId64, before);
+    size_t clen = (size_t)snprintf(count, sizeof(count), "%u", limit);
+    const char *argv[7] = {"ZREVRANGEBYSCORE", key, max, "-inf", "LIMIT", "0", count};
+    size_t lens[7] = {16, klen, mlen, 4, 5, 1, clen};
+    if (cg_bridge_command(a->bridge, on_history, h, 7, argv, lens))
+        answer_history(h, NULL); /* Redis away: what memory holds */
+}
+
+/* ---- gaps and idle charts ------------------------------------------------------ */
+
+static void gap_one(struct cg_map_node *n, void *arg)
+{
+    (void)arg;
+    struct cg_instrument *in = CG_CONTAINER_OF(n, struct cg_instrument, node);
+    if (in->chart)
+        cg_chart_gap(in->chart, in->seq);
+}
+
+void cg_agent_gap(void *data)
+{
+    struct cg_agent *a = data;
+    cg_map_each(&a->reg->instruments, gap_one, NULL);
+}
+
+static void sweep_one(struct cg_map_node *n, void *arg)
+{
+    struct cg_agent *a = arg;
+    struct cg_instrument *in = CG_CONTAINER_OF(n, struct cg_instrument, node);
+    struct cg_chart *c = in->chart;
+    if (!c || in->nsubs || a->cfg->record_bars || !c->idle_since_ms ||
+        uv_now(a->loop) - c->idle_since_ms < (uint64_t)a->cfg->chart_idle_s * 1000)
+        return;
+    cg_chart_destroy(c);
+    in->chart = NULL;
+    cg_registry_reap(a->reg, in);
+}
+
+static void sweep_cb(uv_timer_t *t)
+{
+    struct cg_agent *a = t->data;
+    cg_map_each(&a->reg->instruments, sweep_one, a);
+}
+
+void cg_agent_init(struct cg_agent *a, uv_loop_t *loop, const struct cg_config *cfg,
+                   struct cg_registry *reg, struct cg_bridge *bridge,
+                   const struct cg_relay_hooks *out)
+{
+    memset(a, 0, sizeof(*a));
+    a->loop = loop;
+    a->cfg = cfg;
+    a->reg = reg;
+    a->bridge = bridge;
+    a->out = *out;
+    uv_timer_init(loop, &a->sweep);
+    a->sweep.data = a;
+    uv_timer_start(&a->sweep, sweep_cb, SWEEP_MS, SWEEP_MS);
+}
+
+static void free_chart(struct cg_map_node *n, void *arg)
+{
+    (void)arg;
+    struct cg_instrument *in = CG_CONTAINER_OF(n, struct cg_instrument, node);
+    cg_chart_destroy(in->chart);
+    in->chart = NULL;
+}
+
+void cg_agent_finish(struct cg_agent *a)
+{
+    uv_timer_stop(&a->sweep);
+    uv_close((uv_handle_t *)&a->sweep, NULL);
+    cg_map_each(&a->reg->instruments, free_chart, NULL);
+}

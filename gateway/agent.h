@@ -1,0 +1,61 @@
+/* agent.h -- the chart agent: bars per tick, snapshots, resume, history, recording.
+ *
+ * Hooked into the relay (every tick, once, for all viewers) and the registry
+ * (instrument activation, subscriptions going away). Bar frames are encoded once
+ * per tick and interval, only when some socket wants that interval, and offered
+ * through the relay's deliver hook. Snapshot fill and history are asynchronous
+ * Redis reads on the bridge's command link; a subscription whose snapshot is being
+ * prepared gets no live frames (sub->pending) and its snapshot is built from the
+ * state at the moment the reply arrives, so the seam has no gap and no duplicate.
+ * With --record-bars completed bars are written to Redis by an idempotent script. */
+#ifndef CG_AGENT_H
+#define CG_AGENT_H
+
+#include <uv.h>
+
+#include "bridge.h"
+#include "chart.h"
+#include "config.h"
+#include "registry.h"
+#include "relay.h"
+
+struct cg_agent {
+    const struct cg_config *cfg; /* borrowed */
+    uv_loop_t *loop;             /* borrowed */
+    struct cg_registry *reg;     /* borrowed */
+    struct cg_bridge *bridge;    /* borrowed */
+    struct cg_relay_hooks out;   /* deliver hook (borrowed data) */
+    uv_timer_t sweep;
+    struct cg_log_limit rec_log;
+};
+
+void cg_agent_init(struct cg_agent *a, uv_loop_t *loop, const struct cg_config *cfg,
+                   struct cg_registry *reg, struct cg_bridge *bridge,
+                   const struct cg_relay_hooks *out);
+/* Frees every chart; closes the timer handle. */
+void cg_agent_finish(struct cg_agent *a);
+
+/* Hooks (data = agent). */
+void cg_agent_instrument_active(void *data, struct cg_instrument *in, int active);
+void cg_agent_sub_dropped(void *data, struct cg_sub *sub);
+void cg_agent_tick(void *data, struct cg_instrument *in, json_t *obj, const char *text, size_t len,
+                   struct cg_frame *f);
+/* The pub/sub link came (back) up: ticks may have been missed, resume restarts. */
+void cg_agent_gap(void *data);
+
+/* Sets the intervals a subscription wants (replacing the previous set). */
+void cg_agent_set_intervals(struct cg_agent *a, struct cg_sub *sub, uint32_t mask);
+/* 1 when a client that last saw since on sub's instrument can be resumed. */
+int cg_agent_can_resume(const struct cg_agent *a, const struct cg_instrument *in, uint64_t since);
+/* After the subscribed reply: replays what the client missed (recovered) or sends
+ * a snapshot (possibly after an asynchronous fill from Redis). */
+void cg_agent_start(struct cg_agent *a, struct cg_sub *sub, int recovered, uint64_t since);
+
+/* History of an instrument/interval: bars with t < before, newest limit, oldest
+ * first, from Redis merged with memory. done(arg, frame) is called exactly once,
+ * with a new frame (or NULL on OOM), possibly before this returns. */
+void cg_agent_history(struct cg_agent *a, const char *instrument, uint32_t interval, int64_t before,
+                      uint32_t limit, const char *id_json,
+                      void (*done)(void *arg, struct cg_frame *f), void *arg);
+
+#endif

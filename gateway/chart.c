@@ -1,0 +1,181 @@
+/* chart.c -- per-instrument chart state: tick fields, volume, series, resume ring. */
+#include "chart.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct cg_chart *cg_chart_create(const struct cg_config *cfg, const char *name, uint64_t seq)
+{
+    struct cg_chart *c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    c->nseries = cfg->nintervals;
+    for (uint32_t i = 0; i < c->nseries; i++) {
+        if (cg_series_init(&c->series[i], cfg->interval_ms[i], cfg->bars_depth)) {
+            c->nseries = i;
+            goto fail;
+        }
+    }
+    c->ring_cap = cfg->resume_ring; /* allocated at the first tick */
+    for (uint32_t i = 0; i < cfg->ncumulative; i++) {
+        const char *p = cfg->cumulative[i];
+        if (!strcmp(p, "*") || !strncmp(name, p, strlen(p)))
+            c->cumulative = 1;
+    }
+    c->floor = seq + 1;
+    return c;
+fail:
+    cg_chart_destroy(c);
+    return NULL;
+}
+
+static void ring_clear(struct cg_chart *c)
+{
+    for (uint32_t i = 0; i < c->ring_count; i++)
+        cg_frame_unref(c->ring[(c->ring_head + i) % c->ring_cap]);
+    c->ring_count = 0;
+    c->ring_head = 0;
+}
+
+void cg_chart_destroy(struct cg_chart *c)
+{
+    if (!c)
+        return;
+    if (c->ring)
+        ring_clear(c);
+    for (uint32_t i = 0; i < c->nseries; i++)
+        cg_series_finish(&c->series[i]);
+    free(c->ring);
+    free(c->ring_seq);
+    free(c->last);
+    free(c);
+}
+
+void cg_chart_gap(struct cg_chart *c, uint64_t seq)
+{
+    c->floor = seq + 1;
+}
+
+void cg_chart_reset(struct cg_chart *c, uint64_t seq)
+{
+    for (uint32_t i = 0; i < c->nseries; i++)
+        cg_series_clear(&c->series[i]);
+    if (c->ring)
+        ring_clear(c);
+    free(c->last);
+    c->last = NULL;
+    c->last_len = 0;
+    c->last_seq = 0;
+    c->has_total = 0;
+    c->floor = seq + 1;
+}
+
+static int number(json_t *v, double *out)
+{
+    if (!json_is_number(v))
+        return 0;
+    *out = json_number_value(v);
+    return 1;
+}
+
+/* Volume of this tick: the field itself, or for running totals the increase
+ * since the previous total (a drop while time moves forward is a new session,
+ * whose total is this tick's volume; a late tick adds nothing, its volume is
+ * already inside the newer total). */
+static double tick_volume(struct cg_chart *c, double v, int64_t ts)
+{
+    if (!c->cumulative)
+        return v;
+    double d;
+    if (!c->has_total)
+        d = 0; /* the first total covers volume from before we were listening */
+    else if (ts < c->total_ts)
+        return 0;
+    else
+        d = v >= c->total ? v - c->total : v;
+    c->has_total = 1;
+    c->total = v;
+    c->total_ts = ts;
+    return d;
+}
+
+int cg_chart_tick(struct cg_chart *c, const struct cg_config *cfg, uint64_t seq, json_t *data,
+                  const char *text, size_t len, struct cg_frame *frame, int64_t now_ms,
+                  struct cg_chart_event ev[CG_CHART_EVENTS_MAX])
+{
+    int rc = 0;
+    char *last = malloc(len + 1);
+    if (last) {
+        memcpy(last, text, len);
+        last[len] = 0;
+        free(c->last);
+        c->last = last;
+        c->last_len = len;
+        c->last_seq = seq;
+    } else {
+        rc = -1;
+    }
+    if (c->ring_cap && !c->ring) {
+        c->ring = calloc(c->ring_cap, sizeof(*c->ring));
+        c->ring_seq = calloc(c->ring_cap, sizeof(*c->ring_seq));
+        if (!c->ring || !c->ring_seq) {
+            free(c->ring);
+            free(c->ring_seq);
+            c->ring = NULL;
+            c->ring_seq = NULL;
+            rc = -1;
+        }
+    }
+    if (c->ring) {
+        if (c->ring_count == c->ring_cap) {
+            cg_frame_unref(c->ring[c->ring_head]);
+            c->ring_head = (c->ring_head + 1) % c->ring_cap;
+            c->ring_count--;
+        }
+        uint32_t at = (c->ring_head + c->ring_count) % c->ring_cap;
+        c->ring[at] = cg_frame_ref(frame);
+        c->ring_seq[at] = seq;
+        c->ring_count++;
+    }
+    double price, vol = 0, tsd;
+    if (!number(json_object_get(data, cfg->price_field), &price))
+        return rc;
+    number(json_object_get(data, cfg->volume_field), &vol);
+    int64_t ts = number(json_object_get(data, cfg->ts_field), &tsd) && tsd > 0 && tsd < 1e15
+                     ? (int64_t)tsd
+                     : now_ms;
+    vol = tick_volume(c, vol, ts);
+    int n = 0;
+    for (uint32_t i = 0; i < c->nseries; i++) {
+        struct cg_bar_event be[2];
+        int k = cg_series_tick(&c->series[i], ts, price, vol, seq, be);
+        if (k < 0) {
+            c->late_ignored++;
+            continue;
+        }
+        for (int j = 0; j < k; j++) {
+            ev[n].interval = i;
+            ev[n++].ev = be[j];
+        }
+    }
+    return rc < 0 ? rc : n;
+}
+
+int cg_chart_can_resume(const struct cg_chart *c, uint64_t since, uint64_t inst_seq)
+{
+    if (since < c->floor || since > inst_seq)
+        return 0;
+    if (since == inst_seq)
+        return 1; /* nothing missed */
+    return c->ring_count && c->ring_seq[c->ring_head] <= since + 1;
+}
+
+void cg_chart_replay(const struct cg_chart *c, uint64_t since,
+                     void (*fn)(void *arg, struct cg_frame *f), void *arg)
+{
+    for (uint32_t i = 0; i < c->ring_count; i++) {
+        uint32_t at = (c->ring_head + i) % c->ring_cap;
+        if (c->ring_seq[at] > since)
+            fn(arg, c->ring[at]);
+    }
+}
