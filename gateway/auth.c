@@ -2,7 +2,9 @@
 #include "auth.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -349,4 +351,30 @@ void cg_auth_finish(struct cg_auth *a)
 int cg_auth_up(const struct cg_auth *a)
 {
     return a->rc != NULL;
+}
+
+int cg_auth_create(struct cg_auth *a, const char *user_id, uint32_t ttl_s, char *sid)
+{
+    unsigned char raw[16];
+    if (RAND_bytes(raw, sizeof(raw)) != 1 || ensure_rc(a))
+        return -1;
+    for (size_t i = 0; i < sizeof(raw); i++)
+        snprintf(sid + 2 * i, 3, "%02x", raw[i]);
+    json_t *obj =
+        json_pack("{s:s, s:I}", "user_id", user_id, "exp", (json_int_t)(wall_s() + (int64_t)ttl_s));
+    char *text = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
+    json_decref(obj);
+    if (!text)
+        return -1;
+    char key[256];
+    int klen = snprintf(key, sizeof(key), "%s%s", a->cfg->session_prefix, sid);
+    redisReply *r = redisCommand(a->rc, "SET %b %s EX %u", key, (size_t)klen, text, ttl_s);
+    free(text);
+    if (!r) {
+        drop_rc(a, "session create failed");
+        return -1;
+    }
+    int ok = r->type == REDIS_REPLY_STATUS;
+    freeReplyObject(r);
+    return ok ? 0 : -1;
 }

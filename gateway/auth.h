@@ -75,6 +75,11 @@ void cg_auth_attach(struct cg_auth_entry *e, struct cg_list *socket_link);
 void cg_auth_detach(struct cg_auth *a, struct cg_auth_entry *e, struct cg_list *socket_link);
 
 int cg_auth_up(const struct cg_auth *a);
+
+/* DEVELOPMENT ONLY (--dev-login): creates a session for user_id expiring in ttl_s,
+ * with a 128-bit random id (OpenSSL RAND_bytes) written as 32 hex characters to
+ * sid (>= 33 bytes). Synchronous, like the lookup. Returns 0 or -1. */
+int cg_auth_create(struct cg_auth *a, const char *user_id, uint32_t ttl_s, char *sid);
 /* Writes a short non-reversible tag of sid (8 hex chars) for logs. */
 void cg_auth_tag(const char *sid, char out[9]);
 

@@ -131,6 +131,9 @@ int main(int argc, char **argv)
         break;
     }
     cg_log_set_level((enum cg_log_level)a.cfg.log_level);
+    if (a.cfg.dev_login)
+        cg_log(CG_LOG_WARN, "DEV LOGIN ENABLED: anyone who reaches this port can log in as anyone",
+               "endpoint=/dev/login?user=NAME listen=%s:%u", a.cfg.listen_host, a.cfg.listen_port);
     signal(SIGPIPE, SIG_IGN);
     srand((unsigned)time(NULL) ^ (unsigned)getpid());
 

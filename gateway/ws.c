@@ -703,6 +703,93 @@ static void gauges(struct cg_ws *w, struct cg_metrics_gauges *g)
     g->uptime_s = (now_ms(w) - w->started_ms) / 1000;
 }
 
+#define DEV_SESSION_TTL_S 43200
+
+/* Authenticates the Cookie of a plain HTTP request like a handshake. */
+static enum cg_auth_result http_session(struct cg_ws *w, struct lws *wsi, struct cg_auth_entry **e)
+{
+    char cookie[8192], sid[CG_SESSION_ID_MAX + 1];
+    *e = NULL;
+    int clen = lws_hdr_copy(wsi, cookie, sizeof(cookie), WSI_TOKEN_HTTP_COOKIE);
+    int sl = clen > 0 ? cg_cookie_get(cookie, (size_t)clen, "sessionid", sid, sizeof(sid)) : -1;
+    if (sl < 0 || !cg_session_id_valid(sid, (size_t)sl))
+        return CG_AUTH_UNKNOWN;
+    return cg_auth_lookup(w->auth, sid, e);
+}
+
+/* GET /session: who the cookie says this browser is (the web page uses it to tell
+ * "logged out" from "gateway away", which a failed WebSocket cannot tell). */
+static int session_request(struct cg_ws *w, struct lws *wsi, struct cg_client *c)
+{
+    struct cg_auth_entry *e;
+    enum cg_auth_result r = http_session(w, wsi, &e);
+    char *body = malloc(LWS_PRE + 256);
+    if (!body) {
+        cg_auth_release(w->auth, e);
+        return -1;
+    }
+    int n;
+    unsigned int status;
+    if (r == CG_AUTH_OK) {
+        json_t *o = json_pack("{s:s}", "user_id", e->session->user_id);
+        n = o ? (int)json_dumpb(o, body + LWS_PRE, 255, JSON_COMPACT) : 0;
+        json_decref(o);
+        status = HTTP_STATUS_OK;
+    } else if (r == CG_AUTH_DOWN) {
+        n = snprintf(body + LWS_PRE, 256, "{\"error\":\"redis unavailable\"}");
+        status = HTTP_STATUS_SERVICE_UNAVAILABLE;
+    } else {
+        n = snprintf(body + LWS_PRE, 256, "{\"error\":\"not logged in\"}");
+        status = HTTP_STATUS_UNAUTHORIZED;
+    }
+    cg_auth_release(w->auth, e);
+    return http_respond(wsi, c, status, "application/json", body, (size_t)n);
+}
+
+static int user_ok(const char *u)
+{
+    size_t n = strlen(u);
+    if (!n || n > 64)
+        return 0;
+    for (; *u; u++)
+        if (!isalnum((unsigned char)*u) && *u != '.' && *u != '_' && *u != '-')
+            return 0;
+    return 1;
+}
+
+/* GET /dev/login?user=NAME (only with --dev-login): a session for NAME, its cookie,
+ * and a redirect to the page. For development and demos: anyone who can reach the
+ * port can be anyone. */
+static int dev_login(struct cg_ws *w, struct lws *wsi)
+{
+    char buf[128], sid[33], cookie[160];
+    const char *user = lws_get_urlarg_by_name(wsi, "user=", buf, sizeof(buf));
+    if (!user || !user_ok(user))
+        return lws_return_http_status(wsi, HTTP_STATUS_BAD_REQUEST,
+                                      "user=NAME ([A-Za-z0-9._-], 1 to 64 characters)")
+                   ? -1
+                   : 0;
+    if (cg_auth_create(w->auth, user, DEV_SESSION_TTL_S, sid))
+        return lws_return_http_status(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, NULL) ? -1 : 0;
+    cg_log(CG_LOG_WARN, "dev login", "user=%s", user);
+    int cl =
+        snprintf(cookie, sizeof(cookie), "sessionid=%s; Path=/; Max-Age=%d; HttpOnly; SameSite=Lax",
+                 sid, DEV_SESSION_TTL_S);
+    unsigned char hdr[LWS_PRE + 512], *start = hdr + LWS_PRE, *p = start,
+                                      *end = hdr + sizeof(hdr) - 1;
+    if (lws_add_http_header_status(wsi, HTTP_STATUS_FOUND, &p, end) ||
+        lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_LOCATION, (unsigned char *)"/", 1, &p,
+                                     end) ||
+        lws_add_http_header_by_name(wsi, (unsigned char *)"set-cookie:", (unsigned char *)cookie,
+                                    cl, &p, end) ||
+        lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL, (unsigned char *)"no-store",
+                                     8, &p, end) ||
+        lws_add_http_header_content_length(wsi, 0, &p, end) ||
+        lws_finalize_write_http_header(wsi, start, &p, end))
+        return -1;
+    return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
+
 static int http_request(struct cg_ws *w, struct lws *wsi, struct cg_client *c)
 {
     char uri[64];
@@ -710,6 +797,10 @@ static int http_request(struct cg_ws *w, struct lws *wsi, struct cg_client *c)
     gauges(w, &g);
     if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) <= 0)
         return lws_return_http_status(wsi, HTTP_STATUS_BAD_REQUEST, NULL) ? -1 : 0;
+    if (!strcmp(uri, "/session"))
+        return session_request(w, wsi, c);
+    if (!strcmp(uri, "/dev/login") && w->cfg->dev_login)
+        return dev_login(w, wsi);
     if (!strcmp(uri, "/metrics")) {
         size_t need = cg_metrics_render(&g, NULL, 0) + 1;
         char *body = malloc(LWS_PRE + need);
@@ -852,7 +943,7 @@ int cg_ws_start(struct cg_ws *w, uv_loop_t *loop, const struct cg_config *cfg,
     if (!w->scratch)
         return -1;
 
-    static struct lws_http_mount mounts[3];
+    static struct lws_http_mount mounts[5];
     static lws_retry_bo_t retry;
     memset(mounts, 0, sizeof(mounts));
     mounts[0].mountpoint = "/healthz";
@@ -865,11 +956,21 @@ int cg_ws_start(struct cg_ws *w, uv_loop_t *loop, const struct cg_config *cfg,
     mounts[1].origin = "chartgate";
     mounts[1].origin_protocol = LWSMPRO_CALLBACK;
     mounts[1].mount_next = &mounts[2];
-    mounts[2].mountpoint = "/";
-    mounts[2].mountpoint_len = 1;
-    mounts[2].origin = cfg->web_root;
-    mounts[2].def = "index.html";
-    mounts[2].origin_protocol = LWSMPRO_FILE;
+    mounts[2].mountpoint = "/session";
+    mounts[2].mountpoint_len = 8;
+    mounts[2].origin = "chartgate";
+    mounts[2].origin_protocol = LWSMPRO_CALLBACK;
+    mounts[2].mount_next = &mounts[3];
+    mounts[3].mountpoint = "/dev/login"; /* answers 404 unless --dev-login */
+    mounts[3].mountpoint_len = 10;
+    mounts[3].origin = "chartgate";
+    mounts[3].origin_protocol = LWSMPRO_CALLBACK;
+    mounts[3].mount_next = &mounts[4];
+    mounts[4].mountpoint = "/";
+    mounts[4].mountpoint_len = 1;
+    mounts[4].origin = cfg->web_root;
+    mounts[4].def = "index.html";
+    mounts[4].origin_protocol = LWSMPRO_FILE;
     retry.secs_since_valid_ping = (uint16_t)cfg->ping_s;
     retry.secs_since_valid_hangup = (uint16_t)cfg->idle_timeout_s;
     retry.jitter_percent = 20;
