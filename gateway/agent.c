@@ -395,7 +395,7 @@ static void answer_history(struct hist *h, redisReply *r)
         cg_registry_instrument(a->reg, h->instrument, strlen(h->instrument), 0);
     const struct cg_series *s =
         in && in->chart ? &((struct cg_chart *)in->chart)->series[h->interval] : NULL;
-    size_t nm = s ? cg_series_size(s) : 0;
+    size_t nm = s ? s->count : 0; /* completed bars only: the forming one is live data */
     struct cg_bar *out = malloc(sizeof(*out) * (nr + nm + 1));
     size_t n = 0, i = 0, k = 0;
     while (out && (i < nr || k < nm)) { /* merge by t; memory wins a tie */

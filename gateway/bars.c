@@ -101,6 +101,9 @@ int cg_series_tick(struct cg_series *s, int64_t ts, double price, double volume,
             s->forming_ts = ts;
     } else if (!s->has_forming || t > s->forming.t) {
         if (s->has_forming) {
+            /* Closing is a change: a client resuming after this tick must be sent
+             * the bar's final state. */
+            s->forming.seq = seq;
             push_completed(s, &s->forming);
             ev[n].kind = CG_BAR_CLOSED;
             ev[n++].bar = s->forming;

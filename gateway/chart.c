@@ -62,10 +62,7 @@ void cg_chart_reset(struct cg_chart *c, uint64_t seq)
         cg_series_clear(&c->series[i]);
     if (c->ring)
         ring_clear(c);
-    free(c->last);
-    c->last = NULL;
-    c->last_len = 0;
-    c->last_seq = 0;
+    /* The last tick stays: it is still the newest this process received (tick seq). */
     c->has_total = 0;
     c->floor = seq + 1;
 }

@@ -51,7 +51,8 @@ struct cg_chart_event {
  * the instrument's current seq (resume starts above it). NULL on OOM. */
 struct cg_chart *cg_chart_create(const struct cg_config *cfg, const char *name, uint64_t seq);
 void cg_chart_destroy(struct cg_chart *c); /* accepts NULL */
-/* Forgets bars, last tick and ring after a gap: resume needs a tick after seq. */
+/* Forgets bars and ring after a gap (the last tick stays): resume needs a tick
+ * after seq. */
 void cg_chart_reset(struct cg_chart *c, uint64_t seq);
 /* Marks a gap without forgetting bars (a lost link: bars stay best effort). */
 void cg_chart_gap(struct cg_chart *c, uint64_t seq);

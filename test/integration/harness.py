@@ -9,7 +9,7 @@ started with subprocess and stopped by PID in the test's cleanups, also when the
         def test_x(self):
             gw = self.start_gateway('--session-check-s', '1')
             c = self.connect(user_id='u1')              # a browser: cookie + WebSocket
-            c.subscribe(['rb2501'], id=1)
+            c.subscribe(['rb2501'], id=1)               # also consumes and checks the snapshot
             self.wait_channel_ready('md:rb2501')
             self.publish('md:rb2501', {'p': 1})         # a backend
             tick = c.recv_until(harness.is_tick('rb2501'))[-1]
@@ -704,6 +704,7 @@ class WSClient:
         self.close_reason = None
         self.eof = False
         self._frag = None
+        self.snapshots = {}  # instrument -> the last snapshot consumed by subscribe()
         sockopt = ()
         if rcvbuf:
             sockopt = ((socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf),)
@@ -736,6 +737,14 @@ class WSClient:
 
     def send_binary(self, data):
         self.ws.send_binary(data)
+
+    def send_together(self, objs, validate=True):
+        """Send several client messages (one WebSocket text frame each) in one TCP write, so
+        that the gateway reads them together: for tests of reply order."""
+        for o in objs:
+            if validate:
+                VALIDATOR.validate_client_frame(o)
+        self.ws.sock.sendall(b"".join(encode_ws_frame(0x1, compact(o)) for o in objs))
 
     # -- receiving
     def _read_message(self, deadline):
@@ -857,13 +866,78 @@ class WSClient:
                                  timeout, what="pong %s" % pid)
         return frames[:-1]
 
-    def subscribe(self, names, id=None, timeout=None):
+    def subscribe(self, names, id=None, timeout=None, intervals=None, since=None):
+        """Subscribe (with "intervals"/"since" when given) and return the `subscribed` reply,
+        after checking it (instruments, intervals echo, recovered keys) and consuming what the
+        protocol says follows it (PROTOCOL.md §3, §15): one `snapshot` per distinct instrument
+        that is not recovered, checked by take_snapshots() and kept in self.snapshots. Frames of
+        recovered instruments (the replay) and unrelated frames stay pending, in order."""
         id = self.next_id() if id is None else id
-        reply = self.request({"action": "subscribe", "instruments": list(names), "id": id},
-                             timeout)
+        req = {"action": "subscribe", "instruments": list(names), "id": id}
+        if intervals is not None:
+            req["intervals"] = list(intervals)
+        if since is not None:
+            req["since"] = dict(since)
+        reply = self.request(req, timeout)
         if reply.get("type") != "subscribed":
             raise AssertionError("subscribe %s -> %s" % (names, reply))
+        if reply.get("instruments") != list(names):
+            raise AssertionError("subscribed.instruments %r is not the request's %r"
+                                 % (reply.get("instruments"), list(names)))
+        echo = reply.get("intervals")
+        if sorted(echo) != sorted(set(intervals or [])):
+            raise AssertionError("subscribed.intervals %r is not the accepted set %r"
+                                 % (echo, intervals or []))
+        recovered = reply.get("recovered")
+        if since is None:
+            if recovered is not None:
+                raise AssertionError("subscribed has recovered without since: %s" % reply)
+            recovered = {}
+        else:
+            want = {n for n in names if n in since}
+            if recovered is None or set(recovered) != want:
+                raise AssertionError("subscribed.recovered %r: expected one entry for each of %s"
+                                     % (recovered, sorted(want)))
+        self.take_snapshots([n for n in names if not recovered.get(n)], intervals or [],
+                            timeout)
         return reply
+
+    def take_snapshots(self, names, intervals=(), timeout=None):
+        """Consume one `snapshot` for each distinct name, which must come in that order and before
+        any `tick`/`bar` of its instrument; each is checked (its bars: one array per interval,
+        strictly ascending t, aligned to the interval) and stored in self.snapshots[name].
+        Other frames read meanwhile stay pending, in order. Returns the snapshots."""
+        order = list(dict.fromkeys(names))
+        timeout = scaled(WAIT) if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        got, others = [], []
+        try:
+            while len(got) < len(order):
+                if not self.pending:
+                    frames = self._read_message(deadline)
+                    if frames is None:
+                        raise AssertionError("%s: no snapshot for %s within %.1fs; got %s" % (
+                            self.name, order[len(got)], timeout, _short(others)))
+                    self.pending.extend(frames)
+                    continue
+                f = self.pending.popleft()
+                inst = f.get("instrument")
+                if f.get("type") == "snapshot" and inst in order:
+                    if inst != order[len(got)]:
+                        raise AssertionError("%s: snapshot of %s came before that of %s "
+                                             "(request order %s)" % (
+                                                 self.name, inst, order[len(got)], order))
+                    check_snapshot(f, inst, intervals)
+                    got.append(f)
+                    self.snapshots[inst] = f
+                elif f.get("type") in ("tick", "bar", "snapshot") and inst in order[len(got):]:
+                    raise AssertionError("%s: %s of %s before its snapshot: %s" % (
+                        self.name, f.get("type"), inst, compact(f)[:300]))
+                else:
+                    others.append(f)
+        finally:
+            self.pending.extendleft(reversed(others))
+        return got
 
     def unsubscribe(self, names, id=None, timeout=None):
         id = self.next_id() if id is None else id
@@ -923,6 +997,37 @@ class Reader(threading.Thread):
     def stop(self):
         self.stop_flag.set()
         self.join(5)
+
+
+INTERVAL_UNIT_MS = {"s": 1000, "m": 60000, "h": 3600000, "d": 86400000}
+
+
+def interval_ms(name):
+    """Length of interval name ("1s", "5m", "1d") in ms (PROTOCOL.md §14)."""
+    return int(name[:-1]) * INTERVAL_UNIT_MS[name[-1]]
+
+
+def check_bar_list(bars, interval, what="bars"):
+    """Bar arrays [t,o,h,l,c,v]: strictly ascending t (one per t), each aligned to interval."""
+    ms = interval_ms(interval)
+    ts = [b[0] for b in bars]
+    if ts != sorted(set(ts)):
+        raise AssertionError("%s (%s): t not strictly ascending: %s" % (what, interval, ts[:20]))
+    bad = [t for t in ts if t % ms]
+    if bad:
+        raise AssertionError("%s (%s): t not aligned to the interval: %s" % (what, interval,
+                                                                           bad[:5]))
+
+
+def check_snapshot(f, instrument, intervals=()):
+    """A snapshot of instrument for the requested intervals (beyond the schema's checks)."""
+    if f.get("type") != "snapshot" or f.get("instrument") != instrument:
+        raise AssertionError("not a snapshot of %s: %s" % (instrument, compact(f)[:300]))
+    if set(f["bars"]) != set(intervals):
+        raise AssertionError("snapshot of %s has bars for %s, the request asked for %s"
+                             % (instrument, sorted(f["bars"]), sorted(set(intervals))))
+    for iv, bars in f["bars"].items():
+        check_bar_list(bars, iv, "snapshot of %s" % instrument)
 
 
 def _short(frames, n=8):

@@ -18,13 +18,24 @@ class RelayTest(harness.GatewayTestCase):
         self.start_gateway()
         c = self.connect()
         self.assertEqual(c.request({"action": "subscribe", "instruments": ["rb2501"], "id": 7}),
-                         {"type": "subscribed", "id": 7, "instruments": ["rb2501"]})
+                         {"type": "subscribed", "id": 7, "instruments": ["rb2501"],
+                          "intervals": []})
+        # then one snapshot per instrument: never ticked here, no intervals asked for
+        self.assertEqual(c.recv_until(lambda f: True)[-1],
+                         {"type": "snapshot", "instrument": "rb2501", "seq": 0, "last": None,
+                          "bars": {}})
         r = c.request({"action": "subscribe", "instruments": ["au2412", "cu2501"], "id": "s-2"})
         self.assertEqual(r["id"], "s-2")
         self.assertEqual(sorted(r["instruments"]), ["au2412", "cu2501"])
-        # re-subscribing is a no-op that still succeeds
+        self.assertEqual(r["intervals"], [])
+        self.assertEqual([(f["type"], f["instrument"]) for f in c.collect(lambda f: True, 2)],
+                         [("snapshot", "au2412"), ("snapshot", "cu2501")],
+                         "one snapshot per instrument, in request order, right after the reply")
+        # re-subscribing is a no-op that still succeeds (and sends the snapshot again)
         r = c.request({"action": "subscribe", "instruments": ["rb2501"], "id": 9})
         self.assertEqual((r["type"], r["id"]), ("subscribed", 9))
+        self.assertEqual(c.recv_until(lambda f: True)[-1]["type"], "snapshot")
+        self.assert_nothing_for(c, "frame after the snapshots")
         self.assertEqual(self.metrics().value("chartgate_subscriptions"), 3)
         self.assertEqual(c.request({"action": "unsubscribe", "instruments": ["rb2501"], "id": 8}),
                          {"type": "unsubscribed", "id": 8, "instruments": ["rb2501"]})
