@@ -395,9 +395,10 @@ struct cg_frame *cg_frame_history(const char *id_json, const char *instrument,
 }
 
 struct cg_frame *cg_frame_subscribed(const char *id_json, const char *const *names, size_t n,
-                                     const char *const *intervals, size_t ni, const int *recovered)
+                                     const char *const *intervals, size_t ni, const char *epoch,
+                                     const int *recovered)
 {
-    size_t cap = 96 + id_len(id_json);
+    size_t cap = 128 + id_len(id_json) + strlen(epoch);
     for (size_t i = 0; i < n; i++)
         cap += 2 * (strlen(names[i]) + 3) + 8;
     for (size_t i = 0; i < ni; i++)
@@ -424,7 +425,9 @@ struct cg_frame *cg_frame_subscribed(const char *id_json, const char *const *nam
         put_str(&c, intervals[i]);
         PUTLIT(&c, "\"");
     }
-    PUTLIT(&c, "]");
+    PUTLIT(&c, "],\"epoch\":\"");
+    put_str(&c, epoch);
+    PUTLIT(&c, "\"");
     if (recovered) {
         size_t k = 0;
         PUTLIT(&c, ",\"recovered\":{");

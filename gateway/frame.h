@@ -53,10 +53,11 @@ struct cg_frame *cg_frame_pong(const char *id_json);
 struct cg_frame *cg_frame_names(const char *type, const char *id_json, const char *const *names,
                                 size_t n);
 
-/* {"type":"subscribed","id":..,"instruments":[..],"intervals":[..],"recovered":{..}}:
+/* {"type":"subscribed","id":..,"instruments":[..],"intervals":[..],"epoch":..,"recovered":{..}}:
  * recovered, when not NULL, holds per name 1/0, or -1 for names without "since". */
 struct cg_frame *cg_frame_subscribed(const char *id_json, const char *const *names, size_t n,
-                                     const char *const *intervals, size_t ni, const int *recovered);
+                                     const char *const *intervals, size_t ni, const char *epoch,
+                                     const int *recovered);
 
 /* {"type":"bar",...}: ckey is the series (conflation key of forming updates); a
  * final bar is encoded as CONTROL so it is never conflated away. */

@@ -147,6 +147,14 @@ static int take_chart_options(struct cg_request *req, const struct cg_config *cf
         }
         req->since = since;
     }
+    json_t *epoch = json_object_get(req->root, "epoch");
+    if (epoch) {
+        const char *e = json_is_string(epoch) ? json_string_value(epoch) : "";
+        size_t n = strspn(e, "0123456789abcdef");
+        if (n != 16 || e[n])
+            return fail(err, CG_ERR_BAD_REQUEST, "\"epoch\" must be 16 lowercase hex digits");
+        memcpy(req->epoch, e, 17);
+    }
     return 0;
 }
 

@@ -48,7 +48,8 @@ struct cg_request {
     char pattern[CG_INSTRUMENT_MAX + 1]; /* search */
     uint32_t intervals;                  /* subscribe: bit i = configured interval i */
     int has_intervals;
-    json_t *since; /* subscribe: {name: seq}, borrowed from root, or NULL */
+    json_t *since;  /* subscribe: {name: seq}, borrowed from root, or NULL */
+    char epoch[17]; /* subscribe: the epoch since refers to, "" if none */
     char instrument[CG_INSTRUMENT_MAX + 1]; /* history */
     uint32_t interval;                      /* history: configured interval index */
     int64_t before;                         /* history: bars with t < before; INT64_MAX = all */

@@ -3,6 +3,7 @@
 #include "ws.h"
 
 #include <ctype.h>
+#include <openssl/rand.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -413,12 +414,15 @@ static void handle_subscribe(struct cg_client *c, const struct cg_request *req)
             continue;
         cg_agent_set_intervals(c->w->agent, subs[k], req->intervals);
         if (recovered) {
+            /* seq numbers of another process (or of this port before a restart) say
+             * nothing about this one's: no epoch, no resume. */
+            int same = !strcmp(req->epoch, c->w->epoch);
             recovered[k] = cg_request_since(req, req->names[k], &since[k])
-                               ? cg_agent_can_resume(c->w->agent, in, since[k])
+                               ? same && cg_agent_can_resume(c->w->agent, in, since[k])
                                : -1;
         }
     }
-    reply(c, cg_frame_subscribed(id, req->names, req->nnames, inames, ni, recovered));
+    reply(c, cg_frame_subscribed(id, req->names, req->nnames, inames, ni, c->w->epoch, recovered));
     for (size_t k = 0; k < req->nnames; k++) {
         int dup = 0;
         for (size_t j = 0; j < k && !dup; j++)
@@ -931,6 +935,11 @@ int cg_ws_start(struct cg_ws *w, uv_loop_t *loop, const struct cg_config *cfg,
     w->auth = auth;
     w->bridge = bridge;
     w->started_ms = uv_now(loop);
+    unsigned char raw[8];
+    if (RAND_bytes(raw, sizeof(raw)) != 1)
+        return -1;
+    for (size_t i = 0; i < sizeof(raw); i++)
+        snprintf(w->epoch + 2 * i, 3, "%02x", raw[i]);
     w->limits.max_frames = cfg->queue_max_frames;
     w->limits.max_bytes = cfg->queue_max_bytes;
     w->limits.conflate_frames = cfg->queue_conflate_frames;

@@ -38,6 +38,7 @@ struct cg_ws {
     struct cg_list to_close; /* clients whose close is to start (struct cg_client) */
     uv_timer_t closer;
     uint64_t started_ms;
+    char epoch[17]; /* this process's identity for resume (seq is per process) */
     int shutting_down;
     struct cg_log_limit slow_log, rate_log;
 };

@@ -695,6 +695,7 @@ class WSClient:
     def __init__(self, port, cookie=None, origin=None, path="/ws", rcvbuf=None, timeout=None,
                  name="client"):
         self.name = name
+        self.port = port
         self.pending = deque()  # frames received but not yet handed out
         self.history = []  # every frame received, in order
         self.messages = []  # byte length and frame count of every text message received
@@ -866,7 +867,11 @@ class WSClient:
                                  timeout, what="pong %s" % pid)
         return frames[:-1]
 
-    def subscribe(self, names, id=None, timeout=None, intervals=None, since=None):
+    # The epoch of each gateway port's process, as its subscribed replies gave it: a client that
+    # resumes sends the epoch its seq numbers came from (PROTOCOL.md §15), like the web page.
+    epochs = {}
+
+    def subscribe(self, names, id=None, timeout=None, intervals=None, since=None, epoch="auto"):
         """Subscribe (with "intervals"/"since" when given) and return the `subscribed` reply,
         after checking it (instruments, intervals echo, recovered keys) and consuming what the
         protocol says follows it (PROTOCOL.md §3, §15): one `snapshot` per distinct instrument
@@ -878,9 +883,14 @@ class WSClient:
             req["intervals"] = list(intervals)
         if since is not None:
             req["since"] = dict(since)
+            if epoch == "auto":
+                epoch = WSClient.epochs.get(self.port)
+            if epoch:
+                req["epoch"] = epoch
         reply = self.request(req, timeout)
         if reply.get("type") != "subscribed":
             raise AssertionError("subscribe %s -> %s" % (names, reply))
+        WSClient.epochs[self.port] = reply["epoch"]
         if reply.get("instruments") != list(names):
             raise AssertionError("subscribed.instruments %r is not the request's %r"
                                  % (reply.get("instruments"), list(names)))

@@ -557,7 +557,9 @@ class SnapshotTest(ChartCase):
                                    timeout=scaled(15))
             frames += cl.barrier()  # the bar frames of the last tick follow its tick frame
             self.assertEqual(frames[0], {"type": "subscribed", "id": rid,
-                                         "instruments": ["sm1"], "intervals": ivs})
+                                         "instruments": ["sm1"], "intervals": ivs,
+                                         "epoch": frames[0].get("epoch")})
+            self.assertRegex(frames[0]["epoch"], "^[0-9a-f]{16}$")
             snap = frames[1]
             harness.check_snapshot(snap, "sm1", ivs)
             S = snap["seq"]
@@ -927,6 +929,24 @@ class ResumeTest(ChartCase):
                              "id": 40 + i}, validate=False)
             self.assertEqual((err["type"], err["code"], err["id"]),
                              ("error", "bad_request", 40 + i), "since=%r" % (bad,))
+
+    def test_since_needs_this_process_epoch(self):
+        """§15: seq numbers are per process; since with another epoch, or none, recovers
+        nothing (a restarted gateway, or another process behind the balancer, must not replay
+        its own unrelated seq range as if it were the client's)."""
+        keeper, m = self.start_stream("ep1")
+        self.push(keeper, m, 6)
+        mine = harness.WSClient.epochs[self.gw.port]
+        for epoch, ok in ((mine, True), ("0123456789abcdef", False), (None, False)):
+            c = self.connect(name="epoch-%s" % epoch)
+            reply, snaps = self.sub(c, ["ep1"], ["1s"], since={"ep1": 4}, epoch=epoch)
+            self.assertEqual(reply["epoch"], mine)
+            self.assertEqual(reply["recovered"], {"ep1": ok}, "epoch %s" % epoch)
+            self.assertEqual(len(snaps), 0 if ok else 1, "epoch %s" % epoch)
+        c = self.connect(name="bad-epoch")
+        err = c.request({"action": "subscribe", "instruments": ["ep1"], "since": {"ep1": 4},
+                         "epoch": "XYZ", "id": 9}, validate=False)
+        self.assertEqual((err["type"], err["code"], err["id"]), ("error", "bad_request", 9))
 
     def test_upstream_gap_is_not_recovered(self):
         """The only subscriber leaves (the gateway stops listening) and comes back: what was

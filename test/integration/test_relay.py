@@ -17,9 +17,10 @@ class RelayTest(harness.GatewayTestCase):
     def test_subscribe_and_unsubscribe_replies(self):
         self.start_gateway()
         c = self.connect()
-        self.assertEqual(c.request({"action": "subscribe", "instruments": ["rb2501"], "id": 7}),
-                         {"type": "subscribed", "id": 7, "instruments": ["rb2501"],
-                          "intervals": []})
+        reply = c.request({"action": "subscribe", "instruments": ["rb2501"], "id": 7})
+        self.assertRegex(reply.get("epoch", ""), "^[0-9a-f]{16}$", "the process's epoch")
+        self.assertEqual(reply, {"type": "subscribed", "id": 7, "instruments": ["rb2501"],
+                                 "intervals": [], "epoch": reply["epoch"]})
         # then one snapshot per instrument: never ticked here, no intervals asked for
         self.assertEqual(c.recv_until(lambda f: True)[-1],
                          {"type": "snapshot", "instrument": "rb2501", "seq": 0, "last": None,
