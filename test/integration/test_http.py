@@ -77,16 +77,22 @@ class HttpTest(harness.GatewayTestCase):
 
     def test_static_files(self):
         gw = self.start_gateway()
-        index = os.path.join(harness.REPO_ROOT, "web", "index.html")
-        self.assertTrue(os.path.isfile(index), "web/index.html is missing from the repository")
+        index = os.path.join(harness.REPO_ROOT, "web", "dist", "index.html")
+        self.assertTrue(os.path.isfile(index),
+                        "web/dist/index.html is missing: scripts/setup builds the web client")
         with open(index, "rb") as f:
             want = f.read()
-        for path in ("/", "/index.html"):
+        for path in ("/", "/index.html", "/app.js", "/style.css"):
+            if path.endswith((".js", ".css")):
+                with open(os.path.join(harness.REPO_ROOT, "web", "dist", path[1:]), "rb") as f:
+                    want = f.read()
             with self.subTest(path=path):
                 status, headers, body = gw.get(path)
                 self.assertEqual(status, 200)
-                self.assertTrue(headers.get("content-type", "").startswith("text/html"),
-                                headers.get("content-type"))
+                ctype = {".js": "text/javascript", ".css": "text/css"}.get(
+                    os.path.splitext(path)[1], "text/html")
+                self.assertTrue(headers.get("content-type", "").startswith(ctype),
+                                (path, headers.get("content-type")))
                 self.assertEqual(body, want)
         self.assertEqual(gw.get("/no-such-file.txt")[0], 404)
         # nothing outside the web root

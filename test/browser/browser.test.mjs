@@ -1,0 +1,618 @@
+// browser.test.mjs -- chartgate's web page in a real headless Chromium (Debian's /usr/bin/chromium,
+// driven by playwright-core), against a real gateway and a private redis-server.
+//
+// Starts: redis-server (free port, no persistence), the gateway (--dev-login --record-bars), an
+// in-test publisher (RESP over node:net). Then, as a person would: logs in through /dev/login,
+// opens two instruments, checks candles are drawn and prices move, switches interval, scrolls
+// back to load history, drops the socket and restarts the gateway (the page must resume), checks
+// notifications, persistence, themes and phone size, and the logged-out state.
+// Screenshots go to test-artifacts/browser/. Last line: "browser: N passed, N failed".
+//
+// usage: node browser.test.mjs [--gateway PATH] [--artifacts DIR]
+// env: CHARTGATE_BIN (= --gateway; default build/gateway/chartgate), BROWSER_ARTIFACTS (= --artifacts;
+// default test-artifacts/browser), CHARTGATE_WEB_ROOT (default: build web/ into a temporary
+// directory), CHROMIUM (default /usr/bin/chromium), BROWSER_TEST_TIMEOUT_S (240).
+
+import { spawn, execFileSync } from "node:child_process";
+import {
+  createWriteStream, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, unlinkSync, writeFileSync,
+} from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+import { Redis } from "./lib/redis.mjs";
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+const ROOT = resolve(HERE, "../..");
+function option(name) {
+  const i = process.argv.indexOf(name);
+  return i > 0 ? process.argv[i + 1] : undefined;
+}
+const ARTIFACTS = resolve(option("--artifacts") || process.env.BROWSER_ARTIFACTS || join(ROOT, "test-artifacts", "browser"));
+const BIN = resolve(option("--gateway") || process.env.CHARTGATE_BIN || join(ROOT, "build", "gateway", "chartgate"));
+const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
+const TOTAL_S = Number(process.env.BROWSER_TEST_TIMEOUT_S || 240);
+const A = "tst.alpha"; // seeded with recorded 1m bars: history has something to page through
+const B = "tst.beta";
+const OTHERS = ["tst.gamma", "tst.delta"];
+const SEEDED_BARS = 800;
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const log = (...a) => console.log(`[${((Date.now() - T0) / 1000).toFixed(1)}s]`, ...a);
+const T0 = Date.now();
+
+// --- processes: every one stopped by PID -----------------------------------------------------
+
+const procs = new Set();
+const tmp = mkdtempSync(join(os.tmpdir(), "chartgate-browser-"));
+
+function start(name, cmd, args, logFile) {
+  const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"] });
+  const out = createWriteStream(logFile, { flags: "a" });
+  child.stdout.pipe(out);
+  child.stderr.pipe(out);
+  child.name = name;
+  child.exited = new Promise((r) => child.once("exit", (code, sig) => r({ code, sig })));
+  child.exited.then(() => procs.delete(child));
+  procs.add(child);
+  log(`started ${name} pid ${child.pid}`);
+  return child;
+}
+
+async function stop(child, signal = "SIGTERM", graceMs = 6000) {
+  if (!child || child.exitCode !== null || child.signalCode !== null) return;
+  child.kill(signal);
+  const done = await Promise.race([child.exited, sleep(graceMs).then(() => null)]);
+  if (!done) {
+    log(`${child.name} (pid ${child.pid}) ignored ${signal}; SIGKILL`);
+    child.kill("SIGKILL");
+    await child.exited;
+  }
+}
+
+let cleaning = null;
+function cleanup() {
+  cleaning ??= (async () => {
+    clearInterval(publisher);
+    try {
+      await context?.close();
+    } catch {
+      // the browser may be gone already
+    }
+    for (const p of [...procs].reverse()) await stop(p);
+    rmSync(tmp, { recursive: true, force: true });
+  })();
+  return cleaning;
+}
+
+const watchdog = setTimeout(async () => {
+  console.log(`browser: FAIL: the whole test took longer than ${TOTAL_S}s`);
+  await cleanup();
+  console.log(`browser: ${passed} passed, ${failed + 1} failed`);
+  process.exit(1);
+}, TOTAL_S * 1000);
+for (const sig of ["SIGINT", "SIGTERM"]) {
+  process.on(sig, async () => {
+    await cleanup();
+    process.exit(130);
+  });
+}
+
+function freePort() {
+  return new Promise((resolve_, reject) => {
+    const s = net.createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => resolve_(port));
+    });
+  });
+}
+
+async function waitFor(what, fn, timeoutMs = 10000, everyMs = 100) {
+  const until = Date.now() + timeoutMs;
+  let last;
+  for (;;) {
+    try {
+      last = await fn();
+      if (last) return last;
+    } catch (e) {
+      if (e && e.fatal) throw e;
+      last = e;
+    }
+    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}` +
+      (last instanceof Error ? ` (${last.message})` : ""));
+    await sleep(everyMs);
+  }
+}
+
+async function httpGet(port, path, headers = {}) {
+  const res = await fetch(`http://127.0.0.1:${port}${path}`, { headers, redirect: "manual" });
+  return { status: res.status, headers: res.headers, body: await res.text() };
+}
+
+// --- the system under test ---------------------------------------------------------------------
+
+let redis;
+let redisPort;
+let gwPort;
+let gateway;
+let webRoot;
+let gwRuns = 0;
+
+async function startRedis() {
+  redisPort = await freePort();
+  start("redis-server", "redis-server", ["--port", String(redisPort), "--bind", "127.0.0.1",
+    "--save", "", "--appendonly", "no", "--dir", tmp], join(ARTIFACTS, "redis.log"));
+  redis = await waitFor("redis-server", async () => {
+    const r = await Redis.connect(redisPort);
+    await r.call("PING");
+    return r;
+  }, 10000);
+}
+
+async function startGateway() {
+  gwRuns++;
+  gateway = start(`chartgate#${gwRuns}`, BIN, ["--listen", `127.0.0.1:${gwPort}`,
+    "--redis", `redis://127.0.0.1:${redisPort}`, "--web-root", webRoot, "--dev-login", "--record-bars",
+    "--session-check-s", "1", "--session-cache-ms", "0"], join(ARTIFACTS, "gateway.log"));
+  const child = gateway;
+  await waitFor("the gateway's /healthz", async () => {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      const tail = readFileSync(join(ARTIFACTS, "gateway.log"), "utf8").trim().split("\n").slice(-3).join("\n    ");
+      throw Object.assign(new Error(`the gateway exited (${child.exitCode ?? child.signalCode}):\n    ${tail}`), { fatal: true });
+    }
+    return (await httpGet(gwPort, "/healthz")).status === 200;
+  }, 10000);
+}
+
+function buildWeb() {
+  if (process.env.CHARTGATE_WEB_ROOT) return resolve(process.env.CHARTGATE_WEB_ROOT);
+  const out = join(tmp, "web");
+  execFileSync(process.execPath, [join(ROOT, "web", "build.mjs"), "--outdir", out], { stdio: "pipe" });
+  return out;
+}
+
+// Older 1m bars of A, as a recording gateway would have written them (bars:<instr>:<interval>).
+const MIN = 60000;
+let seededOldest = 0;
+async function seedBars(name, price) {
+  const end = Math.floor(Date.now() / MIN) * MIN - 2 * MIN; // leave the last minutes to live ticks
+  const args = [];
+  let p = price;
+  for (let i = 0; i < SEEDED_BARS; i++) {
+    const t = end - i * MIN;
+    const c = p;
+    const o = Math.round(c * (1 + (Math.random() - 0.5) * 0.004) * 100) / 100;
+    const h = Math.round(Math.max(o, c) * (1 + Math.random() * 0.002) * 100) / 100;
+    const l = Math.round(Math.min(o, c) * (1 - Math.random() * 0.002) * 100) / 100;
+    args.push(t, JSON.stringify([t, o, h, l, c, 10 + Math.floor(Math.random() * 200)]));
+    p = o;
+    seededOldest = t;
+  }
+  await redis.call("ZADD", `bars:${name}:1m`, ...args);
+}
+
+// Ticks for every test instrument, 10 per second each, as a CTP-like feed would publish them.
+const prices = { [A]: 3850, [B]: 612.5, [OTHERS[0]]: 75120, [OTHERS[1]]: 7.25 };
+let publisher = 0;
+let published = 0;
+function startPublisher() {
+  let busy = false;
+  publisher = setInterval(async () => {
+    if (busy) return;
+    busy = true;
+    try {
+      for (const name of Object.keys(prices)) {
+        prices[name] = Math.round(prices[name] * (1 + (Math.random() - 0.5) * 0.002) * 10000) / 10000;
+        const tick = { last_price: prices[name], volume: 1 + Math.floor(Math.random() * 30), ts: Date.now() };
+        await redis.call("PUBLISH", `md:${name}`, JSON.stringify(tick));
+        published++;
+      }
+    } catch (e) {
+      log("publisher:", e.message);
+    } finally {
+      busy = false;
+    }
+  }, 100);
+}
+
+// --- steps ---------------------------------------------------------------------------------------
+
+let passed = 0;
+let failed = 0;
+let blocked = null; // a failed step that later steps need
+let context;
+let page;
+const pageErrors = [];
+const wsLog = []; // {dir: "out"|"in", t, frame}
+let sockets = 0; // WebSockets the page opened (or tried to)
+
+async function step(name, fn, { timeoutMs = 30000, needed = false } = {}) {
+  if (blocked) {
+    failed++;
+    console.log(`not ok - ${name} (not run: "${blocked}" failed)`);
+    return;
+  }
+  const t = Date.now();
+  try {
+    await Promise.race([fn(), sleep(timeoutMs).then(() => {
+      throw new Error(`step timed out after ${timeoutMs} ms`);
+    })]);
+    passed++;
+    console.log(`ok - ${name} (${Date.now() - t} ms)`);
+  } catch (e) {
+    failed++;
+    console.log(`not ok - ${name}: ${e && e.stack ? e.stack.split("\n").slice(0, 3).join("\n    ") : e}`);
+    if (page) await shot(`FAIL-${name.replace(/[^a-z0-9]+/gi, "-")}`).catch(() => {});
+    if (needed) blocked = name;
+  }
+}
+
+function check(cond, msg) {
+  if (!cond) throw new Error(msg);
+}
+
+async function shot(name) {
+  await page.screenshot({ path: join(ARTIFACTS, `${name}.png`) });
+}
+
+const panelSel = (i) => `#charts section[data-index="${i}"]`;
+const connText = () => page.locator("#conn-text").textContent();
+const wlPrice = (name) => page.locator(`#watchlist-body tr[data-instrument="${name}"] td.last`).textContent();
+const panelAttr = (i, attr) => page.locator(panelSel(i)).getAttribute(`data-${attr}`);
+
+async function waitConn(text, timeoutMs = 15000) {
+  await waitFor(`connection state "${text}"`, async () => (await connText()).startsWith(text), timeoutMs);
+}
+
+async function pickInPanel(i, name, shotName) {
+  await page.locator(`${panelSel(i)} .sym`).click();
+  await page.locator("#search").fill(name.slice(0, 5));
+  const hit = page.locator(`#results li[data-instrument="${name}"]`);
+  await hit.waitFor({ state: "visible", timeout: 5000 });
+  if (shotName) await shot(shotName);
+  await hit.click();
+  await waitFor(`chart ${i} showing ${name}`, async () => (await panelAttr(i, "instrument")) === name);
+}
+
+/** How many strongly coloured (candle-coloured) pixels the chart's canvases hold. */
+function colouredPixels(i) {
+  return page.evaluate((sel) => {
+    let n = 0;
+    for (const c of document.querySelectorAll(`${sel} canvas`)) {
+      if (!c.width || !c.height) continue;
+      const ctx = c.getContext("2d");
+      if (!ctx) continue;
+      const d = ctx.getImageData(0, 0, c.width, c.height).data;
+      for (let p = 0; p < d.length; p += 4) {
+        const max = Math.max(d[p], d[p + 1], d[p + 2]);
+        const min = Math.min(d[p], d[p + 1], d[p + 2]);
+        if (d[p + 3] > 200 && max - min > 80) n++;
+      }
+    }
+    return n;
+  }, panelSel(i));
+}
+
+async function barsOf(i) {
+  return Number((await panelAttr(i, "bars")) || 0);
+}
+
+async function newContext(extra = {}) {
+  const profile = join(tmp, `profile-${Date.now()}`);
+  return chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+    viewport: { width: 1280, height: 800 },
+    colorScheme: "dark",
+    timeout: 30000,
+    ...extra,
+  });
+}
+
+function watchPage(p) {
+  p.on("pageerror", (e) => pageErrors.push(e.message));
+  p.on("console", (m) => {
+    // The browser itself logs refused handshakes and 401s of the logged-out checks: expected.
+    const expected = /WebSocket connection to .* failed|Failed to load resource/;
+    if (m.type() === "error" && !expected.test(m.text())) pageErrors.push(`console: ${m.text()}`);
+  });
+  p.on("websocket", (ws) => {
+    const sock = ++sockets;
+    ws.on("framesent", (f) => wsLog.push({ sock, dir: "out", t: Date.now(), frame: safeParse(f.payload) }));
+    ws.on("framereceived", (f) => {
+      for (const line of String(f.payload).split("\n")) wsLog.push({ sock, dir: "in", t: Date.now(), frame: safeParse(line) });
+    });
+  });
+}
+
+function safeParse(s) {
+  try {
+    return JSON.parse(s);
+  } catch {
+    return { unparsable: String(s).slice(0, 200) };
+  }
+}
+
+// --- main ----------------------------------------------------------------------------------------
+
+async function main() {
+  mkdirSync(ARTIFACTS, { recursive: true });
+  for (const f of readdirSync(ARTIFACTS)) if (/\.(png|log|jsonl)$/.test(f)) unlinkSync(join(ARTIFACTS, f));
+  check(existsSync(BIN), `no gateway binary at ${BIN} (build it, or set CHARTGATE_BIN)`);
+  check(existsSync(CHROMIUM), `no ${CHROMIUM}: apt-get install chromium`);
+
+  await step("start redis, gateway and publisher", async () => {
+    webRoot = buildWeb();
+    await startRedis();
+    gwPort = await freePort();
+    await redis.call("SADD", "md:instruments", A, B, ...OTHERS);
+    await seedBars(A, prices[A]);
+    await startGateway();
+    startPublisher();
+  }, { needed: true });
+
+  await step("the page is served at /", async () => {
+    const r = await httpGet(gwPort, "/");
+    check(r.status === 200, `GET / -> ${r.status}`);
+    check(/<script type="module" src="app\.js">/.test(r.body), "GET / is not the chart page");
+    const js = await httpGet(gwPort, "/app.js");
+    check(js.status === 200 && /javascript/.test(js.headers.get("content-type") || ""), `GET /app.js -> ${js.status} ${js.headers.get("content-type")}`);
+  }, { needed: true });
+
+  context = await newContext();
+  page = context.pages()[0] || (await context.newPage());
+  watchPage(page);
+
+  await step("without a session the page says logged out", async () => {
+    await page.goto(`http://127.0.0.1:${gwPort}/`);
+    await waitConn("Logged out");
+    const link = page.locator('#conn-action a[href^="/dev/login"]');
+    check(await link.isVisible(), "no dev login link while logged out");
+    check(await page.locator("#gate").isVisible(), "no logged-out notice over the charts");
+    await shot("01-logged-out");
+  });
+
+  await step("dev login sets the cookie and the page goes live", async () => {
+    await page.goto(`http://127.0.0.1:${gwPort}/dev/login?user=tester`);
+    check(new URL(page.url()).pathname === "/", `after /dev/login the page is at ${page.url()}`);
+    const cookie = (await context.cookies()).find((c) => c.name === "sessionid");
+    check(cookie, "no sessionid cookie after /dev/login");
+    check(cookie.httpOnly, "the sessionid cookie is not HttpOnly");
+    check(/^[A-Za-z0-9_-]{16,128}$/.test(cookie.value), `unexpected session id ${cookie.value}`);
+    await waitConn("Live");
+    check(!(await page.locator("#gate").isVisible()), "the logged-out notice is still shown");
+  }, { needed: true });
+
+  await step("open two instruments side by side", async () => {
+    await page.locator('#layouts button[data-layout="2"]').click();
+    await page.locator(panelSel(1)).waitFor();
+    await pickInPanel(0, A);
+    await pickInPanel(1, B, "02-picker");
+    for (const name of [A, B]) {
+      await page.locator(`#watchlist-body tr[data-instrument="${name}"]`).waitFor({ timeout: 5000 });
+    }
+  }, { needed: true });
+
+  await step("candles are drawn from the snapshot and live bars", async () => {
+    for (const i of [0, 1]) {
+      await waitFor(`bars in chart ${i}`, async () => (await barsOf(i)) > 0, 10000);
+      await waitFor(`candles drawn in chart ${i}`, async () => (await colouredPixels(i)) > 100, 10000);
+    }
+    const n = await barsOf(0);
+    check(n >= 250, `chart 0 got ${n} bars; the snapshot should have been filled from the recorded bars`);
+    const snap = wsLog.find((e) => e.dir === "in" && e.frame.type === "snapshot" && e.frame.instrument === A);
+    check(snap, "no snapshot frame for A");
+    await shot("02-two-charts-dark");
+  });
+
+  await step("last price changes in the watchlist and the chart header", async () => {
+    const first = await wlPrice(A);
+    const head = await page.locator(`${panelSel(0)} .price`).textContent();
+    await waitFor("A's watchlist price to change", async () => (await wlPrice(A)) !== first, 5000);
+    await waitFor("A's header price to change", async () =>
+      (await page.locator(`${panelSel(0)} .price`).textContent()) !== head, 5000);
+    check(/^[0-9,]+\.[0-9]+$/.test((await wlPrice(B)).trim()), `B's price reads ${await wlPrice(B)}`);
+  });
+
+  await step("switch chart 1 to 1s bars", async () => {
+    await page.locator(`${panelSel(1)} .intervals button[data-iv="1s"]`).click();
+    await waitFor("chart 1 at 1s", async () => (await panelAttr(1, "interval")) === "1s");
+    const sub = await waitFor("a subscribe asking for 1s", async () => wsLog.find((e) => e.dir === "out" &&
+      e.frame.action === "subscribe" && e.frame.instruments?.includes(B) && e.frame.intervals?.includes("1s")));
+    check(!sub.frame.intervals.includes("1m"), `the 1m interval is still asked for: ${JSON.stringify(sub.frame)}`);
+    await waitFor("1s bars in chart 1", async () => (await barsOf(1)) >= 1, 5000);
+    const t0 = Number(await panelAttr(1, "last-t"));
+    await waitFor("a new 1s bar", async () => Number(await panelAttr(1, "last-t")) > t0, 5000);
+    await waitFor("1s candles drawn", async () => (await colouredPixels(1)) > 20, 5000);
+    await shot("03-interval-1s");
+  });
+
+  await step("a late tick corrects a completed bar", async () => {
+    const t = Math.floor(Date.now() / 1000) * 1000 - 3000; // a 1s bar that has closed
+    const spike = Math.round(prices[B] * 1.03 * 100) / 100;
+    await waitFor("chart 1 to hold that bar", async () => page.evaluate((t) =>
+      window.chartgate.panels[1].data.some((b) => b[0] === t), t), 3000);
+    const mark = wsLog.length;
+    await redis.call("PUBLISH", `md:${B}`, JSON.stringify({ last_price: spike, volume: 1, ts: t + 500 }));
+    const fix = await waitFor("a final bar frame correcting it", async () => wsLog.slice(mark).find((e) => e.dir === "in" &&
+      e.frame.type === "bar" && e.frame.instrument === B && e.frame.interval === "1s" && e.frame.bar.t === t), 3000);
+    check(fix.frame.final === true && fix.frame.bar.h === spike, `correction frame: ${JSON.stringify(fix.frame)}`);
+    await waitFor("the chart to show the corrected high", async () => page.evaluate(([t, spike]) =>
+      window.chartgate.panels[1].data.some((b) => b[0] === t && b[2] === spike), [t, spike]), 3000);
+    const lastT = Number(await panelAttr(1, "last-t"));
+    check(lastT > t, "the corrected bar became the last one");
+  });
+
+  await step("scrolling left loads older bars with history", async () => {
+    const before = await barsOf(0);
+    const box = await page.locator(`${panelSel(0)} .chart-host`).boundingBox();
+    const y = box.y + box.height * 0.45;
+    const mark = wsLog.length;
+    const historyOfA = () => wsLog.slice(mark).find((e) => e.dir === "in" && e.frame.type === "history" && e.frame.instrument === A);
+    await waitFor("a history reply for A", async () => {
+      await page.mouse.move(box.x + box.width * 0.15, y);
+      await page.mouse.down();
+      await page.mouse.move(box.x + box.width * 0.8, y, { steps: 8 });
+      await page.mouse.up();
+      return historyOfA();
+    }, 15000, 50);
+    const req = wsLog.slice(mark).find((e) => e.dir === "out" && e.frame.action === "history" && e.frame.instrument === A);
+    check(req && req.frame.interval === "1m", `history request: ${JSON.stringify(req?.frame)}`);
+    check(Number.isInteger(req.frame.before) && req.frame.limit === 500, `history request: ${JSON.stringify(req.frame)}`);
+    const got = historyOfA().frame.bars.length;
+    check(got > 0, "the history reply is empty");
+    await waitFor("the older bars in chart 0", async () => (await barsOf(0)) >= before + got, 3000);
+    // Keep scrolling: every seeded bar comes back, then the page stops asking.
+    await waitFor("all seeded bars", async () => {
+      await page.mouse.move(box.x + box.width * 0.15, y);
+      await page.mouse.down();
+      await page.mouse.move(box.x + box.width * 0.9, y, { steps: 8 });
+      await page.mouse.up();
+      return Number(await page.evaluate(() => window.chartgate.panels[0].data[0][0])) <= seededOldest;
+    }, 15000, 50);
+    const n = await barsOf(0);
+    check(n >= SEEDED_BARS, `chart 0 holds ${n} bars, expected at least ${SEEDED_BARS}`);
+    await shot("04-history");
+  });
+
+  await step("a dropped socket resumes with since (recovered)", async () => {
+    const mark = wsLog.length;
+    await page.evaluate(() => window.chartgate.conn.ws.close(4000, "test"));
+    await waitConn("Live", 10000);
+    const sub = await waitFor("a resubscribe with since", async () => wsLog.slice(mark).find((e) => e.dir === "out" &&
+      e.frame.action === "subscribe" && e.frame.since && e.frame.since[A] !== undefined));
+    check(sub.frame.intervals.includes("1m"), `resubscribe without 1m: ${JSON.stringify(sub.frame)}`);
+    const rep = await waitFor("subscribed with recovered", async () => wsLog.slice(mark).find((e) => e.dir === "in" &&
+      e.frame.type === "subscribed" && e.frame.id === sub.frame.id));
+    check(rep.frame.recovered && rep.frame.recovered[A] === true, `not recovered: ${JSON.stringify(rep.frame)}`);
+    // No gap: the replayed ticks continue right after the seq the page had seen.
+    const S = sub.frame.since[A];
+    const at = wsLog.indexOf(rep);
+    const next = await waitFor("A's first tick after the resume", async () => wsLog.slice(at).find((e) => e.dir === "in" &&
+      e.frame.type === "tick" && e.frame.instrument === A));
+    check(next.frame.seq === S + 1, `first tick after resuming from seq ${S} has seq ${next.frame.seq}`);
+    const bars = await barsOf(0);
+    check(bars >= SEEDED_BARS, `chart 0 lost its history on resume (${bars} bars)`);
+    const p = await wlPrice(A);
+    await waitFor("prices moving after resume", async () => (await wlPrice(A)) !== p, 5000);
+  });
+
+  await step("the gateway is killed and restarted: the page reconnects and resumes", async () => {
+    const mark = wsLog.length;
+    await stop(gateway, "SIGKILL");
+    await waitConn("Reconnecting", 5000);
+    await shot("05-reconnecting");
+    await sleep(1500);
+    await startGateway();
+    await waitConn("Live", 20000);
+    const sub = await waitFor("a resubscribe", async () => wsLog.slice(mark).find((e) => e.dir === "out" &&
+      e.frame.action === "subscribe" && e.frame.instruments?.includes(A)));
+    check(sub.frame.since && Number.isInteger(sub.frame.since[A]), `no since on resubscribe: ${JSON.stringify(sub.frame)}`);
+    const rep = await waitFor("subscribed", async () => wsLog.slice(mark).find((e) => e.dir === "in" &&
+      e.frame.type === "subscribed" && e.frame.id === sub.frame.id));
+    check(rep.frame.recovered && rep.frame.recovered[A] === false, `a new process cannot recover: ${JSON.stringify(rep.frame)}`);
+    await waitFor("a fresh snapshot of A", async () => wsLog.slice(mark).find((e) => e.dir === "in" &&
+      e.frame.type === "snapshot" && e.frame.instrument === A));
+    await waitFor("bars again in chart 0", async () => (await barsOf(0)) >= 250, 5000);
+    const p = await wlPrice(A);
+    await waitFor("prices moving after the restart", async () => (await wlPrice(A)) !== p, 5000);
+    const t = Number(await panelAttr(1, "last-t"));
+    await waitFor("new 1s bars after the restart", async () => Number(await panelAttr(1, "last-t")) > t, 5000);
+    await waitFor("candles drawn after the restart", async () => (await colouredPixels(0)) > 100, 5000);
+    await shot("06-reconnected");
+  });
+
+  await step("user and broadcast messages appear as notifications", async () => {
+    await redis.call("PUBLISH", "user:tester", JSON.stringify({ kind: "order_filled", text: "Bought 2 tst.alpha at 3851" }));
+    await redis.call("PUBLISH", "broadcast", JSON.stringify("Market closes early today at 14:00"));
+    await page.locator(".toast", { hasText: "Bought 2 tst.alpha" }).waitFor({ timeout: 5000 });
+    await page.locator(".toast.broadcast", { hasText: "Market closes early" }).waitFor({ timeout: 5000 });
+    await shot("07-notifications");
+  });
+
+  await step("layout and watchlist persist across a reload", async () => {
+    await page.reload();
+    await waitConn("Live");
+    check((await page.locator("#charts").getAttribute("data-layout")) === "2", "layout not restored");
+    check((await panelAttr(0, "instrument")) === A && (await panelAttr(1, "instrument")) === B, "charts not restored");
+    check((await panelAttr(1, "interval")) === "1s", "interval not restored");
+    for (const name of [A, B]) await page.locator(`#watchlist-body tr[data-instrument="${name}"]`).waitFor({ timeout: 2000 });
+    await waitFor("bars after reload", async () => (await barsOf(0)) > 0 && (await barsOf(1)) > 0, 5000);
+  });
+
+  await step("four charts, light theme", async () => {
+    const before = await barsOf(0);
+    await page.locator('#layouts button[data-layout="4"]').click();
+    await page.locator(panelSel(3)).waitFor();
+    check((await barsOf(0)) >= before, `chart 0 lost bars when the layout changed (${before} -> ${await barsOf(0)})`);
+    await pickInPanel(2, OTHERS[0]);
+    await pickInPanel(3, OTHERS[1]);
+    await page.locator("#theme").click();
+    check((await page.evaluate(() => document.documentElement.dataset.theme)) === "light", "theme toggle did nothing");
+    for (const i of [0, 1, 2, 3]) await waitFor(`bars in chart ${i}`, async () => (await barsOf(i)) > 0, 5000);
+    await sleep(1500);
+    await shot("08-four-charts-light");
+    await page.locator('#layouts button[data-layout="1"]').click();
+    await sleep(500);
+    await shot("09-one-chart-light");
+  });
+
+  await step("phone-size viewport, both themes", async () => {
+    await page.setViewportSize({ width: 390, height: 844 });
+    await sleep(800);
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - innerWidth);
+    check(overflow <= 0, `the page is ${overflow}px wider than a phone screen`);
+    await shot("10-phone-light");
+    await page.locator("#theme").click();
+    await sleep(500);
+    await shot("11-phone-dark");
+    await page.setViewportSize({ width: 1280, height: 800 });
+  });
+
+  await step("a deleted session shows logged out and stops retrying", async () => {
+    const cookie = (await context.cookies()).find((c) => c.name === "sessionid");
+    await redis.call("DEL", `session:${cookie.value}`);
+    await waitConn("Logged out", 15000);
+    const n = sockets;
+    await sleep(3000);
+    check((await connText()).startsWith("Logged out"), "no longer logged out");
+    check(sockets === n, `the page opened ${sockets - n} more WebSockets while logged out`);
+    await shot("12-session-ended");
+  });
+
+  await step("no script errors in the page", async () => {
+    check(pageErrors.length === 0, `page errors:\n    ${pageErrors.slice(0, 10).join("\n    ")}`);
+  });
+
+  await step("the gateway ran throughout and stops cleanly on SIGTERM", async () => {
+    check(gateway.exitCode === null && gateway.signalCode === null, "the gateway exited during the test");
+    const exited = gateway.exited;
+    await stop(gateway, "SIGTERM", 8000);
+    const { code, sig } = await exited;
+    check(code === 0, `the gateway exited with ${code === null ? sig : "status " + code} (see gateway.log)`);
+  });
+}
+
+try {
+  await main();
+} catch (e) {
+  failed++;
+  console.log(`not ok - test harness: ${e.stack || e}`);
+}
+try {
+  // Every frame the page sent and received, for debugging a failure.
+  writeFileSync(join(ARTIFACTS, "frames.jsonl"), wsLog.map((e) => JSON.stringify(e)).join("\n") + "\n");
+} catch {
+  // artifacts are best effort
+}
+await cleanup();
+clearTimeout(watchdog);
+log(`published ${published} ticks; artifacts in ${ARTIFACTS}`);
+console.log(`browser: ${passed} passed, ${failed} failed`);
+process.exit(failed ? 1 : 0);

@@ -1,0 +1,384 @@
+// chart-panel.js -- one chart: a candlestick series and a volume histogram for one instrument
+// and interval, fed only by the gateway's snapshot, bar and history frames.
+//
+// Frames are queued (queueSnapshot/queueBar/queueHistory) and applied in flush(), which the app
+// calls at most once per animation frame. Bars are kept as [t, o, h, l, c, v] arrays, t in ms.
+
+import { CandlestickSeries, HistogramSeries, createChart } from "lightweight-charts";
+import { formatPrice, formatVolume, el } from "./format.js";
+
+export const INTERVALS = ["1s", "1m", "5m", "15m", "1h", "1d"];
+const HISTORY_LIMIT = 500;
+const HISTORY_EDGE = 20; // request older bars when fewer than this are left of the view
+
+const THEMES = {
+  dark: { bg: "#131722", text: "#b2b5be", grid: "rgba(42, 46, 57, 0.6)", border: "#2a2e39",
+          up: "#26a69a", down: "#ef5350", upVol: "rgba(38, 166, 154, 0.35)",
+          downVol: "rgba(239, 83, 80, 0.35)", cross: "#758696" },
+  light: { bg: "#ffffff", text: "#434651", grid: "rgba(240, 243, 250, 1)", border: "#e0e3eb",
+           up: "#089981", down: "#f23645", upVol: "rgba(8, 153, 129, 0.3)",
+           downVol: "rgba(242, 54, 69, 0.3)", cross: "#9598a1" },
+};
+
+const pad = (n) => String(n).padStart(2, "0");
+const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+
+// Intraday bars are shown in the viewer's local time; daily bars are UTC days (as the gateway
+// buckets them) and shown as dates.
+function parts(sec, daily) {
+  const d = new Date(sec * 1000);
+  return daily
+    ? { y: d.getUTCFullYear(), mo: d.getUTCMonth(), d: d.getUTCDate(), h: 0, mi: 0, s: 0 }
+    : { y: d.getFullYear(), mo: d.getMonth(), d: d.getDate(), h: d.getHours(), mi: d.getMinutes(),
+        s: d.getSeconds() };
+}
+
+export class ChartPanel {
+  /**
+   * @param {HTMLElement} root  the panel's element (emptied and filled here)
+   * @param {object} hooks  onActivate(), onInterval(iv), onPick(), onHistory(panel, before, limit)
+   */
+  constructor(root, { theme, hooks }) {
+    this.root = root;
+    this.hooks = hooks;
+    this.instrument = null;
+    this.interval = "1m";
+    this.data = [];
+    this.gen = 0; // bumped on every instrument/interval change; stale history replies are dropped
+    this.pendingSnapshot = null;
+    this.pendingBars = new Map(); // t -> bar array, newest version wins
+    this.pendingHistory = [];
+    this.historyLoading = false;
+    this.historyDone = false;
+    this.quote = null; // {price, ref}
+    this.hoverTime = null; // bar time under the crosshair (seconds), null when none
+    this.notice = "";
+    this.loaded = false;
+    this.dirty = false;
+    this.build();
+    this.applyTheme(theme);
+    this.dirty = true; // draw the header once even before any data
+  }
+
+  build() {
+    this.root.classList.add("panel");
+    this.root.innerHTML = "";
+    this.symBtn = el("button", { class: "sym", type: "button", title: "Change instrument" });
+    this.priceEl = el("span", { class: "price" });
+    this.chgEl = el("span", { class: "chg" });
+    this.ivBox = el("div", { class: "intervals", role: "group", "aria-label": "Interval" });
+    for (const iv of INTERVALS) {
+      const b = el("button", { type: "button", "data-iv": iv }, iv);
+      b.addEventListener("click", (ev) => {
+        ev.stopPropagation();
+        this.hooks.onInterval(this, iv);
+      });
+      this.ivBox.append(b);
+    }
+    this.symBtn.addEventListener("click", (ev) => {
+      ev.stopPropagation();
+      this.hooks.onPick(this);
+    });
+    const head = el("div", { class: "panel-head" },
+      this.symBtn, el("span", { class: "quote" }, this.priceEl, this.chgEl), this.ivBox);
+    this.legend = el("div", { class: "legend" });
+    this.msg = el("div", { class: "panel-msg" });
+    this.host = el("div", { class: "chart-host" });
+    const body = el("div", { class: "panel-body" }, this.host, this.legend, this.msg);
+    this.root.append(head, body);
+    this.root.addEventListener("pointerdown", () => this.hooks.onActivate(this), true);
+
+    this.chart = createChart(this.host, {
+      autoSize: true,
+      layout: { fontSize: 11, attributionLogo: true },
+      rightPriceScale: { scaleMargins: { top: 0.08, bottom: 0.25 } },
+      timeScale: { rightOffset: 4, barSpacing: 7, minBarSpacing: 0.5 },
+      crosshair: { mode: 0 },
+      localization: { timeFormatter: (t) => this.formatTime(t) },
+    });
+    this.candles = this.chart.addSeries(CandlestickSeries, { borderVisible: false });
+    this.volume = this.chart.addSeries(HistogramSeries, {
+      priceScaleId: "vol",
+      priceFormat: { type: "volume" },
+      lastValueVisible: false,
+      priceLineVisible: false,
+    });
+    this.chart.priceScale("vol").applyOptions({ scaleMargins: { top: 0.8, bottom: 0 } });
+    this.chart.timeScale().subscribeVisibleLogicalRangeChange((r) => this.onRange(r));
+    this.chart.subscribeCrosshairMove((p) => {
+      this.hoverTime = p.time ?? null;
+      this.showLegend(this.hoverTime);
+    });
+    this.configureInterval();
+  }
+
+  applyTheme(name) {
+    const c = THEMES[name] || THEMES.dark;
+    this.colors = c;
+    this.chart.applyOptions({
+      layout: { background: { color: c.bg }, textColor: c.text },
+      grid: { vertLines: { color: c.grid }, horzLines: { color: c.grid } },
+      rightPriceScale: { borderColor: c.border },
+      timeScale: { borderColor: c.border },
+      crosshair: { vertLine: { color: c.cross, labelBackgroundColor: c.border },
+                   horzLine: { color: c.cross, labelBackgroundColor: c.border } },
+    });
+    this.candles.applyOptions({ upColor: c.up, downColor: c.down, wickUpColor: c.up,
+                                wickDownColor: c.down });
+    if (this.data.length) this.setAll();
+  }
+
+  // --- what the panel shows ---------------------------------------------------------------
+
+  show(instrument, interval) {
+    if (instrument === this.instrument && interval === this.interval) return;
+    this.instrument = instrument;
+    this.interval = interval;
+    this.gen++;
+    this.data = [];
+    this.pendingSnapshot = null;
+    this.pendingBars.clear();
+    this.pendingHistory = [];
+    this.historyLoading = false;
+    this.historyDone = false;
+    this.quote = null;
+    this.notice = "";
+    this.loaded = false; // a snapshot has been applied
+    this.candles.setData([]);
+    this.volume.setData([]);
+    this.configureInterval();
+    this.dirty = true;
+  }
+
+  configureInterval() {
+    const daily = this.interval.endsWith("d");
+    this.chart.applyOptions({
+      timeScale: {
+        timeVisible: !daily,
+        secondsVisible: this.interval.endsWith("s"),
+        tickMarkFormatter: (t, type) => {
+          const p = parts(t, daily);
+          if (type === 0) return String(p.y);
+          if (type === 1) return MONTHS[p.mo];
+          if (type === 2) return `${p.d} ${MONTHS[p.mo]}`;
+          if (type === 4) return `${pad(p.h)}:${pad(p.mi)}:${pad(p.s)}`;
+          return `${pad(p.h)}:${pad(p.mi)}`;
+        },
+      },
+    });
+    for (const b of this.ivBox.children) b.classList.toggle("on", b.dataset.iv === this.interval);
+  }
+
+  formatTime(t) {
+    const daily = this.interval.endsWith("d");
+    const p = parts(t, daily);
+    const date = `${p.y}-${pad(p.mo + 1)}-${pad(p.d)}`;
+    if (daily) return date;
+    return `${date} ${pad(p.h)}:${pad(p.mi)}${this.interval.endsWith("s") ? ":" + pad(p.s) : ""}`;
+  }
+
+  /** A message over the chart instead of data (e.g. the instrument was refused). */
+  setNotice(text) {
+    this.notice = text;
+    this.dirty = true;
+  }
+
+  setQuote(price, ref) {
+    this.quote = { price, ref };
+    this.dirty = true;
+  }
+
+  // --- frames in ----------------------------------------------------------------------------
+
+  /** A snapshot's bars for this panel's interval: replaces everything shown. */
+  queueSnapshot(bars) {
+    this.pendingSnapshot = bars;
+    this.pendingBars.clear(); // the snapshot already reflects every earlier update
+    this.dirty = true;
+  }
+
+  queueBar(b) {
+    this.pendingBars.set(b.t, [b.t, b.o, b.h, b.l, b.c, b.v]);
+    this.dirty = true;
+  }
+
+  queueHistory(gen, bars) {
+    if (gen !== this.gen) return;
+    this.historyLoading = false;
+    if (bars.length < HISTORY_LIMIT) this.historyDone = true;
+    if (bars.length) this.pendingHistory.push(bars);
+    this.dirty = true;
+  }
+
+  /** permanent: the gateway refused the request (an error frame), so do not ask again. */
+  historyFailed(gen, permanent) {
+    if (gen !== this.gen) return;
+    if (permanent) this.historyDone = true;
+    setTimeout(() => (this.historyLoading = false), 2000); // not once per frame while scrolling
+  }
+
+  // --- applying queued frames (once per animation frame) ----------------------------------
+
+  flush() {
+    if (!this.dirty) return;
+    this.dirty = false;
+    if (this.pendingSnapshot) {
+      // Replacing the data (e.g. after a reconnect) keeps the view on the same times, or on the
+      // newest bars when it was following them.
+      const ts = this.chart.timeScale();
+      const logical = ts.getVisibleLogicalRange();
+      const following = !this.data.length || !logical || logical.to >= this.data.length - 1;
+      const firstT = following ? 0 : this.data[Math.max(0, Math.floor(logical.from))][0];
+      this.data = this.pendingSnapshot.filter((b) => Array.isArray(b) && b.length >= 6);
+      this.pendingSnapshot = null;
+      this.loaded = true;
+      this.historyDone = false;
+      this.setAll();
+      if (following || !this.data.length) ts.scrollToRealTime();
+      else {
+        // Same zoom, same first time shown (or the oldest bar held, and history fills in).
+        const from = this.search(firstT);
+        ts.setVisibleLogicalRange({ from, to: from + (logical.to - logical.from) });
+      }
+    }
+    if (this.pendingHistory.length) this.prependHistory();
+    if (this.pendingBars.size) {
+      const bars = [...this.pendingBars.values()].sort((a, b) => a[0] - b[0]);
+      this.pendingBars.clear();
+      for (const b of bars) this.applyBar(b);
+    }
+    this.renderHead();
+    this.showLegend(this.hoverTime);
+    this.root.dataset.instrument = this.instrument || "";
+    this.root.dataset.interval = this.interval;
+    this.root.dataset.bars = String(this.data.length);
+    this.root.dataset.lastT = this.data.length ? String(this.data[this.data.length - 1][0]) : "";
+  }
+
+  candle(b) {
+    return { time: b[0] / 1000, open: b[1], high: b[2], low: b[3], close: b[4] };
+  }
+
+  vol(b) {
+    const c = this.colors;
+    return { time: b[0] / 1000, value: b[5], color: b[4] >= b[1] ? c.upVol : c.downVol };
+  }
+
+  setAll() {
+    this.candles.setData(this.data.map((b) => this.candle(b)));
+    this.volume.setData(this.data.map((b) => this.vol(b)));
+  }
+
+  applyBar(b) {
+    const d = this.data;
+    const last = d[d.length - 1];
+    if (!last || b[0] >= last[0]) {
+      if (last && b[0] === last[0]) d[d.length - 1] = b;
+      else d.push(b);
+      this.candles.update(this.candle(b));
+      this.volume.update(this.vol(b));
+      return;
+    }
+    // An older bar: a late tick corrected a completed bar (final:true sent again).
+    const lo = this.search(b[0]);
+    if (d[lo] && d[lo][0] === b[0]) {
+      d[lo] = b;
+      try {
+        this.candles.update(this.candle(b), true);
+        this.volume.update(this.vol(b), true);
+        return;
+      } catch {
+        // fall through to a full reload
+      }
+    } else if (lo === 0) {
+      return; // older than everything loaded: history will bring it when scrolled to
+    } else {
+      d.splice(lo, 0, b); // a bar filling a gap
+    }
+    this.setAll();
+  }
+
+  /** Index of the first bar with t >= the given t (binary search). */
+  search(t) {
+    const d = this.data;
+    let lo = 0;
+    let hi = d.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (d[mid][0] < t) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  prependHistory() {
+    const chunks = this.pendingHistory;
+    this.pendingHistory = [];
+    let older = [];
+    for (const c of chunks) older = older.concat(c);
+    const first = this.data.length ? this.data[0][0] : Infinity;
+    older = older.filter((b) => Array.isArray(b) && b[0] < first).sort((a, b) => a[0] - b[0]);
+    older = older.filter((b, i) => i === 0 || b[0] !== older[i - 1][0]);
+    if (!older.length) return;
+    const ts = this.chart.timeScale();
+    const range = ts.getVisibleLogicalRange();
+    this.data = older.concat(this.data);
+    this.setAll();
+    if (range) ts.setVisibleLogicalRange({ from: range.from + older.length, to: range.to + older.length });
+  }
+
+  onRange(range) {
+    if (!range || !this.instrument || !this.data.length) return;
+    if (range.from > HISTORY_EDGE || this.historyLoading || this.historyDone) return;
+    this.historyLoading = true;
+    this.hooks.onHistory(this, this.gen, this.data[0][0], HISTORY_LIMIT);
+  }
+
+  // --- header and legend ------------------------------------------------------------------
+
+  renderHead() {
+    this.symBtn.textContent = this.instrument || "Pick an instrument";
+    this.root.classList.toggle("empty", !this.instrument);
+    const q = this.quote;
+    if (q && q.price != null) {
+      this.priceEl.textContent = formatPrice(q.price);
+      const chg = q.ref != null ? q.price - q.ref : 0;
+      const pct = q.ref ? (chg / q.ref) * 100 : 0;
+      this.chgEl.textContent = `${chg >= 0 ? "+" : ""}${formatPrice(chg, q.price)} (${pct >= 0 ? "+" : ""}${pct.toFixed(2)}%)`;
+      this.root.dataset.dir = chg > 0 ? "up" : chg < 0 ? "down" : "flat";
+    } else {
+      this.priceEl.textContent = "";
+      this.chgEl.textContent = "";
+    }
+    let msg = this.notice;
+    if (!msg && !this.instrument) msg = "Pick an instrument from the search box or the watchlist";
+    else if (!msg && !this.data.length) msg = this.loaded ? "No trades yet" : "Loading…";
+    this.msg.textContent = msg;
+    this.msg.hidden = !msg;
+  }
+
+  showLegend(time) {
+    const d = this.data;
+    if (!d.length) {
+      this.legend.textContent = "";
+      return;
+    }
+    let b = d[d.length - 1];
+    if (time != null) {
+      const i = this.search(time * 1000);
+      if (d[i] && d[i][0] === time * 1000) b = d[i];
+    }
+    const dir = b[4] >= b[1] ? "up" : "down";
+    this.legend.innerHTML = "";
+    this.legend.dataset.dir = dir;
+    for (const [k, v] of [["O", b[1]], ["H", b[2]], ["L", b[3]], ["C", b[4]]]) {
+      this.legend.append(el("span", {}, k + " ", el("b", {}, formatPrice(v))));
+    }
+    this.legend.append(el("span", {}, "V ", el("b", {}, formatVolume(b[5]))));
+  }
+
+  destroy() {
+    this.chart.remove();
+    this.root.remove();
+  }
+}
