@@ -354,18 +354,29 @@ int cg_bridge_command(struct cg_bridge *b, redisCallbackFn *fn, void *privdata, 
 
 static void start_pop(struct cg_bridge_link *l);
 
+/* The inbox link of a reply to cmd, or NULL when there is nothing to do: the link
+ * went away (NULL reply) or Redis refused cmd (then the link is dropped: the list
+ * moves need Redis 6.2 or later, and retrying is all that can be done). */
+static struct cg_bridge_link *inbox_reply(redisAsyncContext *ac, redisReply *reply, const char *cmd)
+{
+    struct cg_bridge_link *l = ac->data;
+    if (!l || !reply)
+        return NULL;
+    l->pending_ms = 0;
+    if (check_reply(l, reply, cmd)) {
+        drop_link(l, "inbox list move failed (Redis 6.2 or later is required)");
+        return NULL;
+    }
+    return l;
+}
+
 static void on_pop(redisAsyncContext *ac, void *r, void *priv)
 {
     (void)priv;
-    struct cg_bridge_link *l = ac->data;
     redisReply *reply = r;
-    if (!l || !reply)
+    struct cg_bridge_link *l = inbox_reply(ac, reply, "BLMOVE");
+    if (!l)
         return;
-    l->pending_ms = 0;
-    if (check_reply(l, reply, "BLMOVE")) {
-        drop_link(l, "BLMOVE failed (Redis 6.2 or later is required)");
-        return;
-    }
     struct cg_bridge *b = l->bridge;
     if (reply->type == REDIS_REPLY_STRING) {
         struct cg_envelope env;
@@ -396,28 +407,29 @@ static void start_pop(struct cg_bridge_link *l)
                       b->processing_key, BLOCK_S);
 }
 
+static void on_recover(redisAsyncContext *ac, void *r, void *priv);
+
 /* Items a previous run of this gateway popped but may not have delivered go back
  * to the head of the inbox, oldest first, before popping resumes. */
+static void recover_next(struct cg_bridge_link *l)
+{
+    struct cg_bridge *b = l->bridge;
+    l->pending_ms = now_ms(b);
+    redisAsyncCommand(l->ac, on_recover, NULL, "LMOVE %s %s RIGHT LEFT", b->processing_key,
+                      b->cfg->inbox_key);
+}
+
 static void on_recover(redisAsyncContext *ac, void *r, void *priv)
 {
     (void)priv;
-    struct cg_bridge_link *l = ac->data;
     redisReply *reply = r;
-    if (!l || !reply)
+    struct cg_bridge_link *l = inbox_reply(ac, reply, "LMOVE");
+    if (!l)
         return;
-    l->pending_ms = 0;
-    if (check_reply(l, reply, "LMOVE")) {
-        drop_link(l, "LMOVE failed (Redis 6.2 or later is required)");
-        return;
-    }
-    struct cg_bridge *b = l->bridge;
-    if (reply->type == REDIS_REPLY_STRING) {
-        l->pending_ms = now_ms(b);
-        redisAsyncCommand(ac, on_recover, NULL, "LMOVE %s %s RIGHT LEFT", b->processing_key,
-                          b->cfg->inbox_key);
-    } else {
+    if (reply->type == REDIS_REPLY_STRING)
+        recover_next(l);
+    else
         start_pop(l);
-    }
 }
 
 /* ---- link set-up ----------------------------------------------------------- */
@@ -442,9 +454,7 @@ static void link_ready(struct cg_bridge_link *l)
         refresh_instruments(b);
         break;
     case CG_LINK_INBOX:
-        l->pending_ms = now_ms(b);
-        redisAsyncCommand(l->ac, on_recover, NULL, "LMOVE %s %s RIGHT LEFT", b->processing_key,
-                          b->cfg->inbox_key);
+        recover_next(l);
         break;
     default:
         break;

@@ -165,6 +165,18 @@ struct cg_frame *cg_frame_pong(const char *id_json)
     return f;
 }
 
+/* "a","b",... (no brackets) */
+static void put_names(struct cur *c, const char *const *names, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            PUTLIT(c, ",");
+        PUTLIT(c, "\"");
+        put_str(c, names[i]);
+        PUTLIT(c, "\"");
+    }
+}
+
 struct cg_frame *cg_frame_names(const char *type, const char *id_json, const char *const *names,
                                 size_t n)
 {
@@ -182,13 +194,7 @@ struct cg_frame *cg_frame_names(const char *type, const char *id_json, const cha
     PUTLIT(&c, "\"");
     put_id(&c, id_json);
     PUTLIT(&c, p2);
-    for (size_t i = 0; i < n; i++) {
-        if (i)
-            PUTLIT(&c, ",");
-        PUTLIT(&c, "\"");
-        put_str(&c, names[i]);
-        PUTLIT(&c, "\"");
-    }
+    put_names(&c, names, n);
     PUTLIT(&c, "]}");
     return f;
 }
@@ -410,21 +416,9 @@ struct cg_frame *cg_frame_subscribed(const char *id_json, const char *const *nam
     PUTLIT(&c, "{\"type\":\"subscribed\"");
     put_id(&c, id_json);
     PUTLIT(&c, ",\"instruments\":[");
-    for (size_t i = 0; i < n; i++) {
-        if (i)
-            PUTLIT(&c, ",");
-        PUTLIT(&c, "\"");
-        put_str(&c, names[i]);
-        PUTLIT(&c, "\"");
-    }
+    put_names(&c, names, n);
     PUTLIT(&c, "],\"intervals\":[");
-    for (size_t i = 0; i < ni; i++) {
-        if (i)
-            PUTLIT(&c, ",");
-        PUTLIT(&c, "\"");
-        put_str(&c, intervals[i]);
-        PUTLIT(&c, "\"");
-    }
+    put_names(&c, intervals, ni);
     PUTLIT(&c, "],\"epoch\":\"");
     put_str(&c, epoch);
     PUTLIT(&c, "\"");
