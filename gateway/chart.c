@@ -137,11 +137,12 @@ int cg_chart_tick(struct cg_chart *c, const struct cg_config *cfg, uint64_t seq,
     double price, vol = 0, tsd;
     if (!number(json_object_get(data, cfg->price_field), &price))
         return rc;
-    number(json_object_get(data, cfg->volume_field), &vol);
+    int has_vol = number(json_object_get(data, cfg->volume_field), &vol);
     int64_t ts = number(json_object_get(data, cfg->ts_field), &tsd) && tsd > 0 && tsd < 1e15
                      ? (int64_t)tsd
                      : now_ms;
-    vol = tick_volume(c, vol, ts);
+    /* A tick without a volume adds none; for running totals it is not a reset. */
+    vol = has_vol ? tick_volume(c, vol, ts) : 0;
     int n = 0;
     for (uint32_t i = 0; i < c->nseries; i++) {
         struct cg_bar_event be[2];

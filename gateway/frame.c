@@ -209,16 +209,15 @@ struct cg_frame *cg_frame_names(const char *type, const char *id_json, const cha
 static int num(char *out, size_t outsz, double v)
 {
     static const double scale[] = {1, 10, 100, 1e3, 1e4, 1e5, 1e6};
-    if (v != v || v > 1e300 || v < -1e300)
+    if (v != v || v > 1.7e308 || v < -1.7e308)
         v = 0;
     for (int k = 0; k < 7; k++) {
         double sv = v * scale[k];
         if (sv > 9e14 || sv < -9e14)
             break;
         long long r = (long long)(sv >= 0 ? sv + 0.5 : sv - 0.5);
-        double d = sv - (double)r;
-        if (d > 1e-7 || d < -1e-7)
-            continue;
+        if ((double)r / scale[k] != v)
+            continue; /* not exactly k decimals: try more, or let printf say it */
         char digits[24], *p = out;
         unsigned long long u = r < 0 ? (unsigned long long)-r : (unsigned long long)r;
         int n = 0;
@@ -291,7 +290,7 @@ struct cg_frame *cg_frame_bar(const void *ckey, const char *instrument, const ch
     PUTLIT(&c, "\",\"interval\":\"");
     put_str(&c, interval);
     PUTLIT(&c, "\",\"seq\":");
-    put(&c, n, (size_t)int_text(n, (int64_t)seq));
+    put(&c, n, (size_t)snprintf(n, sizeof(n), "%" PRIu64, seq));
     PUTLIT(&c, ",\"bar\":{\"t\":");
     put(&c, n, (size_t)int_text(n, b->t));
     PUTLIT(&c, ",\"o\":");

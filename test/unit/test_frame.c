@@ -231,6 +231,287 @@ static void test_shared(void)
     cg_frame_unref(holders[4]);
 }
 
+/* ---- bars ------------------------------------------------------------------ */
+
+/* The compact [t,o,h,l,c,v] form and its number formatting: a few decimals are
+ * written exactly (up to 6), anything else with %.15g. */
+static void test_bar_array(void)
+{
+    char out[200];
+    static const struct {
+        double v;
+        const char *text;
+    } nums[] = {
+        {3850.5, "3850.5"},
+        {0.05, "0.05"},
+        {-12.25, "-12.25"},
+        {100, "100"},
+        {0, "0"},
+        {-0.04, "-0.04"},
+        {123456.789012, "123456.789012"}, /* 6 decimals */
+        {0.1 + 0.2, "0.3"},
+        {1e15, "1e+15"},
+        {1234.5678901, "1234.5678901"}, /* 7 decimals: %.15g */
+        {1e-9, "1e-09"},                /* too small for 6 decimals: %.15g */
+    };
+    for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++) {
+        struct cg_bar b = {1732249980000, nums[i].v, 1, 2, 3, 4, 99};
+        char want[200];
+        snprintf(want, sizeof(want), "[1732249980000,%s,1,2,3,4]", nums[i].text);
+        size_t n = cg_frame_bar_array(&b, out, sizeof(out));
+        if (!CHECK_MEM(out, n, want))
+            fprintf(stderr, "    for %.17g\n", nums[i].v);
+        CHECK_UINT(strlen(out), n); /* NUL-terminated */
+    }
+    struct cg_bar b = {1732249980000, 3850, 3852.5, 3849, 3851, 120, 42};
+    size_t n = cg_frame_bar_array(&b, out, sizeof(out));
+    CHECK_MEM(out, n, "[1732249980000,3850,3852.5,3849,3851,120]");
+    struct cg_bar neg = {-60000, -1, -0.5, -1000000.125, 0.000001, 1e300, 1};
+    n = cg_frame_bar_array(&neg, out, sizeof(out));
+    CHECK_MEM(out, n, "[-60000,-1,-0.5,-1000000.125,0.000001,1e+300]");
+    struct cg_bar big = {INT64_MIN, 0, 0, 0, 0, 0, 1};
+    n = cg_frame_bar_array(&big, out, sizeof(out));
+    CHECK_MEM(out, n, "[-9223372036854775808,0,0,0,0,0]");
+    /* Non-finite values (never from JSON) become 0. */
+    struct cg_bar inf = {0, 1.0 / 0.0, -1.0 / 0.0, 0.0 / 0.0, 2, 3, 1};
+    n = cg_frame_bar_array(&inf, out, sizeof(out));
+    CHECK_MEM(out, n, "[0,0,0,0,2,3]");
+    /* The longest form (%.15g with a 3-digit exponent everywhere) fits 160 bytes. */
+    struct cg_bar wide = {INT64_MIN,
+                          -1.23456789012345e+299,
+                          -1.23456789012345e+299,
+                          -1.23456789012345e+299,
+                          -1.23456789012345e+299,
+                          -1.23456789012345e+299,
+                          1};
+    n = cg_frame_bar_array(&wide, out, sizeof(out));
+    CHECK(n < 160);
+    CHECK_MEM(out, n,
+              "[-9223372036854775808,-1.23456789012345e+299,-1.23456789012345e+299,"
+              "-1.23456789012345e+299,-1.23456789012345e+299,-1.23456789012345e+299]");
+    /* A short buffer truncates, NUL-terminated. */
+    n = cg_frame_bar_array(&b, out, 8);
+    CHECK_MEM(out, n, "[173224");
+    CHECK_UINT(strlen(out), 7);
+}
+
+/* f's bytes (not NUL-terminated) contain needle. */
+static int frame_has(struct cg_frame *f, const char *needle)
+{
+    size_t nl = strlen(needle);
+    for (size_t i = 0; i + nl <= f->len; i++)
+        if (!memcmp(cg_frame_data(f) + i, needle, nl))
+            return 1;
+    return 0;
+}
+
+static void test_bar(void)
+{
+    struct cg_bar b = {1732249980000, 3850, 3852.5, 3849, 3851, 120, 42};
+    /* Forming: a TICK frame conflated per series (ckey). */
+    EXPECT(cg_frame_bar(&marker_a, "rb2501", "1m", 42, &b, 0),
+           "{\"type\":\"bar\",\"instrument\":\"rb2501\",\"interval\":\"1m\",\"seq\":42,\"bar\":{"
+           "\"t\":1732249980000,\"o\":3850,\"h\":3852.5,\"l\":3849,\"c\":3851,\"v\":120},"
+           "\"final\":false}",
+           CG_FRAME_TICK, &marker_a);
+    /* Final: CONTROL, never conflated, no ckey. */
+    EXPECT(cg_frame_bar(&marker_a, "rb2501", "1m", 43, &b, 1),
+           "{\"type\":\"bar\",\"instrument\":\"rb2501\",\"interval\":\"1m\",\"seq\":43,\"bar\":{"
+           "\"t\":1732249980000,\"o\":3850,\"h\":3852.5,\"l\":3849,\"c\":3851,\"v\":120},"
+           "\"final\":true}",
+           CG_FRAME_CONTROL, NULL);
+    /* The bar's own seq is not what is sent: the seq argument is. */
+    struct cg_bar n = {-60000, 3850.5, 0.05, -12.25, 100, 123456.789012, 7};
+    EXPECT(cg_frame_bar(&marker_b, "a.b_c-D", "15m", 1, &n, 0),
+           "{\"type\":\"bar\",\"instrument\":\"a.b_c-D\",\"interval\":\"15m\",\"seq\":1,\"bar\":{"
+           "\"t\":-60000,\"o\":3850.5,\"h\":0.05,\"l\":-12.25,\"c\":100,\"v\":123456.789012},"
+           "\"final\":false}",
+           CG_FRAME_TICK, &marker_b);
+    struct cg_bar tiny = {0, 1e-9, 1, 1, 1, 0, 1};
+    EXPECT(cg_frame_bar(&marker_b, "x", "1s", 0, &tiny, 1),
+           "{\"type\":\"bar\",\"instrument\":\"x\",\"interval\":\"1s\",\"seq\":0,\"bar\":{"
+           "\"t\":0,\"o\":1e-09,\"h\":1,\"l\":1,\"c\":1,\"v\":0},\"final\":true}",
+           CG_FRAME_CONTROL, NULL);
+    /* seq is unsigned, as in tick frames (jansson cannot read it back: bytes only). */
+    struct cg_frame *f = cg_frame_bar(&marker_a, "x", "1s", UINT64_MAX, &tiny, 0);
+    if (CHECK(f != NULL)) {
+        CHECK(frame_has(f, "\"seq\":18446744073709551615,"));
+        cg_frame_unref(f);
+    }
+    f = cg_frame_bar(&marker_a, "x", "1s", INT64_MAX, &tiny, 0);
+    if (CHECK(f != NULL)) {
+        CHECK(frame_has(f, "\"seq\":9223372036854775807,"));
+        cg_frame_unref(f);
+    }
+}
+
+static void test_snapshot(void)
+{
+    /* PROTOCOL.md §4's example: 1m from Redis (first) then memory (second). */
+    const struct cg_bar redis1m[] = {{1732249920000, 3848, 3850.5, 3847, 3850, 310, 0}};
+    const struct cg_bar mem1m = {1732249980000, 3850, 3852.5, 3849, 3851, 120, 42};
+    const struct cg_bar mem5m = {1732249800000, 3845, 3852.5, 3844, 3851, 2210, 42};
+    const struct cg_bar *const second1m[] = {&mem1m};
+    const struct cg_bar *const second5m[] = {&mem5m};
+    const struct cg_frame_bars series[] = {
+        {"1m", redis1m, 1, second1m, 1},
+        {"5m", NULL, 0, second5m, 1},
+    };
+    const char *last = "{\"ts\":1732250012345,\"last_price\":3851,\"volume\":120}";
+    EXPECT(cg_frame_snapshot("rb2501", 42, last, strlen(last), series, 2),
+           "{\"type\":\"snapshot\",\"instrument\":\"rb2501\",\"seq\":42,\"last\":{\"ts\":"
+           "1732250012345,\"last_price\":3851,\"volume\":120},\"bars\":{\"1m\":[[1732249920000,"
+           "3848,3850.5,3847,3850,310],[1732249980000,3850,3852.5,3849,3851,120]],\"5m\":[["
+           "1732249800000,3845,3852.5,3844,3851,2210]]}}",
+           CG_FRAME_CONTROL, NULL);
+    /* Never ticked: last null, empty arrays. */
+    const struct cg_frame_bars empty[] = {{"1m", NULL, 0, NULL, 0}, {"5m", NULL, 0, NULL, 0}};
+    EXPECT(cg_frame_snapshot("au2412", 0, NULL, 0, empty, 2),
+           "{\"type\":\"snapshot\",\"instrument\":\"au2412\",\"seq\":0,\"last\":null,\"bars\":{"
+           "\"1m\":[],\"5m\":[]}}",
+           CG_FRAME_CONTROL, NULL);
+    /* No interval requested: "bars":{}; only last_len bytes of last are taken. */
+    EXPECT(cg_frame_snapshot("x", 7, "{\"a\":1}GARBAGE", 7, NULL, 0),
+           "{\"type\":\"snapshot\",\"instrument\":\"x\",\"seq\":7,\"last\":{\"a\":1},\"bars\":{}}",
+           CG_FRAME_CONTROL, NULL);
+    /* Only Redis bars, several of them, with number formatting. */
+    const struct cg_bar two[] = {{0, 0.05, -12.25, 100, 0.000001, 123456.789012, 0},
+                                 {60000, 1, 2, 3, 4, 5, 0}};
+    const struct cg_frame_bars only_first[] = {{"1d", two, 2, NULL, 0}};
+    EXPECT(cg_frame_snapshot("x", 9, "{}", 2, only_first, 1),
+           "{\"type\":\"snapshot\",\"instrument\":\"x\",\"seq\":9,\"last\":{},"
+           "\"bars\":{\"1d\":[[0,0.05,-12.25,100,0.000001,123456.789012],[60000,1,2,3,4,5]]}}",
+           CG_FRAME_CONTROL, NULL);
+
+    /* seq is unsigned (jansson cannot read it back: bytes only). */
+    struct cg_frame *u = cg_frame_snapshot("x", UINT64_MAX, NULL, 0, NULL, 0);
+    if (CHECK(u != NULL)) {
+        CHECK_MEM(cg_frame_data(u), u->len,
+                  "{\"type\":\"snapshot\",\"instrument\":\"x\",\"seq\":18446744073709551615,"
+                  "\"last\":null,\"bars\":{}}");
+        cg_frame_unref(u);
+    }
+
+    /* 300 bars of the widest form in each of 8 intervals: the exact length, valid. */
+    enum { NB = 300, NI = 8 };
+    static struct cg_bar wide[NB];
+    static const struct cg_bar *wp[NB];
+    for (int i = 0; i < NB; i++) {
+        wide[i] = (struct cg_bar){INT64_MIN,
+                                  -1.23456789012345e+299,
+                                  -1.23456789012345e+299,
+                                  -1.23456789012345e+299,
+                                  -1.23456789012345e+299,
+                                  -1.23456789012345e+299,
+                                  1};
+        wp[i] = &wide[i];
+    }
+    static const char *const inames[NI] = {"1s", "1m", "5m", "15m", "1h", "1d", "2h", "30s"};
+    struct cg_frame_bars many[NI];
+    for (int i = 0; i < NI; i++)
+        many[i] = (struct cg_frame_bars){inames[i], wide, NB / 2, wp, NB / 2};
+    struct cg_frame *f = cg_frame_snapshot("rb2501", 1, "{}", 2, many, NI);
+    if (CHECK(f != NULL)) {
+        char one[200];
+        size_t bl = cg_frame_bar_array(&wide[0], one, sizeof(one));
+        size_t want = strlen("{\"type\":\"snapshot\",\"instrument\":\"rb2501\",\"seq\":1,\"last\":"
+                             "{},\"bars\":{}}") +
+                      (NI - 1);
+        for (int i = 0; i < NI; i++)
+            want += strlen(inames[i]) + 3 + 2 + NB * bl + (NB - 1);
+        CHECK_UINT(f->len, want);
+        json_t *v = json_loadb((const char *)cg_frame_data(f), f->len, 0, NULL);
+        CHECK_UINT(json_array_size(json_object_get(json_object_get(v, "bars"), "30s")), NB);
+        json_decref(v);
+        cg_frame_unref(f);
+    }
+}
+
+static void test_history(void)
+{
+    const struct cg_bar b[] = {{1732249860000, 3846, 3848, 3845.5, 3847, 95, 0},
+                               {1732249920000, 3848, 3850.5, 3847, 3850, 310, 0}};
+    const struct cg_frame_bars both = {"1m", b, 2, NULL, 0};
+    EXPECT(cg_frame_history("9", "rb2501", &both),
+           "{\"type\":\"history\",\"id\":9,\"instrument\":\"rb2501\",\"interval\":\"1m\",\"bars\":"
+           "[[1732249860000,3846,3848,3845.5,3847,95],[1732249920000,3848,3850.5,3847,3850,310]]"
+           "}",
+           CG_FRAME_CONTROL, NULL);
+    const struct cg_bar *const sec[] = {&b[1]};
+    const struct cg_frame_bars split = {"1m", b, 1, sec, 1};
+    EXPECT(cg_frame_history(NULL, "rb2501", &split),
+           "{\"type\":\"history\",\"instrument\":\"rb2501\",\"interval\":\"1m\",\"bars\":[["
+           "1732249860000,3846,3848,3845.5,3847,95],[1732249920000,3848,3850.5,3847,3850,310]]}",
+           CG_FRAME_CONTROL, NULL);
+    const struct cg_frame_bars none = {"1d", NULL, 0, NULL, 0};
+    EXPECT(cg_frame_history("\"h\"", "x", &none),
+           "{\"type\":\"history\",\"id\":\"h\",\"instrument\":\"x\",\"interval\":\"1d\",\"bars\":"
+           "[]}",
+           CG_FRAME_CONTROL, NULL);
+}
+
+static void test_subscribed(void)
+{
+    const char *names[] = {"rb2501", "au2412"};
+    const char *iv[] = {"1m"};
+    const int rec[] = {1, 0};
+    EXPECT(cg_frame_subscribed("7", names, 2, iv, 1, "3f9a0c1d2e4b5a69", rec),
+           "{\"type\":\"subscribed\",\"id\":7,\"instruments\":[\"rb2501\",\"au2412\"],"
+           "\"intervals\":[\"1m\"],\"epoch\":\"3f9a0c1d2e4b5a69\",\"recovered\":{\"rb2501\":true,"
+           "\"au2412\":false}}",
+           CG_FRAME_CONTROL, NULL);
+    /* No since at all: no recovered member; no intervals: []. */
+    EXPECT(cg_frame_subscribed(NULL, names, 2, NULL, 0, "e", NULL),
+           "{\"type\":\"subscribed\",\"instruments\":[\"rb2501\",\"au2412\"],\"intervals\":[],"
+           "\"epoch\":\"e\"}",
+           CG_FRAME_CONTROL, NULL);
+    /* Names without since (-1) are left out; a repeated name appears once there. */
+    const char *three[] = {"a", "b", "c", "a"};
+    const int rec3[] = {0, -1, 1, 1};
+    const char *ivs[] = {"1s", "1m", "5m", "15m", "1h", "1d"};
+    EXPECT(cg_frame_subscribed("\"s\"", three, 4, ivs, 6, "00ff", rec3),
+           "{\"type\":\"subscribed\",\"id\":\"s\",\"instruments\":[\"a\",\"b\",\"c\",\"a\"],"
+           "\"intervals\":[\"1s\",\"1m\",\"5m\",\"15m\",\"1h\",\"1d\"],\"epoch\":\"00ff\","
+           "\"recovered\":{\"a\":false,\"c\":true}}",
+           CG_FRAME_CONTROL, NULL);
+    const int none[] = {-1, -1};
+    EXPECT(cg_frame_subscribed("1", names, 2, iv, 1, "e", none),
+           "{\"type\":\"subscribed\",\"id\":1,\"instruments\":[\"rb2501\",\"au2412\"],"
+           "\"intervals\":[\"1m\"],\"epoch\":\"e\",\"recovered\":{}}",
+           CG_FRAME_CONTROL, NULL);
+    EXPECT(cg_frame_subscribed("1", NULL, 0, NULL, 0, "e", none),
+           "{\"type\":\"subscribed\",\"id\":1,\"instruments\":[],\"intervals\":[],\"epoch\":\"e\","
+           "\"recovered\":{}}",
+           CG_FRAME_CONTROL, NULL);
+
+    /* 1024 names of 32 characters, 8 intervals, all recovered: exact length. */
+    enum { N = 1024 };
+    static char namebuf[N][33];
+    static const char *nm[N];
+    static int all[N];
+    for (int i = 0; i < N; i++) {
+        snprintf(namebuf[i], sizeof(namebuf[i]), "%032d", i);
+        nm[i] = namebuf[i];
+        all[i] = i % 2;
+    }
+    const char *iv8[] = {"1s", "1m", "5m", "15m", "1h", "1d", "2h", "30s"};
+    struct cg_frame *f = cg_frame_subscribed("123456789", nm, N, iv8, 8, "3f9a0c1d2e4b5a69", all);
+    if (CHECK(f != NULL)) {
+        size_t want = strlen("{\"type\":\"subscribed\",\"id\":123456789,\"instruments\":[],"
+                             "\"intervals\":[],\"epoch\":\"3f9a0c1d2e4b5a69\",\"recovered\":{}}");
+        want += N * 34 + (N - 1);                                   /* instruments */
+        want += 2 + 2 + 2 + 3 + 2 + 2 + 2 + 3 + 8 * 2 + 7;          /* intervals */
+        want += N * (34 + 1) + (N / 2) * 4 + (N / 2) * 5 + (N - 1); /* recovered */
+        CHECK_UINT(f->len, want);
+        json_t *v =
+            json_loadb((const char *)cg_frame_data(f), f->len, JSON_REJECT_DUPLICATES, NULL);
+        CHECK_UINT(json_object_size(json_object_get(v, "recovered")), N);
+        CHECK(json_is_true(json_object_get(json_object_get(v, "recovered"), namebuf[N - 1])));
+        json_decref(v);
+        cg_frame_unref(f);
+    }
+}
+
 int main(void)
 {
     test_alloc_ref();
@@ -240,5 +521,10 @@ int main(void)
     test_pong();
     test_names();
     test_shared();
+    test_bar_array();
+    test_bar();
+    test_snapshot();
+    test_history();
+    test_subscribed();
     return check_summary("frame");
 }
