@@ -10,7 +10,7 @@
 
 #include "log.h"
 
-enum kind { K_STR, K_U32, K_HOSTPORT, K_REDIS, K_ORIGIN, K_LEVEL, K_BOOL };
+enum kind { K_STR, K_U32, K_HOSTPORT, K_REDIS, K_ORIGIN, K_LEVEL, K_BOOL, K_PROXY };
 
 struct opt {
     const char *name; /* flag without "--"; the JSON key is the same with '_' */
@@ -95,6 +95,18 @@ static const struct opt opts[] = {
      "chart state kept after an instrument's last subscriber leaves"},
     {"dev-login", K_BOOL, F(dev_login), 0, 0, 0,
      "DEVELOPMENT ONLY: GET /dev/login?user=NAME creates a session"},
+    {"max-conns-per-ip", K_U32, F(max_conns_per_ip), 0, 0, 1000000,
+     "open WebSockets per client address (0 = no limit)"},
+    {"handshake-rate-per-ip", K_U32, F(handshake_rate_per_ip), 0, 0, 1000000,
+     "WebSocket handshakes per second per client address (0 = no limit)"},
+    {"handshake-burst-per-ip", K_U32, F(handshake_burst_per_ip), 0, 1, 1000000,
+     "handshake burst per client address"},
+    {"max-sockets-per-user", K_U32, F(max_sockets_per_user), 0, 0, 1000000,
+     "open WebSockets per user (0 = no limit)"},
+    {"trusted-proxy", K_PROXY, 0, 0, 0, 0,
+     "address of a proxy whose X-Forwarded-For / X-Real-IP names the client (repeatable)"},
+    {"allow-any-origin", K_BOOL, F(allow_any_origin), 0, 0, 0,
+     "accept any Origin even when listening beyond loopback"},
 };
 
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
@@ -140,6 +152,15 @@ static void defaults(struct cg_config *c, const char *web_root)
     c->history_max = 1000;
     c->resume_ring = 256;
     c->chart_idle_s = 300;
+    c->max_conns_per_ip = 1000;
+    c->handshake_rate_per_ip = 200;
+    c->handshake_burst_per_ip = 400;
+    c->max_sockets_per_user = 100;
+}
+
+int cg_config_loopback(const char *host)
+{
+    return !strncmp(host, "127.", 4) || !strcmp(host, "::1") || !strcmp(host, "localhost");
 }
 
 int cg_config_interval(const struct cg_config *cfg, const char *name)
@@ -336,6 +357,18 @@ static int apply(struct cg_config *c, const struct opt *o, const char *val, cons
             return -1;
         }
         snprintf(c->origins[c->norigins++], sizeof(c->origins[0]), "%s", val);
+        return 0;
+    case K_PROXY:
+        if (c->ntrusted_proxies >= CG_CONFIG_ORIGINS_MAX || !*val ||
+            strlen(val) >= sizeof(c->trusted_proxies[0]) ||
+            strspn(val, "0123456789abcdef.:ABCDEF") != strlen(val)) {
+            snprintf(err, errsz,
+                     "chartgate: %s: expected an IP address (at most %d), got \"%.80s\"", where,
+                     CG_CONFIG_ORIGINS_MAX, val);
+            return -1;
+        }
+        snprintf(c->trusted_proxies[c->ntrusted_proxies++], sizeof(c->trusted_proxies[0]), "%s",
+                 val);
         return 0;
     case K_BOOL:
         if (!strcmp(val, "true") || !strcmp(val, "1")) {
@@ -567,6 +600,14 @@ static enum cg_config_result load(struct cg_config *cfg, int argc, char **argv,
         cfg->queue_conflate_frames = cfg->queue_max_frames;
     if (derive(cfg, err, errsz))
         return CG_CONFIG_ERROR;
+    if (!cfg->norigins && !cfg->allow_any_origin && !cfg->dev_login &&
+        !cg_config_loopback(cfg->listen_host)) {
+        snprintf(err, errsz,
+                 "chartgate: --origin: required when listening beyond loopback (%.80s); give the "
+                 "page's origin, or --allow-any-origin",
+                 cfg->listen_host);
+        return CG_CONFIG_ERROR;
+    }
     /* A replay must fit a client's queue with room to spare. */
     if (cfg->resume_ring > cfg->queue_max_frames / 2)
         cfg->resume_ring = cfg->queue_max_frames / 2;

@@ -72,7 +72,19 @@ struct cg_config {
     uint32_t chart_idle_s;  /* chart state kept this long after the last subscriber */
 
     int dev_login;
+
+    /* abuse limits */
+    uint32_t max_conns_per_ip;      /* 0 = none */
+    uint32_t handshake_rate_per_ip; /* handshakes per second; 0 = none */
+    uint32_t handshake_burst_per_ip;
+    uint32_t max_sockets_per_user;                   /* 0 = none */
+    char trusted_proxies[CG_CONFIG_ORIGINS_MAX][64]; /* whose X-Forwarded-For is believed */
+    uint32_t ntrusted_proxies;
+    int allow_any_origin;
 };
+
+/* 1 when host names the loopback interface (127.0.0.0/8, ::1, localhost). */
+int cg_config_loopback(const char *host);
 
 /* Index of interval name in cfg, or -1. */
 int cg_config_interval(const struct cg_config *cfg, const char *name);

@@ -7,8 +7,9 @@
 struct cg_metrics cg_metrics;
 
 const char *const cg_link_names[CG_LINK__COUNT] = {"pubsub", "command", "inbox", "session"};
-static const char *const reject_names[CG_REJECT__COUNT] = {
-    "no_cookie", "unknown_session", "bad_session", "expired", "origin", "redis_down", "bad_path"};
+const char *const cg_reject_names[CG_REJECT__COUNT] = {
+    "no_cookie", "unknown_session", "bad_session", "expired",    "origin",  "redis_down",
+    "bad_path",  "ip_limit",        "ip_rate",     "user_limit", "shutdown"};
 static const char *const drop_names[CG_DROP__COUNT] = {"bad_json", "not_object", "no_target",
                                                        "too_large"};
 static const char *const source_names[CG_SOURCE__COUNT] = {"pubsub", "inbox"};
@@ -81,7 +82,7 @@ size_t cg_metrics_render(const struct cg_metrics_gauges *g, char *buf, size_t bu
     one(&o, "chartgate_handshakes_total", "counter", "WebSocket handshakes accepted.",
         m->handshakes);
     labelled(&o, "chartgate_handshake_rejections_total", "counter",
-             "WebSocket handshakes refused, by reason.", "reason", reject_names, m->rejections,
+             "WebSocket handshakes refused, by reason.", "reason", cg_reject_names, m->rejections,
              CG_REJECT__COUNT);
     pr(&o,
        "# HELP chartgate_handshake_auth_seconds_total Loop time spent authenticating "

@@ -19,6 +19,10 @@ enum cg_reject_reason {
     CG_REJECT_ORIGIN,
     CG_REJECT_REDIS_DOWN,
     CG_REJECT_BAD_PATH,
+    CG_REJECT_IP_LIMIT,   /* the address holds --max-conns-per-ip connections */
+    CG_REJECT_IP_RATE,    /* the address is over --handshake-rate-per-ip */
+    CG_REJECT_USER_LIMIT, /* the user holds --max-sockets-per-user sockets */
+    CG_REJECT_SHUTDOWN,
     CG_REJECT__COUNT
 };
 
@@ -74,5 +78,6 @@ struct cg_metrics_gauges {
 size_t cg_metrics_render(const struct cg_metrics_gauges *g, char *buf, size_t bufsz);
 
 extern const char *const cg_link_names[CG_LINK__COUNT];
+extern const char *const cg_reject_names[CG_REJECT__COUNT];
 
 #endif

@@ -38,7 +38,9 @@ struct cg_client {
     struct cg_list close_link; /* on cg_ws.to_close until the close starts */
     char close_reason[32];
     char peer[48];
-    char *http_body; /* HTTP responses of this connection */
+    char
+        addr[CG_PEERS_ADDR_MAX + 1]; /* the client's address (behind a trusted proxy: its header) */
+    char *http_body;                 /* HTTP responses of this connection */
     size_t http_len;
 };
 
@@ -47,6 +49,7 @@ struct stash_entry {
     struct lws *wsi; /* the key: the pointer's bytes */
     struct cg_auth_entry *auth;
     uint64_t at_ms;
+    char addr[CG_PEERS_ADDR_MAX + 1];
 };
 
 static void closer_cb(uv_timer_t *t);
@@ -534,14 +537,11 @@ static int receive(struct cg_client *c, const unsigned char *in, size_t len)
 
 static int reject(struct lws *wsi, enum cg_reject_reason why, unsigned int status)
 {
-    static const char *const names[CG_REJECT__COUNT] = {
-        "no_cookie", "unknown_session", "bad_session", "expired",
-        "origin",    "redis_down",      "bad_path"};
     char peer[48];
     lws_get_peer_simple(wsi, peer, sizeof(peer));
     cg_metrics.rejections[why]++;
-    cg_log(CG_LOG_INFO, "handshake rejected", "peer=%s reason=%s status=%u", peer, names[why],
-           status);
+    cg_log(CG_LOG_INFO, "handshake rejected", "peer=%s reason=%s status=%u", peer,
+           cg_reject_names[why], status);
     if (lws_return_http_status(wsi, status, NULL))
         return -1;
     return 1;
@@ -560,7 +560,7 @@ static int origin_ok(struct cg_ws *w, struct lws *wsi)
     return 0;
 }
 
-static void stash_put(struct cg_ws *w, struct lws *wsi, struct cg_auth_entry *e)
+static void stash_put(struct cg_ws *w, struct lws *wsi, struct cg_auth_entry *e, const char *addr)
 {
     struct cg_map_node *n = cg_map_get(&w->stash, (const char *)&wsi, sizeof(wsi));
     struct stash_entry *s;
@@ -582,29 +582,76 @@ static void stash_put(struct cg_ws *w, struct lws *wsi, struct cg_auth_entry *e)
     }
     s->auth = e;
     s->at_ms = now_ms(w);
+    snprintf(s->addr, sizeof(s->addr), "%s", addr);
 }
 
-static struct cg_auth_entry *stash_take(struct cg_ws *w, struct lws *wsi)
+static struct cg_auth_entry *stash_take(struct cg_ws *w, struct lws *wsi, char *addr, size_t addrsz)
 {
     struct cg_map_node *n = cg_map_get(&w->stash, (const char *)&wsi, sizeof(wsi));
     if (!n)
         return NULL;
     struct stash_entry *s = CG_CONTAINER_OF(n, struct stash_entry, node);
     struct cg_auth_entry *e = s->auth;
+    snprintf(addr, addrsz, "%s", s->addr);
     cg_map_del(&w->stash, n);
     free(s);
     return e;
+}
+
+static int trusted(const struct cg_ws *w, const char *peer)
+{
+    for (uint32_t i = 0; i < w->cfg->ntrusted_proxies; i++)
+        if (!strcmp(peer, w->cfg->trusted_proxies[i]))
+            return 1;
+    return 0;
+}
+
+/* The client's address: the TCP peer, or, when the peer is a configured trusted
+ * proxy (the local nginx), the address it reports: X-Real-IP, else the last entry
+ * of X-Forwarded-For (the one that proxy appended; earlier ones are the client's
+ * word). Headers from anyone else are ignored. */
+static void client_addr(const struct cg_ws *w, struct lws *wsi, char *out, size_t outsz)
+{
+    char peer[64], hdr[512];
+    lws_get_peer_simple(wsi, peer, sizeof(peer));
+    snprintf(out, outsz, "%s", peer);
+    if (!trusted(w, peer))
+        return;
+    const char *a = NULL;
+    if (lws_hdr_copy(wsi, hdr, sizeof(hdr), WSI_TOKEN_HTTP_X_REAL_IP) > 0) {
+        a = hdr;
+    } else if (lws_hdr_copy(wsi, hdr, sizeof(hdr), WSI_TOKEN_X_FORWARDED_FOR) > 0) {
+        char *comma = strrchr(hdr, ',');
+        a = comma ? comma + 1 : hdr;
+    }
+    while (a && (*a == ' ' || *a == '\t'))
+        a++;
+    size_t n = a ? strspn(a, "0123456789abcdefABCDEF.:") : 0;
+    if (n && n < outsz && n <= CG_PEERS_ADDR_MAX) {
+        memcpy(out, a, n);
+        out[n] = 0;
+    }
 }
 
 static int confirm_upgrade(struct cg_ws *w, struct lws *wsi)
 {
     char uri[64], cookie[8192], sid[CG_SESSION_ID_MAX + 1];
     if (w->shutting_down)
-        return lws_return_http_status(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, NULL) ? -1 : 1;
+        return reject(wsi, CG_REJECT_SHUTDOWN, HTTP_STATUS_SERVICE_UNAVAILABLE);
     if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) <= 0 || strcmp(uri, "/ws"))
         return reject(wsi, CG_REJECT_BAD_PATH, HTTP_STATUS_NOT_FOUND);
     if (!origin_ok(w, wsi))
         return reject(wsi, CG_REJECT_ORIGIN, HTTP_STATUS_FORBIDDEN);
+    char addr[CG_PEERS_ADDR_MAX + 1];
+    client_addr(w, wsi, addr, sizeof(addr));
+    switch (cg_peers_handshake(&w->peers, addr, now_ms(w))) {
+    case CG_PEERS_OK:
+        break;
+    case CG_PEERS_RATE:
+        return reject(wsi, CG_REJECT_IP_RATE, 429);
+    default:
+        return reject(wsi, CG_REJECT_IP_LIMIT, 429);
+    }
     int clen = lws_hdr_copy(wsi, cookie, sizeof(cookie), WSI_TOKEN_HTTP_COOKIE);
     int sl = clen > 0 ? cg_cookie_get(cookie, (size_t)clen, "sessionid", sid, sizeof(sid)) : -1;
     if (sl == -1)
@@ -616,9 +663,15 @@ static int confirm_upgrade(struct cg_ws *w, struct lws *wsi)
     enum cg_auth_result r = cg_auth_lookup(w->auth, sid, &e);
     cg_metrics.handshake_us_total += (uv_hrtime() - t0) / 1000;
     switch (r) {
-    case CG_AUTH_OK:
-        stash_put(w, wsi, e);
+    case CG_AUTH_OK: {
+        struct cg_user *u = cg_registry_user(w->reg, e->session->user_id);
+        if (w->cfg->max_sockets_per_user && u && u->nmembers >= w->cfg->max_sockets_per_user) {
+            cg_auth_release(w->auth, e);
+            return reject(wsi, CG_REJECT_USER_LIMIT, 429);
+        }
+        stash_put(w, wsi, e, addr);
         return 0;
+    }
     case CG_AUTH_UNKNOWN:
         return reject(wsi, CG_REJECT_UNKNOWN_SESSION, HTTP_STATUS_UNAUTHORIZED);
     case CG_AUTH_BAD:
@@ -640,9 +693,10 @@ static int established(struct cg_ws *w, struct cg_client *c, struct lws *wsi)
     cg_list_init(&c->auth_link);
     cg_list_init(&c->close_link);
     lws_get_peer_simple(wsi, c->peer, sizeof(c->peer));
-    c->auth = stash_take(w, wsi);
+    c->auth = stash_take(w, wsi, c->addr, sizeof(c->addr));
     if (!c->auth)
         return -1; /* cannot happen: every upgrade passes confirm_upgrade */
+    cg_peers_opened(&w->peers, c->addr, now_ms(w));
     cg_auth_attach(c->auth, &c->auth_link);
     if (cg_registry_join(w->reg, &c->member, c, c->auth->session->user_id)) {
         cg_auth_detach(w->auth, c->auth, &c->auth_link);
@@ -668,6 +722,7 @@ static void closed(struct cg_ws *w, struct cg_client *c)
     cg_list_remove(&c->close_link);
     cg_registry_leave(w->reg, &c->member);
     cg_outq_finish(&c->q);
+    cg_peers_closed(&w->peers, c->addr, now_ms(w));
     cg_auth_detach(w->auth, c->auth, &c->auth_link);
     c->auth = NULL;
     free(c->rx);
@@ -911,6 +966,7 @@ static void sweep_cb(uv_timer_t *t)
 {
     struct cg_ws *w = t->data;
     cg_map_each(&w->stash, sweep_one, w);
+    cg_peers_sweep(&w->peers, now_ms(w));
 }
 
 static void lws_log(int level, const char *line)
@@ -945,6 +1001,8 @@ int cg_ws_start(struct cg_ws *w, uv_loop_t *loop, const struct cg_config *cfg,
     w->limits.conflate_frames = cfg->queue_conflate_frames;
     w->limits.conflate_bytes = cfg->queue_max_bytes / 4;
     cg_map_init(&w->stash);
+    cg_peers_init(&w->peers, cfg->max_conns_per_ip, cfg->handshake_rate_per_ip,
+                  cfg->handshake_burst_per_ip, 1000000);
     cg_list_init(&w->list_waits);
     cg_list_init(&w->hist_waits);
     cg_list_init(&w->to_close);
@@ -1027,6 +1085,7 @@ void cg_ws_stop(struct cg_ws *w)
     w->ctx = NULL;
     cg_map_each(&w->stash, stash_drop, w);
     cg_map_finish(&w->stash);
+    cg_peers_finish(&w->peers);
     free(w->scratch);
     w->scratch = NULL;
 }

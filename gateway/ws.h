@@ -15,6 +15,7 @@
 #include "bridge.h"
 #include "config.h"
 #include "outq.h"
+#include "peers.h"
 #include "registry.h"
 #include "relay.h"
 
@@ -38,7 +39,8 @@ struct cg_ws {
     struct cg_list to_close; /* clients whose close is to start (struct cg_client) */
     uv_timer_t closer;
     uint64_t started_ms;
-    char epoch[17]; /* this process's identity for resume (seq is per process) */
+    char epoch[17];        /* this process's identity for resume (seq is per process) */
+    struct cg_peers peers; /* per client address: connections, handshake rate */
     int shutting_down;
     struct cg_log_limit slow_log, rate_log;
 };

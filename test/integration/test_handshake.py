@@ -228,5 +228,66 @@ class HandshakeTest(harness.GatewayTestCase):
                                 - before.value("chartgate_handshakes_total"), 1)
 
 
+
+class AbuseLimitTest(harness.GatewayTestCase):
+    """Issue 6, security posture: per-address connection and handshake limits (believing
+    X-Forwarded-For / X-Real-IP only from configured proxies) and sockets per user."""
+
+    def hold(self, sid, headers=None):
+        """An open upgraded socket (kept until the test ends), or the refusal status."""
+        up = harness.raw_upgrade(self.gw.port, cookie="sessionid=%s" % sid,
+                                 extra_headers=headers, keep_open=True)
+        if up.sock is not None:
+            self.addCleanup(up.sock.close)
+        return up.status
+
+    def rejected(self, reason):
+        return self.metrics().value("chartgate_handshake_rejections_total", reason=reason)
+
+    def test_sockets_per_user(self):
+        self.start_gateway("--max-sockets-per-user", "2")
+        sid = self.make_session("u1")
+        self.assertEqual([self.hold(sid) for _ in range(3)], [101, 101, 429])
+        self.assertEqual(self.rejected("user_limit"), 1)
+        # another user is not affected
+        self.assertEqual(self.hold(self.make_session("u2")), 101)
+
+    def test_connections_per_address(self):
+        self.start_gateway("--max-conns-per-ip", "2", "--max-sockets-per-user", "0")
+        sid = self.make_session("u1")
+        up1 = harness.raw_upgrade(self.gw.port, cookie="sessionid=" + sid, keep_open=True)
+        self.assertEqual(up1.status, 101)
+        self.assertEqual(self.hold(sid), 101)
+        self.assertEqual(self.hold(sid), 429)
+        self.assertEqual(self.rejected("ip_limit"), 1)
+        up1.sock.close()  # a slot frees when a connection closes
+        harness.wait_for(lambda: self.metrics().value("chartgate_connections") == 1,
+                         msg="the closed socket counted out")
+        self.assertEqual(self.hold(sid), 101)
+
+    def test_handshake_rate_per_address(self):
+        self.start_gateway("--handshake-rate-per-ip", "1", "--handshake-burst-per-ip", "3")
+        sid = self.make_session("u1")
+        self.assertEqual([self.upgrade_status(sid) for _ in range(4)], [101, 101, 101, 429])
+        self.assertEqual(self.rejected("ip_rate"), 1)
+        harness.wait_for(lambda: self.upgrade_status(sid) == 101, 5, "a token back after ~1 s")
+
+    def test_forwarded_address_only_from_trusted_proxies(self):
+        sid = self.make_session("u1")
+        # not trusted: the header is the client's word and is ignored (same address twice)
+        self.start_gateway("--max-conns-per-ip", "1")
+        self.assertEqual(self.hold(sid, {"X-Forwarded-For": "198.51.100.1"}), 101)
+        self.assertEqual(self.hold(sid, {"X-Forwarded-For": "198.51.100.2"}), 429)
+        # trusted (the local nginx): the proxy's last X-Forwarded-For entry is the client
+        self.gw = None
+        gw = self.start_gateway("--max-conns-per-ip", "1", "--trusted-proxy", "127.0.0.1")
+        self.gw = gw
+        self.assertEqual(self.hold(sid, {"X-Forwarded-For": "203.0.113.9, 198.51.100.1"}), 101)
+        self.assertEqual(self.hold(sid, {"X-Forwarded-For": "198.51.100.2"}), 101)
+        self.assertEqual(self.hold(sid, {"X-Real-IP": "198.51.100.3"}), 101)
+        # the same forwarded client twice: limited, whatever it claims before the proxy's entry
+        self.assertEqual(self.hold(sid, {"X-Forwarded-For": "10.9.9.9, 198.51.100.1"}), 429)
+
+
 if __name__ == "__main__":
     harness.main()

@@ -175,7 +175,7 @@ static void test_flags(void)
                    "65536", "--queue-conflate-frames", "32", "--batch-max-bytes", "4096",
                    "--max-subscriptions", "10", "--max-message-bytes", "1024", "--rate-limit", "5",
                    "--rate-burst", "10", "--ping-s", "10", "--idle-timeout-s", "30",
-                   "--max-payload-bytes", "4096", "--log-level", "debug"),
+                   "--max-payload-bytes", "4096", "--log-level", "debug", "--allow-any-origin"),
               CG_CONFIG_OK);
     CHECK_STR(cfg.listen_host, "0.0.0.0");
     CHECK_UINT(cfg.listen_port, 9000);
@@ -214,8 +214,30 @@ static void test_flags(void)
     CHECK_INT(cfg.log_level, CG_LOG_WARN);
     /* The inbox id defaults to the listen address. */
     CHECK_STR(cfg.inbox_id, "::1:8081");
-    CHECK_INT(LOAD("--listen", "10.0.0.7:9999"), CG_CONFIG_OK);
+    CHECK_INT(LOAD("--listen", "10.0.0.7:9999", "--origin", "https://app.example"), CG_CONFIG_OK);
     CHECK_STR(cfg.inbox_id, "10.0.0.7:9999");
+    /* Beyond loopback an Origin allowlist is required, unless waived or in dev mode. */
+    CHECK_INT(LOAD("--listen", "10.0.0.7:9999"), CG_CONFIG_ERROR);
+    CHECK(strstr(err, "chartgate: --origin: required when listening beyond loopback") == err);
+    CHECK_INT(LOAD("--listen", "10.0.0.7:9999", "--allow-any-origin"), CG_CONFIG_OK);
+    CHECK_INT(cfg.allow_any_origin, 1);
+    CHECK_INT(LOAD("--listen", "0.0.0.0:9999", "--dev-login"), CG_CONFIG_OK);
+    CHECK_INT(LOAD("--listen", "127.0.0.2:9999"), CG_CONFIG_OK);
+    CHECK_INT(LOAD("--listen", "localhost:9999"), CG_CONFIG_OK);
+    /* Abuse limits and trusted proxies. */
+    CHECK_INT(LOAD("--ping-s", "25"), CG_CONFIG_OK);
+    CHECK_UINT(cfg.max_conns_per_ip, 1000);
+    CHECK_UINT(cfg.handshake_rate_per_ip, 200);
+    CHECK_UINT(cfg.max_sockets_per_user, 100);
+    CHECK_UINT(cfg.ntrusted_proxies, 0);
+    CHECK_INT(
+        LOAD("--trusted-proxy", "127.0.0.1", "--trusted-proxy", "::1", "--max-conns-per-ip", "0"),
+        CG_CONFIG_OK);
+    CHECK_UINT(cfg.ntrusted_proxies, 2);
+    CHECK_STR(cfg.trusted_proxies[1], "::1");
+    CHECK_UINT(cfg.max_conns_per_ip, 0);
+    CHECK_INT(LOAD("--trusted-proxy", "nginx.local"), CG_CONFIG_ERROR);
+    CHECK(strstr(err, "chartgate: --trusted-proxy: expected an IP address") == err);
     /* The last of a repeated flag wins. */
     CHECK_INT(LOAD("--ping-s", "5", "--ping-s", "7"), CG_CONFIG_OK);
     CHECK_UINT(cfg.ping_s, 7);
