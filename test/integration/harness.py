@@ -31,6 +31,7 @@ import json
 import os
 import re
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -301,8 +302,11 @@ class Gateway:
         return self.proc.pid
 
     def cmdline(self):
-        return [self.binary, "--listen", "127.0.0.1:%d" % self.port,
-                "--redis", self.redis_url] + self.args
+        # CHARTGATE_WRAPPER: e.g. "valgrind --error-exitcode=99 --leak-check=full" (the
+        # gateway's exit status is checked at stop, so a leak fails the test).
+        wrapper = shlex.split(os.environ.get("CHARTGATE_WRAPPER", ""))
+        return wrapper + [self.binary, "--listen", "127.0.0.1:%d" % self.port,
+                          "--redis", self.redis_url] + self.args
 
     def start(self, wait="healthy", timeout=None):
         """Start; wait='healthy' waits for /healthz 200, 'any' for any HTTP answer, None not at
