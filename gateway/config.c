@@ -107,6 +107,9 @@ static const struct opt opts[] = {
      "address of a proxy whose X-Forwarded-For / X-Real-IP names the client (repeatable)"},
     {"allow-any-origin", K_BOOL, F(allow_any_origin), 0, 0, 0,
      "accept any Origin even when listening beyond loopback"},
+    {"tls-cert", K_STR, F(tls_cert), S(tls_cert), 0, 0,
+     "PEM certificate chain: serve wss:// and https:// (reloaded on SIGHUP)"},
+    {"tls-key", K_STR, F(tls_key), S(tls_key), 0, 0, "PEM private key of --tls-cert"},
 };
 
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
@@ -600,6 +603,21 @@ static enum cg_config_result load(struct cg_config *cfg, int argc, char **argv,
         cfg->queue_conflate_frames = cfg->queue_max_frames;
     if (derive(cfg, err, errsz))
         return CG_CONFIG_ERROR;
+    if (!cfg->tls_cert[0] != !cfg->tls_key[0]) {
+        snprintf(err, errsz, "chartgate: --%s: --tls-cert and --tls-key go together",
+                 cfg->tls_cert[0] ? "tls-key" : "tls-cert");
+        return CG_CONFIG_ERROR;
+    }
+    const char *tls_files[2] = {cfg->tls_cert, cfg->tls_key};
+    for (int i = 0; i < 2 && cfg->tls_cert[0]; i++) {
+        FILE *f = fopen(tls_files[i], "r");
+        if (!f) {
+            snprintf(err, errsz, "chartgate: --%s: cannot read %.200s: %s",
+                     i ? "tls-key" : "tls-cert", tls_files[i], strerror(errno));
+            return CG_CONFIG_ERROR;
+        }
+        fclose(f);
+    }
     if (!cfg->norigins && !cfg->allow_any_origin && !cfg->dev_login &&
         !cg_config_loopback(cfg->listen_host)) {
         snprintf(err, errsz,

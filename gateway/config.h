@@ -81,6 +81,9 @@ struct cg_config {
     char trusted_proxies[CG_CONFIG_ORIGINS_MAX][64]; /* whose X-Forwarded-For is believed */
     uint32_t ntrusted_proxies;
     int allow_any_origin;
+
+    char tls_cert[512]; /* PEM certificate (chain); with tls_key: serve wss:// and https:// */
+    char tls_key[512];
 };
 
 /* 1 when host names the loopback interface (127.0.0.0/8, ::1, localhost). */

@@ -36,7 +36,7 @@ struct app {
     struct cg_auth auth;
     struct cg_agent agent;
     struct cg_ws ws;
-    uv_signal_t sigterm, sigint;
+    uv_signal_t sigterm, sigint, sighup;
     uv_timer_t shutdown_timer, hard_timer;
     int stopping;
 };
@@ -98,6 +98,13 @@ static void sub_dropped(void *data, struct cg_sub *sub)
     cg_agent_sub_dropped(&a->agent, sub);
 }
 
+static void on_sighup(uv_signal_t *s, int signum)
+{
+    (void)signum;
+    struct app *a = s->data;
+    cg_ws_reload_tls(&a->ws);
+}
+
 static void on_signal(uv_signal_t *s, int signum)
 {
     struct app *a = s->data;
@@ -107,8 +114,10 @@ static void on_signal(uv_signal_t *s, int signum)
     cg_log(CG_LOG_INFO, "shutting down", "signal=%d connections=%zu", signum, a->reg.nmembers);
     uv_signal_stop(&a->sigterm);
     uv_signal_stop(&a->sigint);
+    uv_signal_stop(&a->sighup);
     close_handle((uv_handle_t *)&a->sigterm);
     close_handle((uv_handle_t *)&a->sigint);
+    close_handle((uv_handle_t *)&a->sighup);
     uv_timer_start(&a->hard_timer, hard_exit, SHUTDOWN_HARD_MS, 0);
     cg_ws_close_all(&a->ws);
     uv_timer_init(&a->loop, &a->shutdown_timer);
@@ -162,7 +171,9 @@ int main(int argc, char **argv)
     uv_unref((uv_handle_t *)&a.hard_timer);
     uv_signal_init(&a.loop, &a.sigterm);
     uv_signal_init(&a.loop, &a.sigint);
-    a.sigterm.data = a.sigint.data = &a;
+    uv_signal_init(&a.loop, &a.sighup);
+    a.sigterm.data = a.sigint.data = a.sighup.data = &a;
+    uv_signal_start(&a.sighup, on_sighup, SIGHUP);
     uv_signal_start(&a.sigterm, on_signal, SIGTERM);
     uv_signal_start(&a.sigint, on_signal, SIGINT);
 

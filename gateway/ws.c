@@ -4,6 +4,10 @@
 
 #include <ctype.h>
 #include <openssl/rand.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -1056,6 +1060,17 @@ int cg_ws_start(struct cg_ws *w, uv_loop_t *loop, const struct cg_config *cfg,
     info.user = w;
     info.retry_and_idle_policy = &retry;
     info.max_http_header_data = 8192;
+    if (cfg->tls_cert[0]) {
+        /* TLS 1.2 minimum, AEAD suites with forward secrecy, HTTP/1.1 only (the upgrade
+         * needs it); TLS 1.3 suites are OpenSSL's defaults. */
+        info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+        info.ssl_cert_filepath = cfg->tls_cert;
+        info.ssl_private_key_filepath = cfg->tls_key;
+        info.ssl_options_set = SSL_OP_NO_SSLv3 | SSL_OP_NO_TLSv1 | SSL_OP_NO_TLSv1_1 |
+                               SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_COMPRESSION;
+        info.ssl_cipher_list = "ECDHE+AESGCM:ECDHE+CHACHA20";
+        info.alpn = "http/1.1";
+    }
     info.timeout_secs = 10;
     info.count_threads = 1;
     w->ctx = lws_create_context(&info);
@@ -1070,8 +1085,67 @@ int cg_ws_start(struct cg_ws *w, uv_loop_t *loop, const struct cg_config *cfg,
     uv_timer_init(loop, &w->sweep);
     w->sweep.data = w;
     uv_timer_start(&w->sweep, sweep_cb, 1000, 1000);
-    cg_log(CG_LOG_INFO, "listening", "addr=%s port=%u", cfg->listen_host, cfg->listen_port);
+    cg_log(CG_LOG_INFO, "listening", "addr=%s port=%u tls=%s", cfg->listen_host, cfg->listen_port,
+           cfg->tls_cert[0] ? "on" : "off");
     return 0;
+}
+
+static char *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL;
+    long n;
+    if (f && fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) > 0 && n < (1 << 20) &&
+        fseek(f, 0, SEEK_SET) == 0 && (buf = malloc((size_t)n + 1))) {
+        *len = fread(buf, 1, (size_t)n, f);
+        buf[*len] = 0;
+    }
+    if (f)
+        fclose(f);
+    return buf;
+}
+
+/* 1 when cert (PEM) parses, key (PEM) parses, and the key belongs to the cert. */
+static int pem_pair_ok(const char *cert, size_t clen, const char *key, size_t klen)
+{
+    BIO *cb = BIO_new_mem_buf(cert, (int)clen), *kb = BIO_new_mem_buf(key, (int)klen);
+    X509 *x = cb ? PEM_read_bio_X509(cb, NULL, NULL, NULL) : NULL;
+    EVP_PKEY *k = kb ? PEM_read_bio_PrivateKey(kb, NULL, NULL, NULL) : NULL;
+    int ok = x && k && X509_check_private_key(x, k) == 1;
+    EVP_PKEY_free(k);
+    X509_free(x);
+    BIO_free(kb);
+    BIO_free(cb);
+    ERR_clear_error();
+    return ok;
+}
+
+int cg_ws_reload_tls(struct cg_ws *w)
+{
+    const struct cg_config *cfg = w->cfg;
+    if (!cfg->tls_cert[0] || !w->ctx)
+        return 0;
+    size_t clen = 0, klen = 0;
+    char *cert = slurp(cfg->tls_cert, &clen), *key = slurp(cfg->tls_key, &klen);
+    int rc = -1;
+    if (!cert || !key)
+        cg_log(CG_LOG_ERROR, "tls reload failed", "reason=\"cannot read %s\"",
+               cert ? "--tls-key" : "--tls-cert");
+    else if (!pem_pair_ok(cert, clen, key, klen))
+        /* lws would install a broken pair without a word: check it first, keep the old. */
+        cg_log(CG_LOG_ERROR, "tls reload failed",
+               "reason=\"certificate and key do not parse or do not match\"");
+    else if (lws_tls_cert_updated(w->ctx, cfg->tls_cert, cfg->tls_key, cert, clen, key, klen))
+        cg_log(CG_LOG_ERROR, "tls reload failed", "reason=\"certificate or key rejected\"");
+    else
+        rc = 0;
+    if (!rc)
+        cg_log(CG_LOG_INFO, "tls certificate reloaded", "cert=%s", cfg->tls_cert);
+    if (key)
+        OPENSSL_cleanse(key, klen);
+    free(cert);
+    free(key);
+    return rc;
 }
 
 void cg_ws_stop(struct cg_ws *w)

@@ -52,6 +52,10 @@ int cg_ws_start(struct cg_ws *w, uv_loop_t *loop, const struct cg_config *cfg,
                 struct cg_agent *agent);
 /* Closes every client with 1001 "going away"; new handshakes get 503. */
 void cg_ws_close_all(struct cg_ws *w);
+/* Reloads --tls-cert/--tls-key (SIGHUP): new handshakes use the new certificate,
+ * open connections keep theirs. Returns 0, or -1 with the reason logged (the old
+ * certificate stays in use). */
+int cg_ws_reload_tls(struct cg_ws *w);
 /* Destroys the lws context; the loop must run on for its handles to close. */
 void cg_ws_stop(struct cg_ws *w);
 
