@@ -25,13 +25,15 @@ static int drop(struct cg_relay *r, enum cg_drop_reason why, const char *what, c
 }
 
 /* Compact JSON text of v for splicing into a frame. The publisher's own bytes are
- * used when they hold no raw line break (batching splits on "\n"); otherwise v is
- * re-encoded compactly. *out is raw, or a new buffer stored in *owned. */
+ * used when they hold no raw line break (batching splits on "\n") and no NUL (jansson
+ * accepts one right after a number or literal, a browser's JSON.parse does not);
+ * otherwise v is re-encoded compactly. *out is raw, or a new buffer stored in *owned. */
 static int text_of(json_t *v, const char *raw, size_t rawlen, const char **out, size_t *outlen,
                    char **owned)
 {
     *owned = NULL;
-    if (raw && !memchr(raw, '\n', rawlen) && !memchr(raw, '\r', rawlen)) {
+    if (raw && !memchr(raw, '\n', rawlen) && !memchr(raw, '\r', rawlen) &&
+        !memchr(raw, 0, rawlen)) {
         *out = raw;
         *outlen = rawlen;
         return 0;
@@ -80,7 +82,8 @@ static int tick(struct cg_relay *r, const char *name, size_t nlen, json_t *data,
         return -1;
     fan_instrument(r, in, f);
     if (r->hooks.tick)
-        r->hooks.tick(r->hooks.tick_data, in, data, cg_frame_data(f) + f->len - 1 - tlen, tlen, f);
+        r->hooks.tick(r->hooks.tick_data, in, data,
+                      (const char *)cg_frame_data(f) + f->len - 1 - tlen, tlen, f);
     cg_frame_unref(f);
     return 0;
 }
