@@ -498,7 +498,7 @@ static int rate_ok(struct cg_client *c)
         cg_metrics.rate_limit_disconnects++;
         cg_log_limited(&c->w->rate_log, 1000, CG_LOG_WARN, "rate limit exceeded", "peer=%s user=%s",
                        c->peer, c->member.user ? c->member.user->id : "-");
-        close_with(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "rate limit exceeded");
+        close_with(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "rate limit");
     }
     return 0;
 }
