@@ -508,6 +508,8 @@ static int receive(struct cg_client *c, const unsigned char *in, size_t len)
     const struct cg_config *cfg = c->w->cfg;
     if (c->closing)
         return 0;
+    /* Any message proves the peer alive (PROTOCOL.md §9): lws only counts pongs. */
+    lws_validity_confirmed(c->wsi);
     if (lws_frame_is_binary(c->wsi)) {
         lws_close_reason(c->wsi, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE,
                          (unsigned char *)"text frames only", 16);

@@ -230,6 +230,26 @@ class LimitsTest(harness.GatewayTestCase):
         self.assertEqual(browser.request({"action": "ping", "id": "x"}),
                          {"type": "pong", "id": "x"})
 
+    def test_client_messages_count_as_alive(self):
+        """§9: the idle timeout is "no message, no pong" -- a client that talks but never
+        answers WebSocket pings (lws alone counts only pongs) is not cut off."""
+        gw = self.start_gateway("--ping-s", "1", "--idle-timeout-s", "3")
+        up = harness.raw_upgrade(gw.port, cookie="sessionid=%s" % self.make_session("u1"),
+                                 keep_open=True)
+        self.assertEqual(up.status, 101)
+        ws = harness.RawWS(up)
+        self.addCleanup(ws.close)
+        t0 = time.monotonic()
+        n = 0
+        while time.monotonic() - t0 < 5:  # beyond the 3 s idle timeout, pinging by message
+            n += 1
+            ws.send_json({"action": "ping", "id": n})
+            ws.recv_frames_until(lambda f, n=n: f == {"type": "pong", "id": n}, timeout=2)
+            time.sleep(0.5)
+        # and once it goes quiet, it is closed
+        events, how = ws.read_events(timeout=8)
+        self.assertIn(how, ("close", "eof", "reset"), "quiet peer not closed")
+
 
 if __name__ == "__main__":
     harness.main()
