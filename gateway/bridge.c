@@ -40,6 +40,8 @@ static void drop_link(struct cg_bridge_link *l, const char *why)
     l->ac = NULL;
     l->up = 0;
     l->pending_ms = 0;
+    if (l->id == CG_LINK_PUBSUB)
+        l->bridge->pubsub_ready = 0;
     ac->data = NULL;
     redisAsyncFree(ac);
     schedule_retry(l);
@@ -65,6 +67,8 @@ static void schedule_retry(struct cg_bridge_link *l)
 
 static void on_pubsub(redisAsyncContext *ac, void *r, void *priv);
 static void link_ready(struct cg_bridge_link *l);
+static void start_pop(struct cg_bridge_link *l);
+static void heartbeat(struct cg_bridge *b);
 
 static void on_connect(const redisAsyncContext *ac, int status)
 {
@@ -92,6 +96,8 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
     l->ac = NULL;
     l->up = 0;
     l->pending_ms = 0;
+    if (l->id == CG_LINK_PUBSUB)
+        l->bridge->pubsub_ready = 0;
     schedule_retry(l);
 }
 
@@ -179,7 +185,7 @@ static void add_user(struct cg_map_node *n, void *arg)
     batch_add(sb, sb->b->cfg->user_prefix, CG_CONTAINER_OF(n, struct cg_user, node)->id);
 }
 
-static void pubsub_ready(struct cg_bridge *b)
+static void pubsub_connected(struct cg_bridge *b)
 {
     struct sub_batch *sb = malloc(sizeof(*sb));
     if (!sb) {
@@ -202,6 +208,8 @@ static void pubsub_ready(struct cg_bridge *b)
         subscribe_argv(b, "PSUBSCRIBE", 2, argv, lens);
     }
     b->last_heartbeat_ms = now_ms(b);
+    b->pubsub_ready = 0;
+    heartbeat(b); /* its return through pub/sub marks the subscriptions in place */
     if (b->on_pubsub_up)
         b->on_pubsub_up(b->hook_data);
 }
@@ -233,9 +241,17 @@ static void on_pubsub(redisAsyncContext *ac, void *r, void *priv)
     struct cg_bridge *b = l->bridge;
     const struct cg_config *c = b->cfg;
     size_t pl;
-    if (ch->len == strlen(b->heartbeat_channel) && !strcmp(ch->str, b->heartbeat_channel))
+    if (ch->len == strlen(b->heartbeat_channel) && !strcmp(ch->str, b->heartbeat_channel)) {
         b->last_heartbeat_ms = now_ms(b);
-    else if (ch->len == strlen(c->broadcast_channel) && !strcmp(ch->str, c->broadcast_channel))
+        if (!b->pubsub_ready) {
+            b->pubsub_ready = 1;
+            struct cg_bridge_link *ib = &b->links[CG_LINK_INBOX];
+            if (b->pop_waiting && ib->up) {
+                b->pop_waiting = 0;
+                start_pop(ib);
+            }
+        }
+    } else if (ch->len == strlen(c->broadcast_channel) && !strcmp(ch->str, c->broadcast_channel))
         cg_relay_broadcast(b->relay, msg->str, msg->len, CG_SOURCE_PUBSUB);
     else if (starts(ch->str, ch->len, c->md_prefix, &pl))
         cg_relay_tick(b->relay, ch->str + pl, ch->len - pl, msg->str, msg->len, CG_SOURCE_PUBSUB);
@@ -352,8 +368,6 @@ int cg_bridge_command(struct cg_bridge *b, redisCallbackFn *fn, void *privdata, 
 
 /* ---- inbox link -------------------------------------------------------------- */
 
-static void start_pop(struct cg_bridge_link *l);
-
 /* The inbox link of a reply to cmd, or NULL when there is nothing to do: the link
  * went away (NULL reply) or Redis refused cmd (then the link is dropped: the list
  * moves need Redis 6.2 or later, and retrying is all that can be done). */
@@ -399,9 +413,17 @@ static void on_pop(redisAsyncContext *ac, void *r, void *priv)
         start_pop(l);
 }
 
+/* Pops the next inbox item -- only while the pub/sub link is ready: an item is
+ * republished on pub/sub, and right after a Redis restart the inbox link can be
+ * back before this gateway's own subscriptions are, which would lose the item for
+ * its sockets. Popping resumes when a heartbeat comes back through pub/sub. */
 static void start_pop(struct cg_bridge_link *l)
 {
     struct cg_bridge *b = l->bridge;
+    if (!b->pubsub_ready) {
+        b->pop_waiting = 1;
+        return;
+    }
     l->pending_ms = now_ms(b);
     redisAsyncCommand(l->ac, on_pop, NULL, "BLMOVE %s %s LEFT RIGHT %d", b->cfg->inbox_key,
                       b->processing_key, BLOCK_S);
@@ -448,7 +470,7 @@ static void link_ready(struct cg_bridge_link *l)
         redisAsyncCommand(l->ac, NULL, NULL, "SELECT %u", b->cfg->redis_db);
     switch (l->id) {
     case CG_LINK_PUBSUB:
-        pubsub_ready(b);
+        pubsub_connected(b);
         break;
     case CG_LINK_COMMAND:
         refresh_instruments(b);
@@ -459,6 +481,19 @@ static void link_ready(struct cg_bridge_link *l)
     default:
         break;
     }
+}
+
+/* PUBLISHes our heartbeat on the command link; it comes back through pub/sub. */
+static void heartbeat(struct cg_bridge *b)
+{
+    struct cg_bridge_link *cmd = &b->links[CG_LINK_COMMAND];
+    if (!cmd->up)
+        return;
+    if (!cmd->pending_ms)
+        cmd->pending_ms = now_ms(b);
+    if (redisAsyncCommand(cmd->ac, on_heartbeat, NULL, "PUBLISH %s 1", b->heartbeat_channel) !=
+        REDIS_OK)
+        drop_link(cmd, "heartbeat failed");
 }
 
 static void watchdog_cb(uv_timer_t *t)
@@ -475,12 +510,8 @@ static void watchdog_cb(uv_timer_t *t)
     struct cg_bridge_link *ib = &b->links[CG_LINK_INBOX];
     if (cmd->up && cmd->pending_ms && now - cmd->pending_ms > REPLY_TIMEOUT_MS)
         drop_link(cmd, "heartbeat unanswered");
-    if (cmd->up && !cmd->pending_ms) {
-        cmd->pending_ms = now;
-        if (redisAsyncCommand(cmd->ac, on_heartbeat, NULL, "PUBLISH %s 1", b->heartbeat_channel) !=
-            REDIS_OK)
-            drop_link(cmd, "heartbeat failed");
-    }
+    if (cmd->up && !cmd->pending_ms)
+        heartbeat(b);
     /* The pub/sub link cannot PING in subscribed mode with hiredis 0.14, so its
      * liveness is our own heartbeat coming back through it. */
     if (ps->up && cmd->up && now - b->last_heartbeat_ms > HEARTBEAT_STALE_MS)

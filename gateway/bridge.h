@@ -42,7 +42,10 @@ struct cg_bridge {
     struct cg_relay *relay;         /* borrowed */
     struct cg_bridge_link links[3]; /* indexed by CG_LINK_PUBSUB/COMMAND/INBOX */
     uv_timer_t watchdog;
-    uint64_t last_heartbeat_ms;   /* last heartbeat seen on the pub/sub link */
+    uint64_t last_heartbeat_ms; /* last heartbeat seen on the pub/sub link */
+    int pubsub_ready; /* a heartbeat came back since pub/sub (re)connected: its subscriptions
+                       * are in place, so a republished inbox item reaches them */
+    int pop_waiting;  /* the inbox pop waits for pubsub_ready */
     uint64_t last_instruments_ms; /* last SMEMBERS of the instrument set */
     char heartbeat_channel[200];
     char processing_key[300];

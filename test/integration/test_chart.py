@@ -459,6 +459,18 @@ class SnapshotTest(ChartCase):
         return self.connect(name="c")
 
     @staticmethod
+    def collect(c, want):
+        """Frames until every (type, id-or-instrument) in want has arrived (in any order),
+        then a barrier: replies that wait for Redis come when Redis answers."""
+        frames, left = [], set(want)
+
+        def got(f):
+            left.discard((f["type"], f.get("id", f.get("instrument"))))
+            return not left
+        frames += c.recv_until(got, what="all of %s" % sorted(want))
+        return frames + c.barrier()
+
+    @staticmethod
     def kinds(frames):
         return [(f["type"], f.get("id", f.get("instrument"))) for f in frames]
 
@@ -468,7 +480,8 @@ class SnapshotTest(ChartCase):
         c = self.fill_setup()
         c.send_together([{"action": "subscribe", "instruments": ["empty", "full"],
                           "intervals": ["1s"], "id": 1}])
-        frames = c.recv_until(is_type("subscribed", id=1)) + c.barrier()
+        frames = self.collect(c, {("subscribed", 1), ("snapshot", "empty"),
+                                  ("snapshot", "full")})
         kinds = self.kinds(frames)
         self.assertEqual(kinds[0], ("subscribed", 1))
         self.assertEqual(sorted(kinds[1:]), [("snapshot", "empty"), ("snapshot", "full")])
@@ -480,7 +493,7 @@ class SnapshotTest(ChartCase):
         c.send_together([{"action": "subscribe", "instruments": ["empty"], "intervals": ["1s"],
                           "id": 1},
                          {"action": "ping", "id": 2}])
-        frames = c.recv_until(is_type("pong", id=2)) + c.barrier()
+        frames = self.collect(c, {("subscribed", 1), ("pong", 2), ("snapshot", "empty")})
         kinds = self.kinds(frames)
         self.assertEqual(kinds[0], ("subscribed", 1))
         self.assertEqual(sorted(kinds[1:]), [("pong", 2), ("snapshot", "empty")])
@@ -491,8 +504,7 @@ class SnapshotTest(ChartCase):
         c = self.fill_setup()
         c.send_together([{"action": "subscribe", "instruments": ["empty"], "intervals": ["1s"],
                           "id": rid} for rid in (1, 2)])
-        frames = c.recv_until(is_type("subscribed", id=2))
-        frames += c.barrier()
+        frames = self.collect(c, {("subscribed", 1), ("subscribed", 2), ("snapshot", "empty")})
         kinds = self.kinds(frames)
         self.assertEqual([k for k in kinds if k[0] == "subscribed"],
                          [("subscribed", 1), ("subscribed", 2)])
@@ -724,7 +736,7 @@ class HistoryTest(ChartCase):
         c = self.connect()
         c.send_together([{"action": "history", "instrument": "ho1", "interval": "1m", "id": 1},
                          {"action": "ping", "id": 2}])
-        frames = c.recv_until(is_type("pong", id=2)) + c.barrier()
+        frames = SnapshotTest.collect(c, {("history", 1), ("pong", 2)})
         self.assertEqual(sorted((f["type"], f.get("id")) for f in frames),
                          [("history", 1), ("pong", 2)])
         (h,) = [f for f in frames if f["type"] == "history"]
