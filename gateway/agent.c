@@ -138,7 +138,19 @@ void cg_agent_instrument_active(void *data, struct cg_instrument *in, int active
     }
 }
 
-struct snap;
+struct snap_part {
+    struct snap *snap;
+    uint32_t interval;
+};
+
+struct snap {
+    struct cg_sub *sub; /* NULL once the subscription went (cg_agent_sub_dropped) */
+    struct cg_agent *a;
+    int waiting;
+    struct snap_part parts[CG_CONFIG_INTERVALS_MAX];
+    struct cg_bar *fill[CG_CONFIG_INTERVALS_MAX]; /* older bars from Redis, oldest first */
+    size_t nfill[CG_CONFIG_INTERVALS_MAX];
+};
 
 void cg_agent_sub_dropped(void *data, struct cg_sub *sub)
 {
@@ -148,8 +160,8 @@ void cg_agent_sub_dropped(void *data, struct cg_sub *sub)
         if (sub->intervals & (1u << i))
             c->interval_refs[i]--;
     sub->intervals = 0;
-    if (sub->pending) {
-        *(struct cg_sub **)sub->pending = NULL; /* struct snap starts with its sub */
+    if (sub->pending) { /* its snapshot is still being filled: it is for nobody now */
+        ((struct snap *)sub->pending)->sub = NULL;
         sub->pending = NULL;
     }
 }
@@ -214,20 +226,6 @@ static void resume(struct cg_agent *a, struct cg_sub *sub, uint64_t since)
 }
 
 /* ---- snapshots --------------------------------------------------------------- */
-
-struct snap_part {
-    struct snap *snap;
-    uint32_t interval;
-};
-
-struct snap {
-    struct cg_sub *sub; /* first: cg_agent_sub_dropped clears it */
-    struct cg_agent *a;
-    int waiting;
-    struct snap_part parts[CG_CONFIG_INTERVALS_MAX];
-    struct cg_bar *fill[CG_CONFIG_INTERVALS_MAX]; /* older bars from Redis, oldest first */
-    size_t nfill[CG_CONFIG_INTERVALS_MAX];
-};
 
 static int parse_bar(const char *s, size_t len, struct cg_bar *b)
 {

@@ -119,11 +119,8 @@ static json_t *parse(struct cg_relay *r, const char *payload, size_t plen, const
     }
     json_error_t err;
     json_t *v = json_loadb(payload, plen, JSON_DECODE_ANY, &err);
-    if (!v) {
-        char detail[200];
-        snprintf(detail, sizeof(detail), "detail=%s", "\"not valid JSON\"");
-        drop(r, CG_DROP_BAD_JSON, what, detail);
-    }
+    if (!v)
+        drop(r, CG_DROP_BAD_JSON, what, "detail=\"not valid JSON\"");
     return v;
 }
 
