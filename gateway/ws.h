@@ -38,6 +38,9 @@ struct cg_ws {
     uv_timer_t sweep;
     struct cg_list to_close; /* clients whose close is to start (struct cg_client) */
     uv_timer_t closer;
+    struct cg_list to_flush; /* clients with queued frames to write (struct cg_client) */
+    uv_check_t flusher;      /* writes them after each poll phase */
+    uv_idle_t flush_soon;    /* active while to_flush is not empty: the poll does not block */
     uint64_t started_ms;
     char epoch[17];        /* this process's identity for resume (seq is per process) */
     struct cg_peers peers; /* per client address: connections, handshake rate */
