@@ -96,10 +96,8 @@ void cg_agent_tick(void *data, struct cg_instrument *in, json_t *obj, const char
         if (c->interval_refs[i]) {
             struct cg_frame *bf = cg_frame_bar(&c->series[i], in->name, cfg->interval_names[i],
                                                in->seq, &ev[k].ev.bar, final);
-            struct cg_list *it, *tmp;
-            CG_LIST_FOREACH_SAFE(it, tmp, &in->subs)
-            {
-                struct cg_sub *s = CG_CONTAINER_OF(it, struct cg_sub, inst_link);
+            for (uint32_t j = 0; j < in->nsubs; j++) { /* delivery drops no subscription */
+                struct cg_sub *s = in->subs[j];
                 if (!(s->intervals & (1u << i)) || s->pending)
                     continue;
                 if (final) {

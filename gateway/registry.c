@@ -22,9 +22,29 @@ static void free_node(struct cg_map_node *n, void *map)
     free(n); /* node is the first member of both instrument and user */
 }
 
+static void free_instrument(struct cg_map_node *n, void *map)
+{
+    free(CG_CONTAINER_OF(n, struct cg_instrument, node)->subs);
+    free_node(n, map);
+}
+
+/* Makes room in in->subs for one more subscription. Returns 0 or -1 (out of memory). */
+static int reserve_sub(struct cg_instrument *in)
+{
+    if (in->nsubs < in->subs_cap)
+        return 0;
+    uint32_t cap = in->subs_cap ? in->subs_cap * 2 : 4;
+    struct cg_sub **a = realloc(in->subs, cap * sizeof(*a));
+    if (!a)
+        return -1;
+    in->subs = a;
+    in->subs_cap = cap;
+    return 0;
+}
+
 void cg_registry_finish(struct cg_registry *r)
 {
-    cg_map_each(&r->instruments, free_node, &r->instruments);
+    cg_map_each(&r->instruments, free_instrument, &r->instruments);
     cg_map_each(&r->users, free_node, &r->users);
     cg_map_finish(&r->instruments);
     cg_map_finish(&r->users);
@@ -42,7 +62,6 @@ struct cg_instrument *cg_registry_instrument(struct cg_registry *r, const char *
     if (!in)
         return NULL;
     memcpy(in->name, name, len);
-    cg_list_init(&in->subs);
     if (cg_map_put(&r->instruments, &in->node, in->name, len)) {
         free(in);
         return NULL;
@@ -93,6 +112,7 @@ void cg_registry_reap(struct cg_registry *r, struct cg_instrument *in)
 {
     if (!in->nsubs && !in->known && !in->seq && !in->chart) {
         cg_map_del(&r->instruments, &in->node);
+        free(in->subs);
         free(in);
     }
 }
@@ -102,7 +122,8 @@ static void drop_sub(struct cg_registry *r, struct cg_sub *s)
     struct cg_instrument *in = s->inst;
     if (r->hooks.sub_dropped)
         r->hooks.sub_dropped(r->hooks.data, s);
-    cg_list_remove(&s->inst_link);
+    in->subs[s->index] = in->subs[in->nsubs - 1];
+    in->subs[s->index]->index = s->index;
     cg_list_remove(&s->member_link);
     s->member->nsubs--;
     r->nsubs--;
@@ -184,7 +205,7 @@ int cg_registry_subscribe(struct cg_registry *r, struct cg_member *m, const char
             dup = subs[j]->inst == in;
         if (dup)
             continue;
-        subs[k] = calloc(1, sizeof(**subs));
+        subs[k] = reserve_sub(in) ? NULL : calloc(1, sizeof(**subs));
         if (!subs[k]) {
             rc = CG_REG_NOMEM;
             break;
@@ -206,7 +227,8 @@ int cg_registry_subscribe(struct cg_registry *r, struct cg_member *m, const char
     }
     for (size_t j = 0; j < k; j++) {
         struct cg_sub *s = subs[j];
-        cg_list_append(&s->inst->subs, &s->inst_link);
+        s->index = s->inst->nsubs;
+        s->inst->subs[s->index] = s; /* room reserved above */
         cg_list_append(&m->subs, &s->member_link);
         m->nsubs++;
         r->nsubs++;

@@ -24,8 +24,12 @@
 
 struct cg_instrument {
     struct cg_map_node node;
-    struct cg_list subs; /* struct cg_sub.inst_link */
+    /* The subscriptions, an array rather than a list: a tick's fan-out walks it, and with
+     * thousands of subscribers a list walk is a cache miss per node (measured: 100 ns of the
+     * ~170 ns a delivered frame cost). Order is not meaningful (removal swaps the last in). */
+    struct cg_sub **subs;
     uint32_t nsubs;
+    uint32_t subs_cap;
     uint8_t known; /* seen on the wire or listed in Redis: shown by list/search */
     uint64_t seq;  /* last seq assigned to a tick of this instrument */
     void *chart;   /* the chart agent's state (struct cg_chart), owned by the agent */
@@ -49,14 +53,15 @@ struct cg_member {
 };
 
 struct cg_sub {
-    struct cg_list inst_link;
+    /* What the fan-out of a tick reads, first: one cache line per subscriber. */
+    struct cg_member *member;
+    uint64_t slot; /* the member's pending-tick position, see outq.h */
+    void *pending; /* a snapshot being prepared for this subscription: no live frames */
     struct cg_list member_link;
     struct cg_instrument *inst;
-    struct cg_member *member;
-    uint64_t slot;                              /* the member's pending-tick position, see outq.h */
+    uint32_t index;                             /* position in inst->subs */
     uint32_t intervals;                         /* bit i: bars of configured interval i wanted */
     uint64_t bar_slot[CG_CONFIG_INTERVALS_MAX]; /* pending forming-bar positions */
-    void *pending; /* a snapshot being prepared for this subscription: no live frames */
 };
 
 struct cg_registry_hooks {
