@@ -35,11 +35,14 @@ cg_meson_configure() {
     fi
 }
 
-# cg_port_free PORT -- succeeds when nothing can stop us binding 127.0.0.1:PORT.
+# cg_port_free PORT -- succeeds when nothing can stop us binding 127.0.0.1:PORT. SO_REUSEADDR as
+# chartgate, nginx and redis-server set it: connections of a process that just stopped, left in
+# TIME-WAIT, do not count (a listener still does).
 cg_port_free() {
     "$CG_PYTHON" - "$1" <<'PY'
 import socket, sys
 s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 try:
     s.bind(("127.0.0.1", int(sys.argv[1])))
 except OSError:
