@@ -120,7 +120,7 @@ struct load_stats {
     uint64_t status[LOAD_STATUS_MAX];
     uint64_t errno_counts[160];
     uint64_t ticks, missing, out_of_order, unexpected, snapshots, subscribed, error_frames,
-        other_frames, messages, bytes, pings, bad_frames;
+        other_frames, messages, tick_messages, bytes, pings, bad_frames;
     uint16_t close_code[LOAD_CLOSE_CODES];
     uint64_t close_count[LOAD_CLOSE_CODES];
 };
@@ -1044,6 +1044,7 @@ static long on_ws(struct load *l, struct conn *c, uint8_t *buf, size_t len)
         if (op == 0x1 || op == 0x0) {
             /* lws sends each message as one unfragmented frame; a continuation frame is
              * scanned as if it stood alone, which is right for newline-joined batches. */
+            uint64_t ticks_before = l->st.ticks;
             l->st.messages++;
             l->st.bytes += pl;
             const char *s = (const char *)p, *e = s + pl;
@@ -1053,6 +1054,7 @@ static long on_ws(struct load *l, struct conn *c, uint8_t *buf, size_t len)
                 on_json(l, c, s, fe);
                 s = fe + 1;
             }
+            l->st.tick_messages += l->st.ticks != ticks_before;
         } else if (op == 0x9) {
             l->st.pings++;
             send_frame(l, c, 0xA, p, pl);
@@ -1287,11 +1289,11 @@ static void report(struct load *l)
     printf(",\"ticks\":%" PRIu64 ",\"missing\":%" PRIu64 ",\"out_of_order\":%" PRIu64
            ",\"unexpected\":%" PRIu64 ",\"snapshots\":%" PRIu64 ",\"subscribed\":%" PRIu64
            ",\"error_frames\":%" PRIu64 ",\"other_frames\":%" PRIu64 ",\"bad_frames\":%" PRIu64
-           ",\"messages\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"pings\":%" PRIu64
-           ",\"disconnects\":%" PRIu64,
+           ",\"messages\":%" PRIu64 ",\"tick_messages\":%" PRIu64 ",\"bytes\":%" PRIu64
+           ",\"pings\":%" PRIu64 ",\"disconnects\":%" PRIu64,
            s->ticks, s->missing, s->out_of_order, s->unexpected, s->snapshots, s->subscribed,
-           s->error_frames, s->other_frames, s->bad_frames, s->messages, s->bytes, s->pings,
-           s->disconnects);
+           s->error_frames, s->other_frames, s->bad_frames, s->messages, s->tick_messages, s->bytes,
+           s->pings, s->disconnects);
     printf(",\"closes\":{");
     for (int i = 0; i < LOAD_CLOSE_CODES && s->close_code[i]; i++)
         printf("%s\"%u\":%" PRIu64, i ? "," : "", s->close_code[i], s->close_count[i]);
