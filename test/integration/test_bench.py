@@ -66,8 +66,8 @@ class BenchQuick(unittest.TestCase):
         self.assertTrue(os.path.getsize(os.path.join(self.res, "latency.png")) > 1000)
 
     def test_fanout_steps_count_exactly(self):
-        for s in self.steps("fanout", "fanout_zipf", "bursty", "tornado", "tornado_bursty",
-                            "nginx1", "nginx2"):
+        for s in self.steps("fanout", "fanout_zipf", "bursty", "bursty_wide", "tornado",
+                            "tornado_bursty", "nginx1", "nginx2"):
             with self.subTest(step=s["label"]):
                 self.assertGreater(s["conns"], 0)
                 self.assertEqual(s["connect_failed"], 0)
