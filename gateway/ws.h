@@ -3,8 +3,9 @@
  * One lws protocol serves both HTTP (static web/, /healthz, /metrics) and the
  * WebSocket endpoint /ws, so that clients need no subprotocol. Per-vhost state is
  * struct cg_ws; per-connection state is struct cg_client (lws allocates it). A
- * client's frames are queued in its cg_outq and written only in
- * LWS_CALLBACK_SERVER_WRITEABLE, several frames joined by "\n" per message. */
+ * client's frames are queued in its cg_outq and written once per loop turn, right
+ * after the poll phase (a uv_check handle), several frames joined by "\n" per
+ * message; a socket that cannot take more waits for LWS_CALLBACK_SERVER_WRITEABLE. */
 #ifndef CG_WS_H
 #define CG_WS_H
 
