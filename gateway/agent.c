@@ -97,7 +97,7 @@ void cg_agent_tick(void *data, struct cg_instrument *in, json_t *obj, const char
             struct cg_frame *bf = cg_frame_bar(&c->series[i], in->name, cfg->interval_names[i],
                                                in->seq, &ev[k].ev.bar, final);
             for (uint32_t j = 0; j < in->nsubs; j++) { /* delivery drops no subscription */
-                struct cg_sub *s = in->subs[j];
+                struct cg_sub *s = in->fan[j].sub;
                 if (!(s->intervals & (1u << i)) || s->pending)
                     continue;
                 if (final) {
@@ -160,7 +160,7 @@ void cg_agent_sub_dropped(void *data, struct cg_sub *sub)
     sub->intervals = 0;
     if (sub->pending) { /* its snapshot is still being filled: it is for nobody now */
         ((struct snap *)sub->pending)->sub = NULL;
-        sub->pending = NULL;
+        cg_registry_set_pending(sub, NULL);
     }
 }
 
@@ -321,7 +321,7 @@ static void on_fill(redisAsyncContext *ac, void *r, void *priv)
         return;
     if (sn->sub) {
         struct cg_sub *sub = sn->sub;
-        sub->pending = NULL;
+        cg_registry_set_pending(sub, NULL);
         send_snapshot(sn->a, sub, sn);
     }
     snap_free(sn);
@@ -362,7 +362,7 @@ void cg_agent_start(struct cg_agent *a, struct cg_sub *sub, int recovered, uint6
     }
     if (sn && sn->waiting) {
         sn->sub = sub;
-        sub->pending = sn;
+        cg_registry_set_pending(sub, sn);
         return;
     }
     free(sn);

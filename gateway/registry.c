@@ -24,22 +24,28 @@ static void free_node(struct cg_map_node *n, void *map)
 
 static void free_instrument(struct cg_map_node *n, void *map)
 {
-    free(CG_CONTAINER_OF(n, struct cg_instrument, node)->subs);
+    free(CG_CONTAINER_OF(n, struct cg_instrument, node)->fan);
     free_node(n, map);
 }
 
-/* Makes room in in->subs for one more subscription. Returns 0 or -1 (out of memory). */
+/* Makes room in in->fan for one more subscription. Returns 0 or -1 (out of memory). */
 static int reserve_sub(struct cg_instrument *in)
 {
-    if (in->nsubs < in->subs_cap)
+    if (in->nsubs < in->fan_cap)
         return 0;
-    uint32_t cap = in->subs_cap ? in->subs_cap * 2 : 4;
-    struct cg_sub **a = realloc(in->subs, cap * sizeof(*a));
+    uint32_t cap = in->fan_cap ? in->fan_cap * 2 : 4;
+    struct cg_fan *a = realloc(in->fan, cap * sizeof(*a));
     if (!a)
         return -1;
-    in->subs = a;
-    in->subs_cap = cap;
+    in->fan = a;
+    in->fan_cap = cap;
     return 0;
+}
+
+void cg_registry_set_pending(struct cg_sub *s, void *pending)
+{
+    s->pending = pending;
+    s->inst->fan[s->index].held = pending != NULL;
 }
 
 void cg_registry_finish(struct cg_registry *r)
@@ -112,7 +118,7 @@ void cg_registry_reap(struct cg_registry *r, struct cg_instrument *in)
 {
     if (!in->nsubs && !in->known && !in->seq && !in->chart) {
         cg_map_del(&r->instruments, &in->node);
-        free(in->subs);
+        free(in->fan);
         free(in);
     }
 }
@@ -122,8 +128,8 @@ static void drop_sub(struct cg_registry *r, struct cg_sub *s)
     struct cg_instrument *in = s->inst;
     if (r->hooks.sub_dropped)
         r->hooks.sub_dropped(r->hooks.data, s);
-    in->subs[s->index] = in->subs[in->nsubs - 1];
-    in->subs[s->index]->index = s->index;
+    in->fan[s->index] = in->fan[in->nsubs - 1];
+    in->fan[s->index].sub->index = s->index;
     cg_list_remove(&s->member_link);
     s->member->nsubs--;
     r->nsubs--;
@@ -228,7 +234,7 @@ int cg_registry_subscribe(struct cg_registry *r, struct cg_member *m, const char
     for (size_t j = 0; j < k; j++) {
         struct cg_sub *s = subs[j];
         s->index = s->inst->nsubs;
-        s->inst->subs[s->index] = s; /* room reserved above */
+        s->inst->fan[s->index] = (struct cg_fan){s->member, 0, s, 0}; /* room reserved above */
         cg_list_append(&m->subs, &s->member_link);
         m->nsubs++;
         r->nsubs++;

@@ -22,14 +22,22 @@
 #include "map.h"
 #include "session.h"
 
+/* One subscription as a tick's fan-out sees it. An instrument keeps them in one array that
+ * the fan-out streams through: a list of subscriptions cost a cache miss per subscriber, and
+ * so did a pointer array (perf at 1000 sockets x 500 instruments: the fan-out stalled on
+ * loading each struct cg_sub, 23% of the gateway's CPU). */
+struct cg_fan {
+    struct cg_member *member;
+    uint64_t slot;      /* the member's pending-tick position, see outq.h */
+    struct cg_sub *sub; /* the rest of the subscription */
+    uint32_t held;      /* sub->pending is set: a snapshot is being prepared, no live ticks */
+};
+
 struct cg_instrument {
     struct cg_map_node node;
-    /* The subscriptions, an array rather than a list: a tick's fan-out walks it, and with
-     * thousands of subscribers a list walk is a cache miss per node (measured: 100 ns of the
-     * ~170 ns a delivered frame cost). Order is not meaningful (removal swaps the last in). */
-    struct cg_sub **subs;
+    struct cg_fan *fan; /* nsubs entries; order not meaningful (removal swaps the last in) */
     uint32_t nsubs;
-    uint32_t subs_cap;
+    uint32_t fan_cap;
     uint8_t known; /* seen on the wire or listed in Redis: shown by list/search */
     uint64_t seq;  /* last seq assigned to a tick of this instrument */
     void *chart;   /* the chart agent's state (struct cg_chart), owned by the agent */
@@ -53,13 +61,12 @@ struct cg_member {
 };
 
 struct cg_sub {
-    /* What the fan-out of a tick reads, first: one cache line per subscriber. */
     struct cg_member *member;
-    uint64_t slot; /* the member's pending-tick position, see outq.h */
-    void *pending; /* a snapshot being prepared for this subscription: no live frames */
+    void
+        *pending; /* a snapshot being prepared: no live frames (set with cg_registry_set_pending) */
     struct cg_list member_link;
     struct cg_instrument *inst;
-    uint32_t index;                             /* position in inst->subs */
+    uint32_t index;                             /* position in inst->fan */
     uint32_t intervals;                         /* bit i: bars of configured interval i wanted */
     uint64_t bar_slot[CG_CONFIG_INTERVALS_MAX]; /* pending forming-bar positions */
 };
@@ -123,5 +130,8 @@ void cg_registry_unsubscribe(struct cg_registry *r, struct cg_member *m, const c
 void cg_registry_reap(struct cg_registry *r, struct cg_instrument *in);
 /* The subscription of m to inst, or NULL. O(subscriptions of m). */
 struct cg_sub *cg_registry_find_sub(const struct cg_member *m, const struct cg_instrument *inst);
+
+/* Sets (or clears, with NULL) the snapshot s waits for; while set, ticks skip s. */
+void cg_registry_set_pending(struct cg_sub *s, void *pending);
 
 #endif

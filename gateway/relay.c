@@ -50,15 +50,12 @@ static void fan_instrument(struct cg_relay *r, struct cg_instrument *in, struct 
 {
     /* Delivery never drops a subscription (closes are deferred), so the array holds still.
      * Prefetching a few subscribers ahead overlaps their cache misses. */
-    struct cg_sub *const *subs = in->subs;
+    struct cg_fan *fan = in->fan;
     for (uint32_t i = 0, n = in->nsubs; i < n; i++) {
         if (i + 8 < n)
-            __builtin_prefetch(subs[i + 8]);
-        if (i + 4 < n)
-            __builtin_prefetch(subs[i + 4]->member);
-        struct cg_sub *s = subs[i];
-        if (!s->pending) /* its snapshot, when ready, will include this tick */
-            r->hooks.deliver(r->hooks.data, s->member, f, &s->slot);
+            __builtin_prefetch(fan[i + 8].member);
+        if (!fan[i].held) /* its snapshot, when ready, will include this tick */
+            r->hooks.deliver(r->hooks.data, fan[i].member, f, &fan[i].slot);
     }
 }
 

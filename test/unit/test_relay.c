@@ -119,8 +119,8 @@ static void test_tick_fanout(void)
     CHECK_INT(dl[0].f->kind, CG_FRAME_TICK);
     CHECK_PTR(dl[0].f->ckey, rb);
     /* The slot handed over is that member's subscription slot. */
-    CHECK_PTR(dl[0].slot, &cg_registry_find_sub(&m1, rb)->slot);
-    CHECK_PTR(dl[1].slot, &cg_registry_find_sub(&m2, rb)->slot);
+    CHECK_PTR(dl[0].slot, &rb->fan[cg_registry_find_sub(&m1, rb)->index].slot);
+    CHECK_PTR(dl[1].slot, &rb->fan[cg_registry_find_sub(&m2, rb)->index].slot);
     CHECK_UINT(rb->seq, 1);
     CHECK_INT(rb->known, 1);
     forget();
