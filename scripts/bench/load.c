@@ -217,7 +217,7 @@ static void parse_url(const char *url, const char *scheme, char *host, size_t ho
     *port = (int)p;
     snprintf(rest, restsz, "%s", *end ? end : "/");
     if (!strcmp(host, "localhost"))
-        snprintf(host, hostsz, "127.0.0.1");
+        memcpy(host, "127.0.0.1", sizeof("127.0.0.1")); /* hostsz >= 10: it held "localhost" */
     if (!is_loopback(host))
         die("only loopback targets (127.0.0.0/8): %s", url);
 }
@@ -800,6 +800,8 @@ static int accept_ok(const char *head, const char *key)
 /* Handles the HTTP answer in buf[0..len); returns bytes consumed, 0 = incomplete, -1 = closed. */
 static long on_http(struct load *l, struct conn *c, uint8_t *buf, size_t len)
 {
+    if (!buf) /* never: the shared read buffer; tells gcc -fsanitize builds so */
+        return -1;
     uint8_t *end = memmem(buf, len, "\r\n\r\n", 4);
     if (!end) {
         if (len > LOAD_HTTP_MAX) {
