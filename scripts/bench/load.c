@@ -55,6 +55,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench.h"
+
 #define LOAD_MAX_CONNS 200000
 #define LOAD_RBUF (1U << 20)        /* shared read buffer */
 #define LOAD_MAX_PENDING (4U << 20) /* a socket's unparsed bytes beyond this: protocol error */
@@ -166,38 +168,6 @@ static void die(const char *fmt, ...)
     exit(2);
 }
 
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
-static uint64_t real_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000000ULL + (uint64_t)ts.tv_nsec / 1000;
-}
-
-static uint64_t rnd(struct load *l)
-{
-    uint64_t x = l->rng; /* xorshift64* */
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    l->rng = x;
-    return x * 2685821657736338717ULL;
-}
-
-static int is_loopback(const char *host)
-{
-    struct in_addr a;
-    if (!strcmp(host, "localhost"))
-        return 1;
-    return inet_pton(AF_INET, host, &a) == 1 && (ntohl(a.s_addr) >> 24) == 127;
-}
-
 /* "ws://HOST:PORT/PATH" or "redis://HOST:PORT[/DB]" into host/port/rest. */
 static void parse_url(const char *url, const char *scheme, char *host, size_t hostsz, int *port,
                       char *rest, size_t restsz)
@@ -218,7 +188,7 @@ static void parse_url(const char *url, const char *scheme, char *host, size_t ho
     snprintf(rest, restsz, "%s", *end ? end : "/");
     if (!strcmp(host, "localhost"))
         memcpy(host, "127.0.0.1", sizeof("127.0.0.1")); /* hostsz >= 10: it held "localhost" */
-    if (!is_loopback(host))
+    if (!bench_is_loopback(host))
         die("only loopback targets (127.0.0.0/8): %s", url);
 }
 
@@ -522,19 +492,9 @@ static int cmp_u16(const void *a, const void *b)
 
 static uint16_t pick_instrument(struct load *l)
 {
-    uint32_t k = l->o.instruments;
     if (!l->o.zipf)
-        return (uint16_t)(rnd(l) % k);
-    double u = (double)(rnd(l) >> 11) / 9007199254740992.0;
-    uint32_t lo = 0, hi = k - 1;
-    while (lo < hi) {
-        uint32_t mid = (lo + hi) / 2;
-        if (l->zipf_cdf[mid] < u)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return (uint16_t)lo;
+        return (uint16_t)(bench_rnd(&l->rng) % l->o.instruments);
+    return (uint16_t)bench_zipf_pick(l->zipf_cdf, l->o.instruments, bench_rnd_unit(&l->rng));
 }
 
 /* Chooses c's S distinct instruments (all of them when S = K). */
@@ -683,7 +643,7 @@ static void conn_start(struct load *l, struct conn *c, uint32_t idx)
     c->state = C_CONNECTING;
     c->subscribed = 0;
     l->inflight++;
-    c->t_connect_ns = mono_ns();
+    c->t_connect_ns = bench_mono_ns();
     c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (c->fd < 0) {
         count_errno(l, errno);
@@ -717,7 +677,7 @@ static void send_upgrade(struct load *l, struct conn *c)
 {
     uint8_t raw[16];
     for (int i = 0; i < 16; i += 8) {
-        uint64_t r = rnd(l);
+        uint64_t r = bench_rnd(&l->rng);
         memcpy(raw + i, &r, 8);
     }
     b64(raw, 16, c->key);
@@ -751,7 +711,7 @@ static void send_frame(struct load *l, struct conn *c, int opcode, const void *p
         for (int i = 7; i >= 0; i--)
             hdr[h++] = (uint8_t)((uint64_t)len >> (8 * i));
     }
-    uint32_t mask = (uint32_t)rnd(l);
+    uint32_t mask = (uint32_t)bench_rnd(&l->rng);
     memcpy(hdr + h, &mask, 4);
     const uint8_t *m = hdr + h;
     h += 4;
@@ -830,7 +790,7 @@ static long on_http(struct load *l, struct conn *c, uint8_t *buf, size_t len)
         conn_close(l, c, 1);
         return -1;
     }
-    uint64_t t = mono_ns();
+    uint64_t t = bench_mono_ns();
     hist_add(&l->hs, (t - c->t_connect_ns) / 1000);
     l->st.handshakes_ok++;
     if (!l->t_first_ok_ns)
@@ -1089,7 +1049,7 @@ static void on_readable(struct load *l, struct conn *c)
         conn_close(l, c, 0);
         return;
     }
-    l->now_us = real_us();
+    l->now_us = bench_real_us();
     size_t len = have + (size_t)n, off = 0;
     if (c->state == C_HTTP) {
         long used = on_http(l, c, buf, len);
@@ -1150,12 +1110,12 @@ static void on_event(struct load *l, struct conn *c, uint32_t ev)
 
 static void print_ready(struct load *l)
 {
-    double s = (double)(mono_ns() - l->t0_ns) / 1e9;
+    double s = (double)(bench_mono_ns() - l->t0_ns) / 1e9;
     printf("ready open=%u failed=%" PRIu64 " subscribed=%" PRIu64 " elapsed_s=%.3f\n", l->open,
            l->st.connect_errors + l->st.http_errors + l->st.accept_mismatch, l->st.subscribed, s);
     fflush(stdout);
     l->ready_printed = 1;
-    l->t_ready_ns = mono_ns();
+    l->t_ready_ns = bench_mono_ns();
 }
 
 static void maybe_ready(struct load *l)
@@ -1172,7 +1132,7 @@ static void maybe_ready(struct load *l)
 
 static void start_more(struct load *l)
 {
-    double el = (double)(mono_ns() - l->t0_ns) / 1e9;
+    double el = (double)(bench_mono_ns() - l->t0_ns) / 1e9;
     for (;;) {
         if (l->inflight >= l->o.concurrency)
             return;
@@ -1203,7 +1163,7 @@ static void progress(struct load *l)
     fprintf(stderr,
             "cg-load: t=%.1fs open=%u inflight=%u ok=%" PRIu64 " ticks=%" PRIu64 " p99=%" PRIu64
             "us missing=%" PRIu64 "\n",
-            (double)(mono_ns() - l->t0_ns) / 1e9, l->open, l->inflight, l->st.handshakes_ok,
+            (double)(bench_mono_ns() - l->t0_ns) / 1e9, l->open, l->inflight, l->st.handshakes_ok,
             l->st.ticks, hist_pct(&l->lat, 99), l->st.missing);
 }
 
@@ -1215,7 +1175,7 @@ static void run(struct load *l)
     while (!load_stop) {
         start_more(l);
         maybe_ready(l);
-        uint64_t now = mono_ns();
+        uint64_t now = bench_mono_ns();
         if (now >= end)
             break;
         if (l->o.stats_s > 0 && now >= next_stats) {
@@ -1261,7 +1221,7 @@ static void print_hist(const char *name, const struct hist *h)
 static void report(struct load *l)
 {
     const struct load_stats *s = &l->st;
-    uint64_t end = mono_ns();
+    uint64_t end = bench_mono_ns();
     double elapsed = (double)(end - l->t0_ns) / 1e9;
     double hs_span =
         l->t_last_ok_ns > l->t_first_ok_ns ? (double)(l->t_last_ok_ns - l->t_first_ok_ns) / 1e9 : 0;
@@ -1336,20 +1296,8 @@ int main(int argc, char **argv)
     l->rbuf = malloc(LOAD_RBUF);
     if (!l->conns || !l->per_subs || !l->per_rx || !l->rbuf)
         die("out of memory");
-    if (l->o.zipf) {
-        l->zipf_cdf = malloc(l->o.instruments * sizeof(double));
-        if (!l->zipf_cdf)
-            die("out of memory");
-        double sum = 0;
-        for (uint32_t i = 0; i < l->o.instruments; i++)
-            sum += 1.0 / pow((double)i + 1, l->o.zipf_s);
-        double acc = 0;
-        for (uint32_t i = 0; i < l->o.instruments; i++) {
-            acc += 1.0 / pow((double)i + 1, l->o.zipf_s) / sum;
-            l->zipf_cdf[i] = acc;
-        }
-        l->zipf_cdf[l->o.instruments - 1] = 1.0;
-    }
+    if (l->o.zipf && !(l->zipf_cdf = bench_zipf_cdf(l->o.instruments, l->o.zipf_s)))
+        die("out of memory");
     for (uint32_t i = 0; i < l->o.conns; i++) {
         l->conns[i].fd = -1;
         if (!l->o.churn)
@@ -1363,7 +1311,7 @@ int main(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
-    l->t0_ns = mono_ns();
+    l->t0_ns = bench_mono_ns();
     run(l);
     if (!l->ready_printed && !l->o.churn)
         print_ready(l); /* the runner waits for the line; it reads the counts */

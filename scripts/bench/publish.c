@@ -57,6 +57,8 @@
 #include <sys/prctl.h>
 #include <time.h>
 
+#include "bench.h"
+
 #define PUB_MAX_INSTRUMENTS 65535 /* as cg-load */
 #define PUB_MAX_RATE 1e7          /* messages/s */
 #define PUB_MAX_HZ 1e4            /* bursts/s */
@@ -166,14 +168,6 @@ static const char *key_arg(const char *name, const char *v)
     return v;
 }
 
-static int is_loopback(const char *host)
-{
-    struct in_addr a;
-    if (!strcmp(host, "localhost"))
-        return 1;
-    return inet_pton(AF_INET, host, &a) == 1 && (ntohl(a.s_addr) >> 24) == 127;
-}
-
 /* parse_redis -- redis://HOST:PORT[/DB] into o; exits 2 on another shape or a host that is not
  * loopback. */
 static void parse_redis(const char *url, struct pub_opts *o)
@@ -186,7 +180,7 @@ static void parse_redis(const char *url, struct pub_opts *o)
         die("--redis: want redis://HOST:PORT[/DB], got '%s'", url);
     memcpy(o->host, h, (size_t)(colon - h));
     o->host[colon - h] = 0;
-    if (!is_loopback(o->host))
+    if (!bench_is_loopback(o->host))
         die("--redis: only loopback Redis (127.0.0.0/8 or localhost), got '%s'", o->host);
     if (!strcmp(o->host, "localhost")) /* not ::1: a Redis bound to 127.0.0.1 must be found */
         snprintf(o->host, sizeof(o->host), "127.0.0.1");
@@ -342,53 +336,6 @@ static uint64_t rng_seed(uint64_t seed)
     return z ? z : 0x2545f4914f6cdd1dULL; /* xorshift must not start at 0 */
 }
 
-static uint64_t rnd(uint64_t *state)
-{
-    uint64_t x = *state; /* xorshift64* */
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *state = x;
-    return x * 2685821657736338717ULL;
-}
-
-static double rnd_unit(uint64_t *state)
-{
-    return (double)(rnd(state) >> 11) * (1.0 / 9007199254740992.0); /* [0, 1) */
-}
-
-/* zipf_cdf -- a new array of k cumulative probabilities of P(i) ~ 1/(i+1)^s, or NULL when out of
- * memory. The last entry is exactly 1. */
-static double *zipf_cdf(uint32_t k, double s)
-{
-    double *cdf = malloc(k * sizeof(*cdf));
-    if (!cdf)
-        return NULL;
-    double sum = 0;
-    for (uint32_t i = 0; i < k; i++) {
-        sum += pow((double)i + 1.0, -s);
-        cdf[i] = sum;
-    }
-    for (uint32_t i = 0; i < k; i++)
-        cdf[i] /= sum;
-    cdf[k - 1] = 1.0;
-    return cdf;
-}
-
-/* zipf_pick -- the first index whose cumulative probability exceeds u in [0, 1). */
-static uint32_t zipf_pick(const double *cdf, uint32_t k, double u)
-{
-    uint32_t lo = 0, hi = k - 1;
-    while (lo < hi) {
-        uint32_t mid = lo + (hi - lo) / 2;
-        if (cdf[mid] > u)
-            hi = mid;
-        else
-            lo = mid + 1;
-    }
-    return lo;
-}
-
 /* ---- histogram of lateness (log-linear, nanoseconds) --------------------------------------- */
 
 struct hist {
@@ -477,20 +424,6 @@ static void on_signal(int sig)
     pub_stop = sig;
 }
 
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
-static uint64_t real_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000000ULL + (uint64_t)ts.tv_nsec / 1000;
-}
-
 /* sleep_until -- returns at the monotonic deadline, or earlier on a signal (on purpose: the loop
  * then sees pub_stop). */
 static void sleep_until(uint64_t when_ns)
@@ -526,7 +459,7 @@ static int pub_init(struct pub *p, char *err, size_t errsz)
     p->payload = malloc(p->payload_cap);
     p->envelope = o->rpush ? malloc(p->envelope_cap) : NULL;
     if (o->zipf && o->rate > 0)
-        p->cdf = zipf_cdf(o->instruments, o->zipf_s);
+        p->cdf = bench_zipf_cdf(o->instruments, o->zipf_s);
     if (!p->in || !p->sched || !p->payload || (o->rpush && !p->envelope) ||
         (o->zipf && o->rate > 0 && !p->cdf)) {
         snprintf(err, errsz, "out of memory for %" PRIu32 " instruments", o->instruments);
@@ -597,7 +530,7 @@ static uint32_t next_instrument(struct pub *p)
         }
         return i;
     }
-    i = p->cdf ? zipf_pick(p->cdf, k, rnd_unit(&p->rng)) : (uint32_t)(p->next % k);
+    i = p->cdf ? bench_zipf_pick(p->cdf, k, bench_rnd_unit(&p->rng)) : (uint32_t)(p->next % k);
     p->next++;
     return i;
 }
@@ -605,7 +538,7 @@ static uint32_t next_instrument(struct pub *p)
 /* tick_text -- steps the instrument and writes its tick into p->payload; returns its length. */
 static size_t tick_text(struct pub *p, struct pub_inst *in, uint64_t due_ns)
 {
-    uint64_t r = rnd(&p->rng);
+    uint64_t r = bench_rnd(&p->rng);
     /* Free walk within +-50.0 of 3500.0, pulled back beyond that. */
     in->price_tenths += (int64_t)(r % 11) - 5 - (in->price_tenths - PUB_START_TENTHS) / 500;
     if (in->price_tenths < 1)
@@ -678,7 +611,7 @@ static int flush(struct pub *p, uint32_t n, char *err, size_t errsz)
             return -1;
         }
     }
-    uint64_t sent = mono_ns();
+    uint64_t sent = bench_mono_ns();
     for (uint32_t i = 0; i < n; i++)
         hist_add(&p->behind, sent - p->sched[i]);
 
@@ -701,7 +634,7 @@ static int flush(struct pub *p, uint32_t n, char *err, size_t errsz)
         freeReplyObject(r);
     }
     p->published += n;
-    p->last_reply_ns = mono_ns();
+    p->last_reply_ns = bench_mono_ns();
     return 0;
 }
 
@@ -710,18 +643,18 @@ static int flush(struct pub *p, uint32_t n, char *err, size_t errsz)
  * Returns 0, or -1 with err filled. */
 static int run(struct pub *p, char *err, size_t errsz)
 {
-    uint64_t warm_end = mono_ns() + (uint64_t)p->o.warmup_ms * 1000000ULL;
-    while (!pub_stop && mono_ns() < warm_end)
+    uint64_t warm_end = bench_mono_ns() + (uint64_t)p->o.warmup_ms * 1000000ULL;
+    while (!pub_stop && bench_mono_ns() < warm_end)
         sleep_until(warm_end);
 
-    p->t0_ns = mono_ns();
-    p->real0_us = real_us();
+    p->t0_ns = bench_mono_ns();
+    p->real0_us = bench_real_us();
     p->last_reply_ns = p->t0_ns;
     while (!pub_stop) {
         uint64_t due = next_due(p);
         if (due == UINT64_MAX)
             break;
-        uint64_t now = mono_ns();
+        uint64_t now = bench_mono_ns();
         if (due > now) {
             sleep_until(due);
             continue;
