@@ -455,16 +455,19 @@ class Upgrade:
 
 
 def raw_upgrade(port, path="/ws", cookie=None, origin=None, extra_headers=None,
-                keep_open=False, rcvbuf=None, timeout=None):
+                keep_open=False, rcvbuf=None, timeout=None, source=None):
     """Send a WebSocket upgrade request by hand and read the status line and headers.
 
-    cookie is the whole Cookie header value (or None for none). Returns an Upgrade; its sock
+    cookie is the whole Cookie header value (or None for none); source, a local address such as
+    127.0.0.2 to connect from (what a proxy sees as the client). Returns an Upgrade; its sock
     is open only when keep_open and the status is 101."""
     timeout = timeout or scaled(5)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     if rcvbuf:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
     sock.settimeout(timeout)
+    if source:
+        sock.bind((source, 0))
     sock.connect(("127.0.0.1", port))
     key = base64.b64encode(secrets.token_bytes(16)).decode()
     lines = ["GET %s HTTP/1.1" % path, "Host: 127.0.0.1:%d" % port, "Upgrade: websocket",

@@ -15,10 +15,8 @@ that does not is closed); per-address limits counted against the real client add
 from the trusted nginx; clients bind 127.0.0.2 / 127.0.0.3), which the client cannot spoof.
 """
 
-import base64
 import json
 import os
-import secrets
 import select
 import signal
 import socket
@@ -27,7 +25,7 @@ import sys
 import time
 
 import harness
-from harness import (WSClient, RawWS, Upgrade, free_port, http_get, is_message, is_tick,
+from harness import (WSClient, RawWS, free_port, http_get, is_message, is_tick,
                      raw_upgrade, scaled, wait_for, ws_accept)
 
 RUN = os.path.join(harness.REPO_ROOT, "scripts", "nginx", "run")
@@ -212,38 +210,11 @@ def _read(path):
         return ""
 
 
-def upgrade_from(src, port, cookie, extra_headers=None, timeout=None):
+def upgrade_from(src, port, cookie, extra_headers=None):
     """raw_upgrade from the local address src (127.0.0.x): what nginx sees as $remote_addr.
     Returns an Upgrade whose sock stays open on 101."""
-    timeout = timeout or scaled(5)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.settimeout(timeout)
-    sock.bind((src, 0))
-    sock.connect(("127.0.0.1", port))
-    key = base64.b64encode(secrets.token_bytes(16)).decode()
-    lines = ["GET /ws HTTP/1.1", "Host: 127.0.0.1:%d" % port, "Upgrade: websocket",
-             "Connection: Upgrade", "Sec-WebSocket-Key: %s" % key, "Sec-WebSocket-Version: 13",
-             "Cookie: %s" % cookie]
-    lines += ["%s: %s" % kv for kv in (extra_headers or {}).items()]
-    sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
-    buf = b""
-    while b"\r\n\r\n" not in buf:
-        chunk = sock.recv(4096)
-        if not chunk:
-            sock.close()
-            raise AssertionError("connection closed before an HTTP response head: %r" % buf)
-        buf += chunk
-    head, rest = buf.split(b"\r\n\r\n", 1)
-    head_lines = head.decode("latin-1").split("\r\n")
-    status = int(head_lines[0].split(" ", 2)[1])
-    headers = {}
-    for line in head_lines[1:]:
-        k, _, v = line.partition(":")
-        headers[k.strip().lower()] = v.strip()
-    if status != 101:
-        sock.close()
-        sock = None
-    return Upgrade(status, "", headers, rest, sock, key)
+    return harness.raw_upgrade(port, cookie=cookie, extra_headers=extra_headers,
+                               keep_open=True, source=src)
 
 
 class NginxTest(harness.GatewayTestCase):
