@@ -5,6 +5,7 @@
 #define CG_BENCH_H
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -40,6 +41,18 @@ static inline uint64_t bench_rnd(uint64_t *state)
 static inline double bench_rnd_unit(uint64_t *state) /* [0, 1) */
 {
     return (double)(bench_rnd(state) >> 11) * (1.0 / 9007199254740992.0);
+}
+
+/* A whole-string finite number in [lo, hi] into *out; 0, or -1 ("nan", "1e999", "5x", ""...). */
+static inline int bench_number(const char *v, double lo, double hi, double *out)
+{
+    char *end;
+    errno = 0;
+    double d = strtod(v, &end);
+    if (errno || end == v || *end || !isfinite(d) || d < lo || d > hi)
+        return -1;
+    *out = d;
+    return 0;
 }
 
 /* 127.0.0.0/8 or "localhost": the only targets the tools accept. */

@@ -218,9 +218,8 @@ static void usage(FILE *f)
 
 static double num_arg(const char *name, const char *v, double lo, double hi)
 {
-    char *end;
-    double d = strtod(v, &end);
-    if (end == v || *end || d < lo || d > hi)
+    double d;
+    if (bench_number(v, lo, hi, &d)) /* also refuses "nan", which passed the range test */
         die("--%s: want a number in [%g, %g], got '%s'", name, lo, hi, v);
     return d;
 }

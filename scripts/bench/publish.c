@@ -143,10 +143,8 @@ static void usage(FILE *f)
 
 static double num_arg(const char *name, const char *v, double lo, double hi)
 {
-    char *end;
-    errno = 0;
-    double d = strtod(v, &end);
-    if (errno || end == v || *end || !isfinite(d) || d < lo || d > hi)
+    double d;
+    if (bench_number(v, lo, hi, &d))
         die("--%s: want a number in [%g, %g], got '%s'", name, lo, hi, v);
     return d;
 }

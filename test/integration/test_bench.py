@@ -102,6 +102,23 @@ class BenchQuick(unittest.TestCase):
             self.assertGreater(s["rss_mb"], 0)
             self.assertGreater(s["kb_per_conn"], 0)
 
+    def test_bad_options_fail_at_start(self):
+        # One line saying what and where, exit 2, before touching Redis or a socket.
+        load = os.path.join(BUILD, "scripts", "cg-load")
+        pub = os.path.join(BUILD, "scripts", "cg-publish")
+        for argv, flag in (
+                ([load, "--url", "ws://127.0.0.1:1/ws", "--redis", "redis://127.0.0.1:1",
+                  "--conns", "nan"], "--conns"),
+                ([load, "--url", "ws://10.0.0.1:80/ws", "--redis", "redis://127.0.0.1:1"],
+                 "loopback"),
+                ([pub, "--rate", "nan", "--duration", "1"], "--rate"),
+                ([pub, "--rate", "10", "--duration", "1e999"], "--duration")):
+            with self.subTest(argv=argv[1:]):
+                r = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+                self.assertEqual(r.returncode, 2, r.stderr)
+                self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
+                self.assertIn(flag, r.stderr)
+
     def test_handshakes(self):
         hs = self.results["handshake"]
         alone = [h for h in hs if "per_s" in h]
