@@ -126,7 +126,7 @@ static int take_chart_options(struct cg_request *req, const struct cg_config *cf
         json_t *v;
         json_array_foreach(iv, i, v)
         {
-            uint32_t k;
+            uint32_t k = 0; /* gcc -O3 cannot see take_interval sets it on 0 */
             if (take_interval(v, cfg, &k, err))
                 return -1;
             req->intervals |= 1u << k;

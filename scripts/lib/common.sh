@@ -23,10 +23,13 @@ cg_die() {
 
 # cg_meson_configure DIR [MESON_ARGS...] -- configure DIR, or reconfigure it with the same
 # options when it already holds a meson build. A leftover directory that is not a meson build
-# (for example an interrupted first setup) is removed first. Returns meson's status.
+# (for example an interrupted first setup) is removed first. Warnings are errors in every build
+# the project's own scripts make (meson.build leaves them off for packagers). Returns meson's
+# status.
 cg_meson_configure() {
     local dir=$1
     shift
+    set -- -Dwerror=true "$@"
     if [[ -f "$CG_ROOT/$dir/meson-private/coredata.dat" ]]; then
         meson setup --reconfigure "$CG_ROOT/$dir" "$CG_ROOT" "$@"
     else
