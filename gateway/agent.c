@@ -7,8 +7,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "instrument.h"
 #include "log.h"
 #include "metrics.h"
+#include "request.h"
 
 #define SWEEP_MS 10000
 

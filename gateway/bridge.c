@@ -1,6 +1,7 @@
 /* bridge.c -- Redis links (pub/sub, command, inbox), reconnection and watchdogs. */
 #include "bridge.h"
 
+#include "instrument.h"
 #include "uvredis.h"
 #include <hiredis/hiredis.h>
 #include <stdio.h>
@@ -18,8 +19,6 @@
 #define INSTRUMENTS_EVERY_MS 30000
 #define SUB_BATCH 512
 
-static const char *const link_names[] = {"pubsub", "command", "inbox"};
-
 static uint64_t now_ms(const struct cg_bridge *b)
 {
     return uv_now(b->loop);
@@ -36,7 +35,7 @@ static void drop_link(struct cg_bridge_link *l, const char *why)
     if (!ac)
         return;
     cg_log(l->up ? CG_LOG_WARN : CG_LOG_INFO, "redis link lost", "link=%s reason=\"%s\"",
-           link_names[l->id], why);
+           cg_link_names[l->id], why);
     l->ac = NULL;
     l->up = 0;
     l->pending_ms = 0;
@@ -76,7 +75,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
     if (!l || l->ac != ac)
         return;
     if (status != REDIS_OK) {
-        cg_log(CG_LOG_DEBUG, "redis connect failed", "link=%s error=\"%s\"", link_names[l->id],
+        cg_log(CG_LOG_DEBUG, "redis connect failed", "link=%s error=\"%s\"", cg_link_names[l->id],
                ac->errstr);
         l->ac = NULL; /* hiredis frees the context after this callback */
         l->up = 0;
@@ -91,7 +90,7 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
     struct cg_bridge_link *l = ac->data;
     if (!l || l->ac != ac)
         return; /* dropped on purpose: already handled */
-    cg_log(CG_LOG_WARN, "redis link lost", "link=%s reason=\"%s\"", link_names[l->id],
+    cg_log(CG_LOG_WARN, "redis link lost", "link=%s reason=\"%s\"", cg_link_names[l->id],
            status == REDIS_OK ? "closed" : ac->errstr);
     l->ac = NULL;
     l->up = 0;
@@ -108,7 +107,7 @@ static void connect_link(struct cg_bridge_link *l)
         return;
     redisAsyncContext *ac = redisAsyncConnect(b->cfg->redis_host, (int)b->cfg->redis_port);
     if (!ac || ac->err) {
-        cg_log(CG_LOG_DEBUG, "redis connect failed", "link=%s error=\"%s\"", link_names[l->id],
+        cg_log(CG_LOG_DEBUG, "redis connect failed", "link=%s error=\"%s\"", cg_link_names[l->id],
                ac ? ac->errstr : "out of memory");
         if (ac)
             redisAsyncFree(ac);
@@ -289,7 +288,7 @@ static int check_reply(struct cg_bridge_link *l, redisReply *reply, const char *
 {
     if (reply && reply->type == REDIS_REPLY_ERROR) {
         cg_log(CG_LOG_ERROR, "redis command failed", "link=%s command=%s error=\"%.200s\"",
-               link_names[l->id], what, reply->str);
+               cg_link_names[l->id], what, reply->str);
         return -1;
     }
     return 0;
@@ -464,7 +463,7 @@ static void link_ready(struct cg_bridge_link *l)
     l->backoff_ms = 0;
     l->up = 1;
     l->pending_ms = 0;
-    cg_log(CG_LOG_INFO, "redis link up", "link=%s addr=%s:%u", link_names[l->id],
+    cg_log(CG_LOG_INFO, "redis link up", "link=%s addr=%s:%u", cg_link_names[l->id],
            b->cfg->redis_host, b->cfg->redis_port);
     if (l->id != CG_LINK_PUBSUB && b->cfg->redis_db)
         redisAsyncCommand(l->ac, NULL, NULL, "SELECT %u", b->cfg->redis_db);
@@ -500,7 +499,7 @@ static void watchdog_cb(uv_timer_t *t)
 {
     struct cg_bridge *b = t->data;
     uint64_t now = now_ms(b);
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < CG_LINK_BRIDGE_COUNT; i++) {
         struct cg_bridge_link *l = &b->links[i];
         if (l->ac && !l->up && now - l->since_ms > CONNECT_TIMEOUT_MS)
             drop_link(l, "connect timeout");
@@ -536,7 +535,7 @@ int cg_bridge_start(struct cg_bridge *b, uv_loop_t *loop, const struct cg_config
              cfg->inbox_id);
     uv_timer_init(loop, &b->watchdog);
     b->watchdog.data = b;
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < CG_LINK_BRIDGE_COUNT; i++) {
         struct cg_bridge_link *l = &b->links[i];
         l->bridge = b;
         l->id = (enum cg_link)i;
@@ -551,7 +550,7 @@ int cg_bridge_start(struct cg_bridge *b, uv_loop_t *loop, const struct cg_config
 void cg_bridge_stop(struct cg_bridge *b)
 {
     b->stopping = 1;
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < CG_LINK_BRIDGE_COUNT; i++) {
         struct cg_bridge_link *l = &b->links[i];
         redisAsyncContext *ac = l->ac;
         l->ac = NULL;
@@ -569,5 +568,5 @@ void cg_bridge_stop(struct cg_bridge *b)
 
 int cg_bridge_up(const struct cg_bridge *b, enum cg_link link)
 {
-    return link < 3 && b->links[link].up;
+    return (unsigned)link < CG_LINK_BRIDGE_COUNT && b->links[link].up;
 }

@@ -36,11 +36,11 @@ struct cg_bridge_link {
 };
 
 struct cg_bridge {
-    uv_loop_t *loop;                /* borrowed */
-    const struct cg_config *cfg;    /* borrowed */
-    struct cg_registry *reg;        /* borrowed */
-    struct cg_relay *relay;         /* borrowed */
-    struct cg_bridge_link links[3]; /* indexed by CG_LINK_PUBSUB/COMMAND/INBOX */
+    uv_loop_t *loop;                                   /* borrowed */
+    const struct cg_config *cfg;                       /* borrowed */
+    struct cg_registry *reg;                           /* borrowed */
+    struct cg_relay *relay;                            /* borrowed */
+    struct cg_bridge_link links[CG_LINK_BRIDGE_COUNT]; /* indexed by enum cg_link */
     uv_timer_t watchdog;
     uint64_t last_heartbeat_ms; /* last heartbeat seen on the pub/sub link */
     int pubsub_ready; /* a heartbeat came back since pub/sub (re)connected: its subscriptions

@@ -6,14 +6,6 @@
 
 struct cg_metrics cg_metrics;
 
-const char *const cg_link_names[CG_LINK__COUNT] = {"pubsub", "command", "inbox", "session"};
-const char *const cg_reject_names[CG_REJECT__COUNT] = {
-    "no_cookie", "unknown_session", "bad_session", "expired",    "origin",  "redis_down",
-    "bad_path",  "ip_limit",        "ip_rate",     "user_limit", "shutdown"};
-static const char *const drop_names[CG_DROP__COUNT] = {"bad_json", "not_object", "no_target",
-                                                       "too_large"};
-static const char *const source_names[CG_SOURCE__COUNT] = {"pubsub", "inbox"};
-
 struct out {
     char *buf;
     size_t size, len;
@@ -110,9 +102,9 @@ size_t cg_metrics_render(const struct cg_metrics_gauges *g, char *buf, size_t bu
     labelled(&o, "chartgate_redis_reconnects_total", "counter", "Redis reconnections, by link.",
              "link", cg_link_names, m->redis_reconnects, CG_LINK__COUNT);
     labelled(&o, "chartgate_published_total", "counter", "Payloads received from Redis, by source.",
-             "source", source_names, m->published, CG_SOURCE__COUNT);
+             "source", cg_source_names, m->published, CG_SOURCE__COUNT);
     labelled(&o, "chartgate_payloads_dropped_total", "counter",
-             "Published payloads or envelopes dropped, by reason.", "reason", drop_names,
+             "Published payloads or envelopes dropped, by reason.", "reason", cg_drop_names,
              m->dropped, CG_DROP__COUNT);
     labelled(&o, "chartgate_client_errors_total", "counter", "Error frames sent, by code.", "code",
              errnames, errs, CG_ERR__COUNT - 1);

@@ -9,34 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "request.h"
-
-enum cg_reject_reason {
-    CG_REJECT_NO_COOKIE,
-    CG_REJECT_UNKNOWN_SESSION,
-    CG_REJECT_BAD_SESSION,
-    CG_REJECT_EXPIRED,
-    CG_REJECT_ORIGIN,
-    CG_REJECT_REDIS_DOWN,
-    CG_REJECT_BAD_PATH,
-    CG_REJECT_IP_LIMIT,   /* the address holds --max-conns-per-ip connections */
-    CG_REJECT_IP_RATE,    /* the address is over --handshake-rate-per-ip */
-    CG_REJECT_USER_LIMIT, /* the user holds --max-sockets-per-user sockets */
-    CG_REJECT_SHUTDOWN,
-    CG_REJECT__COUNT
-};
-
-enum cg_drop_reason {
-    CG_DROP_BAD_JSON,
-    CG_DROP_NOT_OBJECT,
-    CG_DROP_NO_TARGET,
-    CG_DROP_TOO_LARGE,
-    CG_DROP__COUNT
-};
-
-enum cg_link { CG_LINK_PUBSUB, CG_LINK_COMMAND, CG_LINK_INBOX, CG_LINK_SESSION, CG_LINK__COUNT };
-
-enum cg_source { CG_SOURCE_PUBSUB, CG_SOURCE_INBOX, CG_SOURCE__COUNT };
+#include "codes.h"
 
 struct cg_metrics {
     uint64_t frames_out;      /* frames written to sockets */
@@ -76,8 +49,5 @@ struct cg_metrics_gauges {
 /* Renders every metric into buf (bufsz bytes, NUL-terminated). Returns the length
  * written, or the length needed (>= bufsz) when buf is too small, like snprintf. */
 size_t cg_metrics_render(const struct cg_metrics_gauges *g, char *buf, size_t bufsz);
-
-extern const char *const cg_link_names[CG_LINK__COUNT];
-extern const char *const cg_reject_names[CG_REJECT__COUNT];
 
 #endif

@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "instrument.h"
 #include "list.h"
 #include "map.h"
 #include "session.h"

@@ -1,5 +1,6 @@
 /* relay.c -- published payload -> one shared frame -> every target member. */
 #include "relay.h"
+#include "instrument.h"
 
 #include <jansson.h>
 #include <stdlib.h>
@@ -16,11 +17,9 @@ void cg_relay_init(struct cg_relay *r, struct cg_registry *reg, const struct cg_
 
 static int drop(struct cg_relay *r, enum cg_drop_reason why, const char *what, const char *detail)
 {
-    static const char *const names[CG_DROP__COUNT] = {"bad_json", "not_object", "no_target",
-                                                      "too_large"};
     cg_metrics.dropped[why]++;
     cg_log_limited(&r->drop_log, 5000, CG_LOG_WARN, "payload dropped", "reason=%s source=%s %s",
-                   names[why], what, detail ? detail : "");
+                   cg_drop_names[why], what, detail ? detail : "");
     return -1;
 }
 

@@ -7,22 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const codes[CG_ERR__COUNT] = {
-    [CG_ERR_NONE] = "none",
-    [CG_ERR_BAD_JSON] = "bad_json",
-    [CG_ERR_BAD_REQUEST] = "bad_request",
-    [CG_ERR_UNKNOWN_ACTION] = "unknown_action",
-    [CG_ERR_FORBIDDEN] = "forbidden",
-    [CG_ERR_INVALID_INSTRUMENT] = "invalid_instrument",
-    [CG_ERR_TOO_MANY_SUBSCRIPTIONS] = "too_many_subscriptions",
-    [CG_ERR_RATE_LIMITED] = "rate_limited",
-};
-
-const char *cg_errcode_name(enum cg_errcode code)
-{
-    return (unsigned)code < CG_ERR__COUNT ? codes[code] : "bad_request";
-}
-
 static int fail(struct cg_request_error *err, enum cg_errcode code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

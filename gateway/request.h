@@ -9,8 +9,9 @@
 #include <jansson.h>
 #include <stddef.h>
 
+#include "codes.h"
 #include "config.h"
-#include "session.h"
+#include "instrument.h"
 
 #define CG_REQUEST_ID_MAX 64       /* longest string id */
 #define CG_REQUEST_ID_JSON_MAX 400 /* its JSON encoding, escapes included */
@@ -24,21 +25,6 @@ enum cg_action {
     CG_ACTION_PING,
     CG_ACTION_HISTORY,
 };
-
-/* Error codes, as sent in error frames. */
-enum cg_errcode {
-    CG_ERR_NONE = 0,
-    CG_ERR_BAD_JSON,
-    CG_ERR_BAD_REQUEST,
-    CG_ERR_UNKNOWN_ACTION,
-    CG_ERR_FORBIDDEN,
-    CG_ERR_INVALID_INSTRUMENT,
-    CG_ERR_TOO_MANY_SUBSCRIPTIONS,
-    CG_ERR_RATE_LIMITED,
-    CG_ERR__COUNT
-};
-
-const char *cg_errcode_name(enum cg_errcode code);
 
 struct cg_request {
     enum cg_action action;

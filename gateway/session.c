@@ -141,13 +141,3 @@ int cg_session_id_valid(const char *id, size_t len)
             return 0;
     return 1;
 }
-
-int cg_instrument_valid(const char *name, size_t len)
-{
-    if (!len || len > CG_INSTRUMENT_MAX)
-        return 0;
-    for (size_t i = 0; i < len; i++)
-        if (!id_char(name[i]) && name[i] != '.')
-            return 0;
-    return 1;
-}

@@ -3,7 +3,8 @@
  * A session is stored by the web application as JSON under <prefix><id>:
  *   {"user_id":"u1","instruments":["rb*","au2412"],"exp":1767225600}
  * user_id is required; instruments (glob patterns) and exp (unix seconds) are
- * optional. Pure: no libwebsockets, no hiredis. */
+ * optional. Instrument names themselves are instrument.h's. Pure: no libwebsockets, no
+ * hiredis. */
 #ifndef CG_SESSION_H
 #define CG_SESSION_H
 
@@ -13,7 +14,6 @@
 #define CG_SESSION_ID_MAX 128
 #define CG_SESSION_USER_MAX 128
 #define CG_SESSION_PATTERNS_MAX 64
-#define CG_INSTRUMENT_MAX 32
 
 /* A parsed session. Created by cg_session_parse, freed by cg_session_destroy. */
 struct cg_session {
@@ -45,8 +45,5 @@ int cg_session_allows(const struct cg_session *s, const char *name);
 /* 1 if id is a well-formed session id: [A-Za-z0-9_-]{1,128} (what a cookie may carry
  * before we use it to build a Redis key). */
 int cg_session_id_valid(const char *id, size_t len);
-
-/* 1 if name is a valid instrument name: [A-Za-z0-9._-]{1,32}. */
-int cg_instrument_valid(const char *name, size_t len);
 
 #endif

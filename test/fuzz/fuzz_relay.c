@@ -11,6 +11,7 @@
  * deliver hook takes and drops a reference and checks the frame: one JSON object on one
  * line. Envelopes must yield a valid target and compact JSON data. */
 #include "fuzz_common.h"
+#include "instrument.h"
 #include "relay.h"
 
 #define MAX_PAYLOAD 2048

@@ -6,6 +6,7 @@
  * echoed id must be the JSON text of an integer or a short string, names must be valid
  * instrument names, and history and interval fields must respect the configuration. */
 #include "fuzz_common.h"
+#include "instrument.h"
 #include "request.h"
 
 static struct cg_config cfg;

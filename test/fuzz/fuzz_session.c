@@ -4,6 +4,7 @@
  * controls them. Checks the contract (OK <=> a session; BAD says why in one line
  * without quoting the input) and runs the allowlist globs over a few names. */
 #include "fuzz_common.h"
+#include "instrument.h"
 #include "session.h"
 
 #define NOW 1767225600

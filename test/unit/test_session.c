@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "instrument.h"
 #include "session.h"
 
 #define NOW 1767225000LL
