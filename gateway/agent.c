@@ -99,15 +99,16 @@ void cg_agent_tick(void *data, struct cg_instrument *in, json_t *obj, const char
             struct cg_frame *bf = cg_frame_bar(&c->series[i], in->name, cfg->interval_names[i],
                                                in->seq, &ev[k].ev.bar, final);
             for (uint32_t j = 0; j < in->nsubs; j++) { /* delivery drops no subscription */
-                struct cg_sub *s = in->fan[j].sub;
-                if (!(s->intervals & (1u << i)) || s->pending)
+                struct cg_sub *s = cg_registry_sub_at(in, j);
+                struct cg_chart_view *v = &s->view;
+                if (!(v->intervals & (1u << i)) || v->pending)
                     continue;
                 if (final) {
                     /* Never conflated, and later forming bars queue after it. */
                     deliver(a, s, bf, NULL);
-                    s->bar_slot[i] = 0;
+                    v->bar_slot[i] = 0;
                 } else {
-                    deliver(a, s, bf, &s->bar_slot[i]);
+                    deliver(a, s, bf, &v->bar_slot[i]);
                 }
             }
             cg_frame_unref(bf);
@@ -139,11 +140,11 @@ void cg_agent_instrument_active(void *data, struct cg_instrument *in, int active
 }
 
 struct snap_part {
-    struct snap *snap;
+    struct cg_agent_snap *snap;
     uint32_t interval;
 };
 
-struct snap {
+struct cg_agent_snap {
     struct cg_sub *sub; /* NULL once the subscription went (cg_agent_sub_dropped) */
     struct cg_agent *a;
     int waiting;
@@ -152,17 +153,24 @@ struct snap {
     size_t nfill[CG_CONFIG_INTERVALS_MAX];
 };
 
+/* A subscription's snapshot is being filled (sn) or not any more (NULL): live ticks wait. */
+static void set_pending(struct cg_sub *sub, struct cg_agent_snap *sn)
+{
+    sub->view.pending = sn;
+    cg_registry_hold(sub, sn != NULL);
+}
+
 void cg_agent_sub_dropped(void *data, struct cg_sub *sub)
 {
     (void)data;
     struct cg_chart *c = sub->inst->chart;
     for (uint32_t i = 0; c && i < c->nseries; i++)
-        if (sub->intervals & (1u << i))
+        if (sub->view.intervals & (1u << i))
             c->interval_refs[i]--;
-    sub->intervals = 0;
-    if (sub->pending) { /* its snapshot is still being filled: it is for nobody now */
-        ((struct snap *)sub->pending)->sub = NULL;
-        cg_registry_set_pending(sub, NULL);
+    sub->view.intervals = 0;
+    if (sub->view.pending) { /* its snapshot is still being filled: it is for nobody now */
+        sub->view.pending->sub = NULL;
+        set_pending(sub, NULL);
     }
 }
 
@@ -174,14 +182,14 @@ void cg_agent_set_intervals(struct cg_agent *a, struct cg_sub *sub, uint32_t mas
         return;
     for (uint32_t i = 0; i < c->nseries; i++) {
         uint32_t bit = 1u << i;
-        if ((sub->intervals & bit) && !(mask & bit))
+        if ((sub->view.intervals & bit) && !(mask & bit))
             c->interval_refs[i]--;
-        if (!(sub->intervals & bit) && (mask & bit)) {
+        if (!(sub->view.intervals & bit) && (mask & bit)) {
             c->interval_refs[i]++;
-            sub->bar_slot[i] = 0;
+            sub->view.bar_slot[i] = 0;
         }
     }
-    sub->intervals = mask & ((1u << c->nseries) - 1);
+    sub->view.intervals = mask & ((1u << c->nseries) - 1);
 }
 
 int cg_agent_can_resume(const struct cg_agent *a, const struct cg_instrument *in, uint64_t since)
@@ -209,7 +217,7 @@ static void resume(struct cg_agent *a, struct cg_sub *sub, uint64_t since)
     struct replay_ctx rc = {a, sub};
     cg_chart_replay(c, since, replay_one, &rc);
     for (uint32_t i = 0; i < c->nseries; i++) {
-        if (!(sub->intervals & (1u << i)))
+        if (!(sub->view.intervals & (1u << i)))
             continue;
         const struct cg_series *s = &c->series[i];
         for (size_t k = 0; k < cg_series_size(s); k++) {
@@ -265,7 +273,7 @@ static struct cg_bar *reply_bars(redisReply *r, int64_t older, size_t *n)
     return out;
 }
 
-static void send_snapshot(struct cg_agent *a, struct cg_sub *sub, struct snap *sn)
+static void send_snapshot(struct cg_agent *a, struct cg_sub *sub, struct cg_agent_snap *sn)
 {
     struct cg_instrument *in = sub->inst;
     struct cg_chart *c = in->chart;
@@ -274,7 +282,7 @@ static void send_snapshot(struct cg_agent *a, struct cg_sub *sub, struct snap *s
     const struct cg_bar **mem[CG_CONFIG_INTERVALS_MAX] = {0};
     size_t n = 0;
     for (uint32_t i = 0; c && i < c->nseries; i++) {
-        if (!(sub->intervals & (1u << i)))
+        if (!(sub->view.intervals & (1u << i)))
             continue;
         const struct cg_series *s = &c->series[i];
         size_t have = cg_series_size(s), take = have < cfg->bars_depth ? have : cfg->bars_depth;
@@ -301,7 +309,7 @@ static void send_snapshot(struct cg_agent *a, struct cg_sub *sub, struct snap *s
     cg_metrics.snapshots++;
 }
 
-static void snap_free(struct snap *sn)
+static void snap_free(struct cg_agent_snap *sn)
 {
     for (uint32_t i = 0; i < CG_CONFIG_INTERVALS_MAX; i++)
         free(sn->fill[i]);
@@ -312,7 +320,7 @@ static void on_fill(redisAsyncContext *ac, void *r, void *priv)
 {
     (void)ac;
     struct snap_part *p = priv;
-    struct snap *sn = p->snap;
+    struct cg_agent_snap *sn = p->snap;
     if (sn->sub) {
         struct cg_chart *c = sn->sub->inst->chart;
         const struct cg_series *s = c ? &c->series[p->interval] : NULL;
@@ -323,7 +331,7 @@ static void on_fill(redisAsyncContext *ac, void *r, void *priv)
         return;
     if (sn->sub) {
         struct cg_sub *sub = sn->sub;
-        cg_registry_set_pending(sub, NULL);
+        set_pending(sub, NULL);
         send_snapshot(sn->a, sub, sn);
     }
     snap_free(sn);
@@ -336,15 +344,15 @@ void cg_agent_start(struct cg_agent *a, struct cg_sub *sub, int recovered, uint6
         resume(a, sub, since);
         return;
     }
-    if (sub->pending) /* a snapshot is already on its way */
+    if (sub->view.pending) /* a snapshot is already on its way */
         return;
     /* Intervals where memory holds fewer bars than a snapshot shows are filled
      * from recorded history first. */
-    struct snap *sn = NULL;
+    struct cg_agent_snap *sn = NULL;
     for (uint32_t i = 0; c && i < c->nseries; i++) {
         const struct cg_series *s = &c->series[i];
         size_t have = cg_series_size(s);
-        if (!(sub->intervals & (1u << i)) || have >= a->cfg->bars_depth ||
+        if (!(sub->view.intervals & (1u << i)) || have >= a->cfg->bars_depth ||
             !cg_bridge_up(a->bridge, CG_LINK_COMMAND))
             continue;
         if (!sn && !(sn = calloc(1, sizeof(*sn))))
@@ -364,7 +372,7 @@ void cg_agent_start(struct cg_agent *a, struct cg_sub *sub, int recovered, uint6
     }
     if (sn && sn->waiting) {
         sn->sub = sub;
-        cg_registry_set_pending(sub, sn);
+        set_pending(sub, sn);
         return;
     }
     free(sn);
@@ -391,8 +399,7 @@ static void answer_history(struct hist *h, redisReply *r)
     struct cg_bar *rb = reply_bars(r, INT64_MAX, &nr);
     struct cg_instrument *in =
         cg_registry_instrument(a->reg, h->instrument, strlen(h->instrument), 0);
-    const struct cg_series *s =
-        in && in->chart ? &((struct cg_chart *)in->chart)->series[h->interval] : NULL;
+    const struct cg_series *s = in && in->chart ? &(in->chart)->series[h->interval] : NULL;
     size_t nm = s ? s->count : 0; /* completed bars only: the forming one is live data */
     struct cg_bar *out = malloc(sizeof(*out) * (nr + nm + 1));
     size_t n = 0, i = 0, k = 0;

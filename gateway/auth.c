@@ -4,7 +4,6 @@
 #include <errno.h>
 #include <jansson.h>
 #include <openssl/evp.h>
-#include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +11,7 @@
 
 #include "log.h"
 #include "metrics.h"
+#include "random.h"
 
 #define DOWN_HOLD_MS 1000
 #define MAX_IDLE_ENTRIES 100000
@@ -315,8 +315,8 @@ static void check_cb(uv_timer_t *t)
     cg_map_each(&a->entries, check_one, a);
 }
 
-int cg_auth_init(struct cg_auth *a, uv_loop_t *loop, const struct cg_config *cfg,
-                 struct cg_bridge *bridge, const struct cg_auth_hooks *hooks)
+void cg_auth_init(struct cg_auth *a, uv_loop_t *loop, const struct cg_config *cfg,
+                  struct cg_bridge *bridge, const struct cg_auth_hooks *hooks)
 {
     memset(a, 0, sizeof(*a));
     a->loop = loop;
@@ -328,8 +328,7 @@ int cg_auth_init(struct cg_auth *a, uv_loop_t *loop, const struct cg_config *cfg
     a->check.data = a;
     uint64_t every = (uint64_t)cfg->session_check_s * 1000;
     uv_timer_start(&a->check, check_cb, every, every);
-    ensure_rc(a);
-    return 0;
+    ensure_rc(a); /* an early connection; failing now is retried at the first lookup */
 }
 
 static void free_any(struct cg_map_node *n, void *arg)
@@ -355,11 +354,8 @@ int cg_auth_up(const struct cg_auth *a)
 
 int cg_auth_create(struct cg_auth *a, const char *user_id, uint32_t ttl_s, char *sid)
 {
-    unsigned char raw[16];
-    if (RAND_bytes(raw, sizeof(raw)) != 1 || ensure_rc(a))
+    if (cg_random_hex(sid, 16) || ensure_rc(a))
         return -1;
-    for (size_t i = 0; i < sizeof(raw); i++)
-        snprintf(sid + 2 * i, 3, "%02x", raw[i]);
     json_t *obj =
         json_pack("{s:s, s:I}", "user_id", user_id, "exp", (json_int_t)(wall_s() + (int64_t)ttl_s));
     char *text = obj ? json_dumps(obj, JSON_COMPACT) : NULL;

@@ -59,8 +59,10 @@ struct cg_auth {
     uv_timer_t check;
 };
 
-int cg_auth_init(struct cg_auth *a, uv_loop_t *loop, const struct cg_config *cfg,
-                 struct cg_bridge *bridge, const struct cg_auth_hooks *hooks);
+/* Initialises a (pointers borrowed, hooks copied). Cannot fail: the session link connects
+ * on first use and reconnects by itself. */
+void cg_auth_init(struct cg_auth *a, uv_loop_t *loop, const struct cg_config *cfg,
+                  struct cg_bridge *bridge, const struct cg_auth_hooks *hooks);
 /* Frees every entry; sockets must have been detached. Closes the timer handle. */
 void cg_auth_finish(struct cg_auth *a);
 

@@ -1,15 +1,16 @@
 /* bridge.c -- Redis links (pub/sub, command, inbox), reconnection and watchdogs. */
 #include "bridge.h"
 
-#include "instrument.h"
-#include "uvredis.h"
 #include <hiredis/hiredis.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "instrument.h"
 #include "log.h"
+#include "uvredis.h"
 
 #define CONNECT_TIMEOUT_MS 3000
 #define HEARTBEAT_EVERY_MS 2000
@@ -44,6 +45,26 @@ static void drop_link(struct cg_bridge_link *l, const char *why)
     ac->data = NULL;
     redisAsyncFree(ac);
     schedule_retry(l);
+}
+
+/* Queues a command on l (printf-style, as redisAsyncCommand). When hiredis cannot take it (out
+ * of memory, or the context is being torn down) the link is dropped and reconnects: whatever
+ * the command was for is redone from Redis's own state then (subscriptions, the inbox's
+ * processing list). Returns 0, or -1 after dropping the link. (No printf format attribute:
+ * hiredis adds %b, a pointer and a length.) */
+static int command(struct cg_bridge_link *l, redisCallbackFn *fn, const char *what, const char *fmt,
+                   ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = l->ac ? redisvAsyncCommand(l->ac, fn, NULL, fmt, ap) : REDIS_ERR;
+    va_end(ap);
+    if (rc == REDIS_OK)
+        return 0;
+    char why[64];
+    snprintf(why, sizeof(why), "%s could not be sent", what);
+    drop_link(l, why);
+    return -1;
 }
 
 static void retry_cb(uv_timer_t *t)
@@ -209,8 +230,8 @@ static void pubsub_connected(struct cg_bridge *b)
     b->last_heartbeat_ms = now_ms(b);
     b->pubsub_ready = 0;
     heartbeat(b); /* its return through pub/sub marks the subscriptions in place */
-    if (b->on_pubsub_up)
-        b->on_pubsub_up(b->hook_data);
+    if (b->hooks.pubsub_up)
+        b->hooks.pubsub_up(b->hooks.data);
 }
 
 static int starts(const char *s, size_t len, const char *prefix, size_t *plen)
@@ -402,11 +423,16 @@ static void on_pop(redisAsyncContext *ac, void *r, void *priv)
                 snprintf(ch, sizeof(ch), "%s%s", c->user_prefix, env.target);
             else
                 snprintf(ch, sizeof(ch), "%s", c->broadcast_channel);
-            /* Same connection, in order: the ack below cannot overtake the publish. */
-            redisAsyncCommand(ac, NULL, NULL, "PUBLISH %s %b", ch, env.data, env.len);
+            /* Same connection, in order: the ack below cannot overtake the publish. Should
+             * either not be sent, the item stays in the processing list and goes back to the
+             * inbox when the link is back (recover_next): at least once. */
+            int rc = command(l, NULL, "inbox republish", "PUBLISH %s %b", ch, env.data, env.len);
             free(env.data);
+            if (rc)
+                return;
         }
-        redisAsyncCommand(ac, NULL, NULL, "LPOP %s", b->processing_key);
+        if (command(l, NULL, "inbox ack", "LPOP %s", b->processing_key))
+            return;
     }
     if (l->ac)
         start_pop(l);
@@ -424,8 +450,8 @@ static void start_pop(struct cg_bridge_link *l)
         return;
     }
     l->pending_ms = now_ms(b);
-    redisAsyncCommand(l->ac, on_pop, NULL, "BLMOVE %s %s LEFT RIGHT %d", b->cfg->inbox_key,
-                      b->processing_key, BLOCK_S);
+    command(l, on_pop, "inbox pop", "BLMOVE %s %s LEFT RIGHT %d", b->cfg->inbox_key,
+            b->processing_key, BLOCK_S);
 }
 
 static void on_recover(redisAsyncContext *ac, void *r, void *priv);
@@ -436,8 +462,8 @@ static void recover_next(struct cg_bridge_link *l)
 {
     struct cg_bridge *b = l->bridge;
     l->pending_ms = now_ms(b);
-    redisAsyncCommand(l->ac, on_recover, NULL, "LMOVE %s %s RIGHT LEFT", b->processing_key,
-                      b->cfg->inbox_key);
+    command(l, on_recover, "inbox recovery", "LMOVE %s %s RIGHT LEFT", b->processing_key,
+            b->cfg->inbox_key);
 }
 
 static void on_recover(redisAsyncContext *ac, void *r, void *priv)
@@ -465,8 +491,9 @@ static void link_ready(struct cg_bridge_link *l)
     l->pending_ms = 0;
     cg_log(CG_LOG_INFO, "redis link up", "link=%s addr=%s:%u", cg_link_names[l->id],
            b->cfg->redis_host, b->cfg->redis_port);
-    if (l->id != CG_LINK_PUBSUB && b->cfg->redis_db)
-        redisAsyncCommand(l->ac, NULL, NULL, "SELECT %u", b->cfg->redis_db);
+    if (l->id != CG_LINK_PUBSUB && b->cfg->redis_db &&
+        command(l, NULL, "SELECT", "SELECT %u", b->cfg->redis_db))
+        return;
     switch (l->id) {
     case CG_LINK_PUBSUB:
         pubsub_connected(b);
@@ -490,9 +517,7 @@ static void heartbeat(struct cg_bridge *b)
         return;
     if (!cmd->pending_ms)
         cmd->pending_ms = now_ms(b);
-    if (redisAsyncCommand(cmd->ac, on_heartbeat, NULL, "PUBLISH %s 1", b->heartbeat_channel) !=
-        REDIS_OK)
-        drop_link(cmd, "heartbeat failed");
+    command(cmd, on_heartbeat, "heartbeat", "PUBLISH %s 1", b->heartbeat_channel);
 }
 
 static void watchdog_cb(uv_timer_t *t)
@@ -521,10 +546,12 @@ static void watchdog_cb(uv_timer_t *t)
         refresh_instruments(b);
 }
 
-int cg_bridge_start(struct cg_bridge *b, uv_loop_t *loop, const struct cg_config *cfg,
-                    struct cg_registry *reg, struct cg_relay *relay)
+void cg_bridge_start(struct cg_bridge *b, uv_loop_t *loop, const struct cg_config *cfg,
+                     struct cg_registry *reg, struct cg_relay *relay,
+                     const struct cg_bridge_hooks *hooks)
 {
     memset(b, 0, sizeof(*b));
+    b->hooks = *hooks;
     b->loop = loop;
     b->cfg = cfg;
     b->reg = reg;
@@ -544,7 +571,6 @@ int cg_bridge_start(struct cg_bridge *b, uv_loop_t *loop, const struct cg_config
         connect_link(l);
     }
     uv_timer_start(&b->watchdog, watchdog_cb, 1000, 1000);
-    return 0;
 }
 
 void cg_bridge_stop(struct cg_bridge *b)

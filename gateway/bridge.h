@@ -24,6 +24,12 @@
 
 struct cg_bridge;
 
+struct cg_bridge_hooks {
+    /* The pub/sub link is (back) up: ticks may have been missed while it was down. May be NULL. */
+    void (*pubsub_up)(void *data);
+    void *data;
+};
+
 struct cg_bridge_link {
     struct cg_bridge *bridge;
     enum cg_link id;
@@ -50,15 +56,15 @@ struct cg_bridge {
     char heartbeat_channel[200];
     char processing_key[300];
     int stopping;
-    void (*on_pubsub_up)(void *data); /* ticks may have been missed while it was down */
-    void *hook_data;
-    int open_handles; /* uv handles not yet closed, for a clean shutdown */
+    struct cg_bridge_hooks hooks;
 };
 
-/* Initialises b and starts connecting; returns 0 or -1 (nothing to undo on -1).
- * All pointers are borrowed and must outlive the bridge. */
-int cg_bridge_start(struct cg_bridge *b, uv_loop_t *loop, const struct cg_config *cfg,
-                    struct cg_registry *reg, struct cg_relay *relay);
+/* Initialises b and starts connecting (the links connect once the loop runs, and reconnect
+ * by themselves: nothing here can fail). All pointers are borrowed and must outlive the
+ * bridge; hooks is copied. */
+void cg_bridge_start(struct cg_bridge *b, uv_loop_t *loop, const struct cg_config *cfg,
+                     struct cg_registry *reg, struct cg_relay *relay,
+                     const struct cg_bridge_hooks *hooks);
 /* Closes the links and the timers; the loop must run on to let handles close. */
 void cg_bridge_stop(struct cg_bridge *b);
 

@@ -177,12 +177,14 @@ static void put_names(struct cur *c, const char *const *names, size_t n)
     }
 }
 
-struct cg_frame *cg_frame_names(const char *type, const char *id_json, const char *const *names,
-                                size_t n)
+/* {"type":<type>,"id":..,"instruments":[names...]<tail>} */
+static struct cg_frame *names_frame(const char *type, const char *id_json, const char *const *names,
+                                    size_t n, const char *tail)
 {
     static const char p1[] = "{\"type\":\"";
     static const char p2[] = ",\"instruments\":[";
-    size_t len = sizeof(p1) - 1 + strlen(type) + 1 + id_len(id_json) + sizeof(p2) - 1 + 2;
+    size_t len =
+        sizeof(p1) - 1 + strlen(type) + 1 + id_len(id_json) + sizeof(p2) - 1 + 2 + strlen(tail);
     for (size_t i = 0; i < n; i++)
         len += strlen(names[i]) + 2 + (i ? 1 : 0);
     struct cg_frame *f = cg_frame_alloc(len);
@@ -195,8 +197,22 @@ struct cg_frame *cg_frame_names(const char *type, const char *id_json, const cha
     put_id(&c, id_json);
     PUTLIT(&c, p2);
     put_names(&c, names, n);
-    PUTLIT(&c, "]}");
+    PUTLIT(&c, "]");
+    put_str(&c, tail);
+    PUTLIT(&c, "}");
     return f;
+}
+
+struct cg_frame *cg_frame_names(const char *type, const char *id_json, const char *const *names,
+                                size_t n)
+{
+    return names_frame(type, id_json, names, n, "");
+}
+
+struct cg_frame *cg_frame_instruments(const char *id_json, const char *const *names, size_t n,
+                                      int more)
+{
+    return names_frame("instruments", id_json, names, n, more ? ",\"more\":true" : "");
 }
 
 /* ---- bars ------------------------------------------------------------------ */

@@ -52,6 +52,10 @@ struct cg_frame *cg_frame_pong(const char *id_json);
 /* {"type":<type>,"id":..,"instruments":[names...]} for subscribed/unsubscribed/instruments. */
 struct cg_frame *cg_frame_names(const char *type, const char *id_json, const char *const *names,
                                 size_t n);
+/* The answer to list or search: {"type":"instruments","id":..,"instruments":[..],"more":true},
+ * "more" only when more is set (further names follow the last one: PROTOCOL.md §3 list). */
+struct cg_frame *cg_frame_instruments(const char *id_json, const char *const *names, size_t n,
+                                      int more);
 
 /* {"type":"subscribed","id":..,"instruments":[..],"intervals":[..],"epoch":..,"recovered":{..}}:
  * recovered, when not NULL, holds per name 1/0, or -1 for names without "since". */

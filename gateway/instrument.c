@@ -22,7 +22,8 @@ int cg_instrument_contains(const char *name, const char *needle)
     size_t nl = strlen(needle);
     for (; *name; name++) {
         size_t i = 0;
-        while (i < nl && name[i] && tolower((unsigned char)name[i]) == needle[i])
+        while (i < nl && name[i] &&
+               tolower((unsigned char)name[i]) == tolower((unsigned char)needle[i]))
             i++;
         if (i == nl)
             return 1;

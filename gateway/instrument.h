@@ -12,8 +12,8 @@
 /* 1 if the len bytes at name are a valid instrument name: [A-Za-z0-9._-]{1,32}. */
 int cg_instrument_valid(const char *name, size_t len);
 
-/* 1 if name (NUL-terminated) contains needle, ignoring ASCII case; needle must already be
- * lower-cased. The empty needle matches every name. */
+/* 1 if name (NUL-terminated) contains needle, ignoring ASCII case. The empty needle matches
+ * every name. */
 int cg_instrument_contains(const char *name, const char *needle);
 
 #endif

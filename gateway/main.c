@@ -18,6 +18,7 @@
 #include "log.h"
 #include "registry.h"
 #include "relay.h"
+#include "tls.h"
 #include "ws.h"
 
 #ifndef CG_DEFAULT_WEB_ROOT
@@ -102,7 +103,7 @@ static void on_sighup(uv_signal_t *s, int signum)
 {
     (void)signum;
     struct app *a = s->data;
-    cg_ws_reload_tls(&a->ws);
+    cg_tls_reload(a->ws.ctx, &a->cfg);
 }
 
 static void on_signal(uv_signal_t *s, int signum)
@@ -152,14 +153,13 @@ int main(int argc, char **argv)
     }
     struct cg_registry_hooks rh = {instrument_active, user_active, sub_dropped, &a};
     cg_registry_init(&a.reg, &rh, a.cfg.max_instruments);
-    struct cg_relay_hooks relay_hooks = {cg_ws_deliver, &a.ws, cg_agent_tick, &a.agent};
+    /* Recording aggregates every instrument, watched here or not. */
+    struct cg_relay_hooks relay_hooks = {cg_ws_deliver, &a.ws, cg_agent_tick, &a.agent,
+                                         a.cfg.record_bars};
     cg_relay_init(&a.relay, &a.reg, &relay_hooks, a.cfg.max_payload_bytes);
-    a.relay.every_tick = a.cfg.record_bars; /* recording aggregates every instrument */
     cg_agent_init(&a.agent, &a.loop, &a.cfg, &a.reg, &a.bridge, &relay_hooks);
-    if (cg_bridge_start(&a.bridge, &a.loop, &a.cfg, &a.reg, &a.relay))
-        return 1;
-    a.bridge.on_pubsub_up = cg_agent_gap; /* links connect once the loop runs */
-    a.bridge.hook_data = &a.agent;
+    struct cg_bridge_hooks bh = {cg_agent_gap, &a.agent};
+    cg_bridge_start(&a.bridge, &a.loop, &a.cfg, &a.reg, &a.relay, &bh);
     struct cg_auth_hooks ah = {cg_ws_revoked, &a.ws};
     cg_auth_init(&a.auth, &a.loop, &a.cfg, &a.bridge, &ah);
     if (cg_ws_start(&a.ws, &a.loop, &a.cfg, &a.reg, &a.auth, &a.bridge, &a.agent)) {

@@ -42,10 +42,9 @@ static int reserve_sub(struct cg_instrument *in)
     return 0;
 }
 
-void cg_registry_set_pending(struct cg_sub *s, void *pending)
+void cg_registry_hold(struct cg_sub *s, int held)
 {
-    s->pending = pending;
-    s->inst->fan[s->index].held = pending != NULL;
+    s->inst->fan[s->index].held = held != 0;
 }
 
 void cg_registry_finish(struct cg_registry *r)

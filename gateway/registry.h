@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "chart.h"
 #include "config.h"
 #include "instrument.h"
 #include "list.h"
@@ -31,7 +32,7 @@ struct cg_fan {
     struct cg_member *member;
     uint64_t slot;      /* the member's pending-tick position, see outq.h */
     struct cg_sub *sub; /* the rest of the subscription */
-    uint32_t held;      /* sub->pending is set: a snapshot is being prepared, no live ticks */
+    uint32_t held;      /* a snapshot is being prepared: no live ticks (cg_registry_hold) */
 };
 
 struct cg_instrument {
@@ -39,9 +40,9 @@ struct cg_instrument {
     struct cg_fan *fan; /* nsubs entries; order not meaningful (removal swaps the last in) */
     uint32_t nsubs;
     uint32_t fan_cap;
-    uint8_t known; /* seen on the wire or listed in Redis: shown by list/search */
-    uint64_t seq;  /* last seq assigned to a tick of this instrument */
-    void *chart;   /* the chart agent's state (struct cg_chart), owned by the agent */
+    uint8_t known;          /* seen on the wire or listed in Redis: shown by list/search */
+    uint64_t seq;           /* last seq assigned to a tick of this instrument */
+    struct cg_chart *chart; /* the chart agent's state, owned by the agent; NULL = none */
     char name[CG_INSTRUMENT_MAX + 1];
 };
 
@@ -63,13 +64,10 @@ struct cg_member {
 
 struct cg_sub {
     struct cg_member *member;
-    void
-        *pending; /* a snapshot being prepared: no live frames (set with cg_registry_set_pending) */
     struct cg_list member_link;
     struct cg_instrument *inst;
-    uint32_t index;                             /* position in inst->fan */
-    uint32_t intervals;                         /* bit i: bars of configured interval i wanted */
-    uint64_t bar_slot[CG_CONFIG_INTERVALS_MAX]; /* pending forming-bar positions */
+    uint32_t index;            /* position in inst->fan */
+    struct cg_chart_view view; /* the chart agent's, zeroed at subscribe; never read here */
 };
 
 struct cg_registry_hooks {
@@ -132,7 +130,15 @@ void cg_registry_reap(struct cg_registry *r, struct cg_instrument *in);
 /* The subscription of m to inst, or NULL. O(subscriptions of m). */
 struct cg_sub *cg_registry_find_sub(const struct cg_member *m, const struct cg_instrument *inst);
 
-/* Sets (or clears, with NULL) the snapshot s waits for; while set, ticks skip s. */
-void cg_registry_set_pending(struct cg_sub *s, void *pending);
+/* Holds live ticks back from s (held = 1: its snapshot is being prepared and will include
+ * them) or lets them through again (0). */
+void cg_registry_hold(struct cg_sub *s, int held);
+
+/* The i-th subscription of in (i < in->nsubs), for code that reaches every viewer of an
+ * instrument (the chart agent's bar fan-out). The order is not meaningful. */
+static inline struct cg_sub *cg_registry_sub_at(const struct cg_instrument *in, uint32_t i)
+{
+    return in->fan[i].sub;
+}
 
 #endif

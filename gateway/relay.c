@@ -1,10 +1,11 @@
 /* relay.c -- published payload -> one shared frame -> every target member. */
 #include "relay.h"
-#include "instrument.h"
 
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "instrument.h"
 
 void cg_relay_init(struct cg_relay *r, struct cg_registry *reg, const struct cg_relay_hooks *hooks,
                    size_t max_payload)
@@ -70,7 +71,7 @@ static int tick(struct cg_relay *r, const char *name, size_t nlen, json_t *data,
         return 0; /* table full and nobody here can be subscribed to it */
     in->known = 1;
     in->seq++;
-    if (!in->nsubs && !in->chart && !r->every_tick)
+    if (!in->nsubs && !in->chart && !r->hooks.tick_all)
         return 0; /* nobody to encode it for */
     const char *text;
     size_t tlen;
@@ -78,13 +79,14 @@ static int tick(struct cg_relay *r, const char *name, size_t nlen, json_t *data,
     if (text_of(data, raw, rawlen, &text, &tlen, &owned))
         return -1;
     struct cg_frame *f = cg_frame_tick(in, in->name, in->seq, text, tlen);
-    free(owned);
-    if (!f)
+    if (!f) {
+        free(owned);
         return -1;
+    }
     fan_instrument(r, in, f);
     if (r->hooks.tick)
-        r->hooks.tick(r->hooks.tick_data, in, data,
-                      (const char *)cg_frame_data(f) + f->len - 1 - tlen, tlen, f);
+        r->hooks.tick(r->hooks.tick_data, in, data, text, tlen, f);
+    free(owned);
     cg_frame_unref(f);
     return 0;
 }

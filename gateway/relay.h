@@ -28,13 +28,13 @@ struct cg_relay_hooks {
     void (*tick)(void *data, struct cg_instrument *in, json_t *obj, const char *text, size_t len,
                  struct cg_frame *f);
     void *tick_data;
+    int tick_all; /* the tick hook wants ticks of instruments nobody here watches (recording) */
 };
 
 struct cg_relay {
     struct cg_registry *reg; /* borrowed */
     struct cg_relay_hooks hooks;
     size_t max_payload;
-    int every_tick; /* the tick hook wants ticks of instruments nobody here watches */
     struct cg_log_limit drop_log;
 };
 

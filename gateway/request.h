@@ -16,6 +16,7 @@
 #define CG_REQUEST_ID_MAX 64       /* longest string id */
 #define CG_REQUEST_ID_JSON_MAX 400 /* its JSON encoding, escapes included */
 #define CG_REQUEST_NAMES_MAX 1024  /* names in one request, before the per-socket limit */
+#define CG_REQUEST_LIST_PAGE 10000 /* names in one instruments frame */
 
 enum cg_action {
     CG_ACTION_SUBSCRIBE,
@@ -32,7 +33,8 @@ struct cg_request {
     const char **names;                       /* subscribe/unsubscribe: borrowed from root */
     size_t nnames;
     char pattern[CG_INSTRUMENT_MAX + 1]; /* search */
-    uint32_t intervals;                  /* subscribe: bit i = configured interval i */
+    char after[CG_INSTRUMENT_MAX + 1]; /* list/search: names after this one; "" = from the start */
+    uint32_t intervals;                /* subscribe: bit i = configured interval i */
     int has_intervals;
     json_t *since;  /* subscribe: {name: seq}, borrowed from root, or NULL */
     char epoch[17]; /* subscribe: the epoch since refers to, "" if none */

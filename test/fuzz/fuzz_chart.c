@@ -170,11 +170,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct cg_registry reg;
     struct cg_relay relay;
     struct cg_member m;
-    const struct cg_relay_hooks hooks = {no_deliver, NULL, on_tick, &run};
+    /* tick_all, as --record-bars: a chart whether or not anyone watches */
+    const struct cg_relay_hooks hooks = {no_deliver, NULL, on_tick, &run, 1};
     cg_registry_init(&reg, NULL, 16);
     cg_relay_init(&relay, &reg, &hooks, 1U << 20);
     relay.drop_log = drop_log;
-    relay.every_tick = 1; /* --record-bars: a chart whether or not anyone watches */
     const char *names[] = {NAME};
     FUZZ_CHECK(cg_registry_join(&reg, &m, NULL, "u1") == CG_REG_OK);
     FUZZ_CHECK(cg_registry_subscribe(&reg, &m, names, 1, 10) == CG_REG_OK);

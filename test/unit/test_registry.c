@@ -184,10 +184,10 @@ static void test_subscribe_hooks(void)
     CHECK_UINT(rb->fan[0].sub->index, 0);
     CHECK_UINT(rb->fan[1].sub->index, 1);
     /* A pending snapshot holds live ticks back, through the fan-out's own copy of the flag. */
-    cg_registry_set_pending(rb->fan[1].sub, &hook_cookie);
+    cg_registry_hold(rb->fan[1].sub, 1);
     CHECK_UINT(rb->fan[1].held, 1);
     CHECK_UINT(rb->fan[0].held, 0);
-    cg_registry_set_pending(rb->fan[1].sub, NULL);
+    cg_registry_hold(rb->fan[1].sub, 0);
     CHECK_UINT(rb->fan[1].held, 0);
 
     /* Re-subscribing is a no-op that succeeds. */

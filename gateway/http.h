@@ -1,0 +1,40 @@
+/* http.h -- the plain HTTP side of the listening port: /healthz, /metrics, /session,
+ * /dev/login, and the static web/ files.
+ *
+ * The static files are lws's own file mount; the rest are callback mounts answered here with a
+ * small body built at once and written when lws says the socket is writeable. */
+#ifndef CG_HTTP_H
+#define CG_HTTP_H
+
+#include <stddef.h>
+
+#include <libwebsockets.h>
+
+struct cg_ws;
+struct cg_client;
+
+#define CG_HTTP_CALLBACK_MOUNTS 4
+
+/* Per vhost: lws's mount table (it keeps pointers into it for the context's life). */
+struct cg_http {
+    struct lws_http_mount mounts[CG_HTTP_CALLBACK_MOUNTS + 1];
+};
+
+/* Per connection. */
+struct cg_http_client {
+    char *body; /* LWS_PRE headroom + len bytes, owned; NULL when nothing is to be written */
+    size_t len;
+};
+
+/* Fills h's mount table, the static files served from web_root (borrowed: it must outlive the
+ * lws context). Returns the first mount, for lws_context_creation_info.mounts. */
+const struct lws_http_mount *cg_http_mounts(struct cg_http *h, const char *web_root);
+
+/* LWS_CALLBACK_HTTP on a callback mount. Returns what the lws callback returns. */
+int cg_http_request(struct cg_ws *w, struct lws *wsi, struct cg_client *c);
+/* LWS_CALLBACK_HTTP_WRITEABLE: writes the pending body, ends the transaction. */
+int cg_http_writeable(struct lws *wsi, struct cg_client *c);
+/* The HTTP transaction is over (or the connection upgraded or closed): frees the body. */
+void cg_http_done(struct cg_client *c);
+
+#endif
