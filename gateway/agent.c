@@ -254,6 +254,21 @@ static int parse_bar(const char *s, size_t len, struct cg_bar *b)
     return ok ? 0 : -1;
 }
 
+/* Asks Redis for the newest `count` recorded bars of inst/interval with t < before (INT64_MAX:
+ * all), newest first; fn gets the reply. Returns cg_bridge_command's result. */
+static int read_bars(struct cg_agent *a, const char *inst, uint32_t interval, int64_t before,
+                     uint64_t count, redisCallbackFn *fn, void *priv)
+{
+    char key[200], max[32], cnt[24];
+    size_t klen = (size_t)bars_key(a, inst, interval, key, sizeof(key));
+    size_t mlen = before == INT64_MAX ? (size_t)snprintf(max, sizeof(max), "+inf")
+                                      : (size_t)snprintf(max, sizeof(max), "(%" PRId64, before);
+    size_t clen = (size_t)snprintf(cnt, sizeof(cnt), "%" PRIu64, count);
+    const char *argv[7] = {"ZREVRANGEBYSCORE", key, max, "-inf", "LIMIT", "0", cnt};
+    size_t lens[7] = {16, klen, mlen, 4, 5, 1, clen};
+    return cg_bridge_command(a->bridge, fn, priv, 7, argv, lens);
+}
+
 /* Bars of a newest-first ZREVRANGEBYSCORE reply, oldest first, only those older
  * than `older` (memory's oldest bar). Returns a new array (or NULL) and its size. */
 static struct cg_bar *reply_bars(redisReply *r, int64_t older, size_t *n)
@@ -360,14 +375,9 @@ void cg_agent_start(struct cg_agent *a, struct cg_sub *sub, int recovered, uint6
         sn->a = a;
         sn->parts[i].snap = sn;
         sn->parts[i].interval = i;
-        char key[200], max[32], count[16];
-        size_t klen = (size_t)bars_key(a, sub->inst->name, i, key, sizeof(key));
-        size_t mlen = have ? (size_t)snprintf(max, sizeof(max), "(%" PRId64, cg_series_at(s, 0)->t)
-                           : (size_t)snprintf(max, sizeof(max), "+inf");
-        size_t clen = (size_t)snprintf(count, sizeof(count), "%zu", a->cfg->bars_depth - have);
-        const char *argv[7] = {"ZREVRANGEBYSCORE", key, max, "-inf", "LIMIT", "0", count};
-        size_t lens[7] = {16, klen, mlen, 4, 5, 1, clen};
-        if (cg_bridge_command(a->bridge, on_fill, &sn->parts[i], 7, argv, lens) == 0)
+        int64_t before = have ? cg_series_at(s, 0)->t : INT64_MAX;
+        if (read_bars(a, sub->inst->name, i, before, a->cfg->bars_depth - have, on_fill,
+                      &sn->parts[i]) == 0)
             sn->waiting++;
     }
     if (sn && sn->waiting) {
@@ -454,14 +464,7 @@ void cg_agent_history(struct cg_agent *a, const char *instrument, uint32_t inter
     h->limit = limit;
     if (id_json)
         snprintf(h->id_json, sizeof(h->id_json), "%s", id_json);
-    char key[200], max[32], count[16];
-    size_t klen = (size_t)bars_key(a, instrument, interval, key, sizeof(key));
-    size_t mlen = before == INT64_MAX ? (size_t)snprintf(max, sizeof(max), "+inf")
-                                      : (size_t)snprintf(max, sizeof(max), "(%" PRId64, before);
-    size_t clen = (size_t)snprintf(count, sizeof(count), "%u", limit);
-    const char *argv[7] = {"ZREVRANGEBYSCORE", key, max, "-inf", "LIMIT", "0", count};
-    size_t lens[7] = {16, klen, mlen, 4, 5, 1, clen};
-    if (cg_bridge_command(a->bridge, on_history, h, 7, argv, lens))
+    if (read_bars(a, instrument, interval, before, limit, on_history, h))
         answer_history(h, NULL); /* Redis away: what memory holds */
 }
 
