@@ -8,12 +8,12 @@
 #include "agent.h"
 #include "auth.h"
 #include "bridge.h"
+#include "client.h"
 #include "config.h"
 #include "frame.h"
 #include "instrument.h"
 #include "metrics.h"
 #include "request.h"
-#include "ws.h"
 
 #define STRIKE_WINDOW_MS 10000
 
@@ -21,7 +21,7 @@ static void send_error(struct cg_client *c, enum cg_errcode code, const char *ms
                        const char *id_json)
 {
     cg_metrics.client_errors[code]++;
-    cg_ws_send(c, cg_frame_error(cg_errcode_name(code), msg, id_json));
+    cg_client_send(c, cg_frame_error(cg_errcode_name(code), msg, id_json));
 }
 
 /* ---- list and search ------------------------------------------------------- */
@@ -79,7 +79,7 @@ static void answer_list(struct cg_client *c, const struct list_wait *lw)
     cg_map_each(all, collect, &lc);
     qsort(lc.names, lc.n, sizeof(*lc.names), by_name);
     int more = lc.n > CG_REQUEST_LIST_PAGE;
-    cg_ws_send(c, cg_frame_instruments(id, lc.names, more ? CG_REQUEST_LIST_PAGE : lc.n, more));
+    cg_client_send(c, cg_frame_instruments(id, lc.names, more ? CG_REQUEST_LIST_PAGE : lc.n, more));
     free(lc.names);
 }
 
@@ -136,7 +136,7 @@ static void history_done(void *arg, struct cg_frame *f)
     struct hist_wait *hw = arg;
     cg_list_remove(&hw->link);
     if (hw->c)
-        cg_ws_send(hw->c, f);
+        cg_client_send(hw->c, f);
     else
         cg_frame_unref(f);
     free(hw);
@@ -225,8 +225,8 @@ static void handle_subscribe(struct cg_client *c, const struct cg_request *req)
                                : -1;
         }
     }
-    cg_ws_send(c,
-               cg_frame_subscribed(id, req->names, req->nnames, inames, ni, w->epoch, recovered));
+    cg_client_send(
+        c, cg_frame_subscribed(id, req->names, req->nnames, inames, ni, w->epoch, recovered));
     for (size_t k = 0; k < req->nnames; k++) {
         int dup = 0;
         for (size_t j = 0; j < k && !dup; j++)
@@ -256,14 +256,15 @@ static void handle_request(struct cg_client *c, const char *text, size_t len)
         break;
     case CG_ACTION_UNSUBSCRIBE:
         cg_registry_unsubscribe(c->w->reg, &c->member, req.names, req.nnames);
-        cg_ws_send(c, cg_frame_names("unsubscribed", cg_request_id(&req), req.names, req.nnames));
+        cg_client_send(c,
+                       cg_frame_names("unsubscribed", cg_request_id(&req), req.names, req.nnames));
         break;
     case CG_ACTION_LIST:
     case CG_ACTION_SEARCH:
         handle_list(c, &req);
         break;
     case CG_ACTION_PING:
-        cg_ws_send(c, cg_frame_pong(cg_request_id(&req)));
+        cg_client_send(c, cg_frame_pong(cg_request_id(&req)));
         break;
     case CG_ACTION_HISTORY:
         handle_history(c, &req);
@@ -278,7 +279,7 @@ static int rate_ok(struct cg_client *c)
 {
     const struct cg_config *cfg = c->w->cfg;
     struct cg_dispatch_client *in = &c->in;
-    uint64_t now = cg_ws_now_ms(c->w);
+    uint64_t now = cg_client_now_ms(c->w);
     in->tokens += (double)(now - in->refill_ms) * cfg->rate_limit / 1000.0;
     if (in->tokens > cfg->rate_burst)
         in->tokens = cfg->rate_burst;
@@ -297,7 +298,7 @@ static int rate_ok(struct cg_client *c)
         cg_metrics.rate_limit_disconnects++;
         cg_log_limited(&c->w->dispatch.rate_log, 1000, CG_LOG_WARN, "rate limit exceeded",
                        "peer=%s user=%s", c->peer, c->member.user ? c->member.user->id : "-");
-        cg_ws_close(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "rate limit");
+        cg_client_close(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "rate limit");
     }
     return 0;
 }
@@ -349,7 +350,7 @@ void cg_dispatch_init(struct cg_dispatch *d)
 void cg_dispatch_open(struct cg_ws *w, struct cg_client *c)
 {
     c->in.tokens = w->cfg->rate_burst;
-    c->in.refill_ms = cg_ws_now_ms(w);
+    c->in.refill_ms = cg_client_now_ms(w);
 }
 
 void cg_dispatch_close(struct cg_ws *w, struct cg_client *c)

@@ -10,31 +10,10 @@
 #define CG_DISPATCH_H
 
 #include <stddef.h>
-#include <stdint.h>
-
-#include "list.h"
-#include "log.h"
 
 struct cg_ws;
 struct cg_client;
-
-/* Per vhost. */
-struct cg_dispatch {
-    struct cg_list list_waits; /* list/search requests waiting for the instrument set */
-    int list_inflight;         /* one SMEMBERS serves every waiting request */
-    struct cg_list hist_waits; /* history requests waiting for Redis */
-    struct cg_log_limit rate_log;
-};
-
-/* Per connection (embedded in struct cg_client, zeroed at ESTABLISHED). */
-struct cg_dispatch_client {
-    unsigned char *rx; /* reassembly of a fragmented message, NULL otherwise */
-    size_t rxlen;
-    double tokens; /* the token bucket */
-    uint64_t refill_ms;
-    uint32_t strikes; /* messages refused in this strike window */
-    uint64_t strike_start_ms;
-};
+struct cg_dispatch;
 
 void cg_dispatch_init(struct cg_dispatch *d);
 /* A connection is established: its bucket starts full. */

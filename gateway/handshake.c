@@ -6,11 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "client.h"
 #include "config.h"
 #include "cookie.h"
 #include "log.h"
 #include "metrics.h"
-#include "ws.h"
 
 #define STASH_MAX_AGE_MS 10000
 
@@ -69,7 +69,7 @@ static void stash_put(struct cg_ws *w, struct lws *wsi, struct cg_auth_entry *e,
         }
     }
     s->auth = e;
-    s->at_ms = cg_ws_now_ms(w);
+    s->at_ms = cg_client_now_ms(w);
     snprintf(s->addr, sizeof(s->addr), "%s", addr);
 }
 
@@ -100,7 +100,8 @@ static void stash_drop(struct cg_map_node *n, void *arg)
 static void sweep_one(struct cg_map_node *n, void *arg)
 {
     struct cg_ws *w = arg;
-    if (cg_ws_now_ms(w) - CG_CONTAINER_OF(n, struct stash_entry, node)->at_ms > STASH_MAX_AGE_MS)
+    if (cg_client_now_ms(w) - CG_CONTAINER_OF(n, struct stash_entry, node)->at_ms >
+        STASH_MAX_AGE_MS)
         stash_drop(n, w);
 }
 
@@ -108,7 +109,7 @@ static void sweep_cb(uv_timer_t *t)
 {
     struct cg_ws *w = t->data;
     cg_map_each(&w->hs.stash, sweep_one, w);
-    cg_peers_sweep(&w->hs.peers, cg_ws_now_ms(w));
+    cg_peers_sweep(&w->hs.peers, cg_client_now_ms(w));
 }
 
 static int trusted(const struct cg_ws *w, const char *peer)
@@ -181,7 +182,7 @@ int cg_handshake_confirm(struct cg_ws *w, struct lws *wsi)
         return reject(wsi, CG_REJECT_ORIGIN, HTTP_STATUS_FORBIDDEN);
     char addr[CG_PEERS_ADDR_MAX + 1];
     client_addr(w, wsi, addr, sizeof(addr));
-    switch (cg_peers_handshake(&w->hs.peers, addr, cg_ws_now_ms(w))) {
+    switch (cg_peers_handshake(&w->hs.peers, addr, cg_client_now_ms(w))) {
     case CG_PEERS_OK:
         break;
     case CG_PEERS_RATE:
@@ -236,16 +237,15 @@ int cg_handshake_established(struct cg_ws *w, struct cg_client *c, struct lws *w
     c->auth = stash_take(w, wsi, c->addr, sizeof(c->addr));
     if (!c->auth)
         return -1; /* cannot happen: every upgrade passes cg_handshake_confirm */
-    cg_peers_opened(&w->hs.peers, c->addr, cg_ws_now_ms(w));
+    cg_peers_opened(&w->hs.peers, c->addr, cg_client_now_ms(w));
     cg_auth_attach(c->auth, &c->auth_link);
     if (cg_registry_join(w->reg, &c->member, c, c->auth->session->user_id)) {
-        cg_peers_closed(&w->hs.peers, c->addr, cg_ws_now_ms(w));
+        cg_peers_closed(&w->hs.peers, c->addr, cg_client_now_ms(w));
         cg_auth_detach(w->auth, c->auth, &c->auth_link);
         c->auth = NULL;
         return -1;
     }
     c->established = 1;
-    cg_dispatch_open(w, c);
     cg_metrics.handshakes++;
     cg_log(CG_LOG_DEBUG, "client connected", "peer=%s user=%s session=%s", c->peer,
            c->auth->session->user_id, c->auth->tag);
@@ -254,7 +254,7 @@ int cg_handshake_established(struct cg_ws *w, struct cg_client *c, struct lws *w
 
 void cg_handshake_closed(struct cg_ws *w, struct cg_client *c)
 {
-    cg_peers_closed(&w->hs.peers, c->addr, cg_ws_now_ms(w));
+    cg_peers_closed(&w->hs.peers, c->addr, cg_client_now_ms(w));
     cg_auth_detach(w->auth, c->auth, &c->auth_link);
     c->auth = NULL;
 }

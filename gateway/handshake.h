@@ -9,22 +9,11 @@
 #ifndef CG_HANDSHAKE_H
 #define CG_HANDSHAKE_H
 
-#include <stddef.h>
-#include <uv.h>
-
 #include "auth.h"
-#include "map.h"
-#include "peers.h"
 
 struct lws;
 struct cg_ws;
 struct cg_client;
-
-struct cg_handshake {
-    struct cg_map stash;   /* wsi -> struct stash_entry, CONFIRM_UPGRADE to ESTABLISHED */
-    struct cg_peers peers; /* per client address: connections, handshake rate */
-    uv_timer_t sweep;
-};
 
 /* Starts the module's state and its sweep timer on w's loop (w->cfg set). Returns 0 or -1. */
 int cg_handshake_init(struct cg_ws *w);

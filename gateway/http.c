@@ -2,17 +2,18 @@
 #include "http.h"
 
 #include <ctype.h>
-#include <stdarg.h>
 #include <jansson.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "auth.h"
 #include "bridge.h"
+#include "client.h"
 #include "config.h"
 #include "log.h"
 #include "metrics.h"
-#include "ws.h"
+#include "handshake.h"
 
 #define DEV_SESSION_TTL_S 43200
 #define SMALL_BODY 1024 /* /healthz, /session: a user id of 128 escaped characters fits */
@@ -93,7 +94,7 @@ static void gauges(struct cg_ws *w, struct cg_metrics_gauges *g)
     for (int i = 0; i < CG_LINK_BRIDGE_COUNT; i++)
         g->redis_up[i] = cg_bridge_up(w->bridge, (enum cg_link)i);
     g->redis_up[CG_LINK_SESSION] = cg_auth_up(w->auth);
-    g->uptime_s = (cg_ws_now_ms(w) - w->started_ms) / 1000;
+    g->uptime_s = (cg_client_now_ms(w) - w->started_ms) / 1000;
 }
 
 static int metrics(struct cg_ws *w, struct lws *wsi, struct cg_client *c)

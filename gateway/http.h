@@ -6,25 +6,11 @@
 #ifndef CG_HTTP_H
 #define CG_HTTP_H
 
-#include <stddef.h>
-
 #include <libwebsockets.h>
 
 struct cg_ws;
 struct cg_client;
-
-#define CG_HTTP_CALLBACK_MOUNTS 4
-
-/* Per vhost: lws's mount table (it keeps pointers into it for the context's life). */
-struct cg_http {
-    struct lws_http_mount mounts[CG_HTTP_CALLBACK_MOUNTS + 1];
-};
-
-/* Per connection. */
-struct cg_http_client {
-    char *body; /* LWS_PRE headroom + len bytes, owned; NULL when nothing is to be written */
-    size_t len;
-};
+struct cg_http;
 
 /* Fills h's mount table, the static files served from web_root (borrowed: it must outlive the
  * lws context). Returns the first mount, for lws_context_creation_info.mounts. */

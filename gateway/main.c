@@ -154,13 +154,13 @@ int main(int argc, char **argv)
     struct cg_registry_hooks rh = {instrument_active, user_active, sub_dropped, &a};
     cg_registry_init(&a.reg, &rh, a.cfg.max_instruments);
     /* Recording aggregates every instrument, watched here or not. */
-    struct cg_relay_hooks relay_hooks = {cg_ws_deliver, &a.ws, cg_agent_tick, &a.agent,
+    struct cg_relay_hooks relay_hooks = {cg_client_deliver, &a.ws, cg_agent_tick, &a.agent,
                                          a.cfg.record_bars};
     cg_relay_init(&a.relay, &a.reg, &relay_hooks, a.cfg.max_payload_bytes);
     cg_agent_init(&a.agent, &a.loop, &a.cfg, &a.reg, &a.bridge, &relay_hooks);
     struct cg_bridge_hooks bh = {cg_agent_gap, &a.agent};
     cg_bridge_start(&a.bridge, &a.loop, &a.cfg, &a.reg, &a.relay, &bh);
-    struct cg_auth_hooks ah = {cg_ws_revoked, &a.ws};
+    struct cg_auth_hooks ah = {cg_client_revoked, &a.ws};
     cg_auth_init(&a.auth, &a.loop, &a.cfg, &a.bridge, &ah);
     if (cg_ws_start(&a.ws, &a.loop, &a.cfg, &a.reg, &a.auth, &a.bridge, &a.agent)) {
         fprintf(stderr, "chartgate: --listen: cannot listen on %s:%u\n", a.cfg.listen_host,

@@ -1,4 +1,4 @@
-/* ws.c -- the lws protocol callback, the batched write path, and closing. */
+/* ws.c -- the lws protocol callback on top of the connection's concerns, and the context. */
 #include "ws.h"
 
 #include <libwebsockets.h>
@@ -6,14 +6,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "auth.h"
 #include "config.h"
-#include "frame.h"
-#include "metrics.h"
+#include "dispatch.h"
+#include "handshake.h"
+#include "http.h"
 #include "random.h"
 #include "tls.h"
-
-_Static_assert(CG_FRAME_PRE >= LWS_PRE, "frame headroom must fit the lws header");
 
 #define RX_CHUNK 1024 /* lws per-connection rx buffer; larger messages are reassembled */
 /* Largest chunk lws hands to one send(): without it lws 4.1 caps every send at RX_CHUNK +
@@ -22,56 +20,6 @@ _Static_assert(CG_FRAME_PRE >= LWS_PRE, "frame headroom must fit the lws header"
  * 64 MiB + 1 KiB covers the largest message, a --max-payload-bytes frame sent alone. */
 #define TX_CHUNK ((64U << 20) + 1024)
 
-static void closer_cb(uv_timer_t *t);
-static void flush_soon_cb(uv_idle_t *h);
-
-uint64_t cg_ws_now_ms(const struct cg_ws *w)
-{
-    return uv_now(w->loop);
-}
-
-/* ---- closing --------------------------------------------------------------- */
-
-/* The close itself starts from a 0 ms timer, outside whatever fan-out or callback we are in (a
- * close can end in LWS_CALLBACK_CLOSED, which unlinks the client from lists being walked). Not
- * by returning -1 from WRITEABLE: Debian's lws 4.1.6 is built with _DEBUG, whose "uv repeat
- * test" then closes a second time and turns the polite close (close frame first) into a hard
- * kill. */
-void cg_ws_close(struct cg_client *c, uint16_t code, const char *reason)
-{
-    if (c->closing)
-        return;
-    struct cg_ws *w = c->w;
-    c->closing = 1;
-    c->close_code = code;
-    snprintf(c->close_reason, sizeof(c->close_reason), "%s", reason);
-    cg_outq_finish(&c->q);
-    cg_list_append(&w->to_close, &c->close_link);
-    if (!uv_is_active((uv_handle_t *)&w->closer))
-        uv_timer_start(&w->closer, closer_cb, 0, 0);
-}
-
-static void closer_cb(uv_timer_t *t)
-{
-    struct cg_ws *w = t->data;
-    while (!cg_list_empty(&w->to_close)) {
-        struct cg_client *c = CG_CONTAINER_OF(w->to_close.next, struct cg_client, close_link);
-        cg_list_remove(&c->close_link);
-        lws_close_reason(c->wsi, (enum lws_close_status)c->close_code,
-                         (unsigned char *)c->close_reason, strlen(c->close_reason));
-        /* Sends the close frame when the socket can take it; lws cuts a client that
-         * cannot within its close-send timeout (5 s). */
-        lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_SYNC);
-    }
-}
-
-void cg_ws_revoked(void *data, struct cg_list *socket_link)
-{
-    (void)data;
-    struct cg_client *c = CG_CONTAINER_OF(socket_link, struct cg_client, auth_link);
-    cg_ws_close(c, 4001, "session ended");
-}
-
 void cg_ws_close_all(struct cg_ws *w)
 {
     w->shutting_down = 1;
@@ -79,7 +27,7 @@ void cg_ws_close_all(struct cg_ws *w)
     CG_LIST_FOREACH_SAFE(it, tmp, &w->reg->members)
     {
         struct cg_member *m = CG_CONTAINER_OF(it, struct cg_member, all_link);
-        cg_ws_close(m->owner, LWS_CLOSE_STATUS_GOINGAWAY, "going away");
+        cg_client_close(m->owner, LWS_CLOSE_STATUS_GOINGAWAY, "going away");
     }
 }
 
@@ -91,146 +39,10 @@ static void closed(struct cg_ws *w, struct cg_client *c)
     cg_log(CG_LOG_DEBUG, "client closed", "peer=%s user=%s code=%u", c->peer,
            c->member.user ? c->member.user->id : "-", c->close_code);
     cg_dispatch_close(w, c);
-    cg_list_remove(&c->close_link);
-    cg_list_remove(&c->flush_link);
     cg_registry_leave(w->reg, &c->member);
-    cg_outq_finish(&c->q);
+    cg_client_finish(c);
     cg_handshake_closed(w, c);
     c->established = 0;
-}
-
-/* ---- queueing ---------------------------------------------------------------- */
-
-/* Frames were queued for c: it is written after this loop turn's I/O callbacks, so that
- * everything one read of Redis brought (a market burst) goes out in one batch per client. */
-static void want_write(struct cg_client *c)
-{
-    if (!c->want_write) {
-        struct cg_ws *w = c->w;
-        c->want_write = 1;
-        cg_list_append(&w->to_flush, &c->flush_link);
-        if (!uv_is_active((uv_handle_t *)&w->flush_soon))
-            uv_idle_start(&w->flush_soon, flush_soon_cb);
-    }
-}
-
-static void slow_consumer(struct cg_client *c)
-{
-    cg_metrics.slow_disconnects++;
-    cg_log_limited(&c->w->slow_log, 1000, CG_LOG_WARN, "slow consumer closed",
-                   "peer=%s user=%s pending_frames=%u pending_bytes=%zu", c->peer,
-                   c->member.user ? c->member.user->id : "-", c->q.count, c->q.bytes);
-    cg_ws_close(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "slow consumer");
-}
-
-/* Queues frame f (borrowed) for c; slot as in cg_outq_push. */
-static void enqueue(struct cg_client *c, struct cg_frame *f, uint64_t *slot)
-{
-    if (c->closing || !f)
-        return;
-    enum cg_outq_result r = cg_outq_push(&c->q, &c->w->limits, f, slot);
-    if (r == CG_OUTQ_CONFLATED)
-        cg_metrics.frames_conflated++;
-    else if (r < 0) {
-        slow_consumer(c);
-        return;
-    }
-    want_write(c);
-}
-
-void cg_ws_send(struct cg_client *c, struct cg_frame *f)
-{
-    enqueue(c, f, NULL);
-    cg_frame_unref(f);
-}
-
-void cg_ws_deliver(void *data, struct cg_member *m, struct cg_frame *f, uint64_t *slot)
-{
-    (void)data;
-    enqueue(m->owner, f, slot);
-}
-
-/* ---- writing ----------------------------------------------------------------- */
-
-/* Writes one batch of c's queue (from flush_cb or lws's WRITEABLE). */
-static int write_pending(struct cg_client *c)
-{
-    struct cg_ws *w = c->w;
-    cg_list_remove(&c->flush_link); /* WRITEABLE may come while c waits on to_flush */
-    c->want_write = 0;
-    if (c->closing || !c->q.count)
-        return 0;
-    struct cg_frame *first = cg_outq_peek(&c->q, 0);
-    unsigned char *buf;
-    size_t len;
-    uint32_t n = 1;
-    if (c->q.count == 1 || first->len >= w->cfg->batch_max_bytes) {
-        /* One frame: written from the shared buffer itself. lws puts the frame
-         * header in the headroom just before sending; no extension is negotiated,
-         * so it is the same bytes for every client and nothing is kept. */
-        buf = cg_frame_data(first);
-        len = first->len;
-    } else {
-        buf = w->scratch + LWS_PRE;
-        memcpy(buf, cg_frame_data(first), first->len);
-        len = first->len;
-        for (; n < c->q.count; n++) {
-            struct cg_frame *f = cg_outq_peek(&c->q, n);
-            if (len + 1 + f->len > w->cfg->batch_max_bytes)
-                break;
-            buf[len++] = '\n';
-            memcpy(buf + len, cg_frame_data(f), f->len);
-            len += f->len;
-        }
-    }
-    int wr = lws_write(c->wsi, buf, len, LWS_WRITE_TEXT);
-    cg_outq_pop(&c->q, n);
-    if (wr < (int)len)
-        return -1;
-    cg_metrics.frames_out += n;
-    cg_metrics.bytes_out += len;
-    cg_metrics.ws_messages_out++;
-    if (c->q.count)
-        want_write(c);
-    return 0;
-}
-
-/* The write path. Instead of asking lws for POLLOUT per message (two epoll_ctl calls and a
- * loop turn each: a third of the gateway's CPU at 2000 sockets), each client with queued
- * frames is written directly once per loop turn, right after the poll phase, when its socket
- * can take more (lws_send_pipe_choked: nothing of lws's own pending, and POLLOUT now). A
- * choked socket falls back to lws's WRITEABLE callback, which writes the same way. */
-static void flush_cb(uv_check_t *h)
-{
-    struct cg_ws *w = h->data;
-    struct cg_list batch;
-    cg_list_init(&batch);
-    if (!cg_list_empty(&w->to_flush)) { /* take them all: clients re-queued now wait a turn */
-        batch = w->to_flush;
-        batch.next->prev = &batch;
-        batch.prev->next = &batch;
-        cg_list_init(&w->to_flush);
-    }
-    uv_idle_stop(&w->flush_soon);
-    while (!cg_list_empty(&batch)) {
-        struct cg_client *c = CG_CONTAINER_OF(batch.next, struct cg_client, flush_link);
-        cg_list_remove(&c->flush_link);
-        if (c->closing || !c->q.count) {
-            c->want_write = 0;
-            continue;
-        }
-        if (lws_send_pipe_choked(c->wsi)) {
-            lws_callback_on_writable(c->wsi); /* want_write stays set until WRITEABLE */
-            continue;
-        }
-        if (write_pending(c))
-            cg_ws_close(c, LWS_CLOSE_STATUS_ABNORMAL_CLOSE, "write failed");
-    }
-}
-
-static void flush_soon_cb(uv_idle_t *h)
-{
-    (void)h; /* only keeps the poll phase from blocking while clients wait to be written */
 }
 
 /* ---- the protocol callback ------------------------------------------------- */
@@ -244,11 +56,14 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
         return cg_handshake_confirm(w, wsi);
     case LWS_CALLBACK_ESTABLISHED:
-        return cg_handshake_established(w, c, wsi);
+        if (cg_handshake_established(w, c, wsi))
+            return -1;
+        cg_dispatch_open(w, c);
+        return 0;
     case LWS_CALLBACK_RECEIVE:
         return cg_dispatch_receive(c, in, len);
     case LWS_CALLBACK_SERVER_WRITEABLE:
-        return write_pending(c);
+        return cg_client_writeable(c);
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
         /* lws echoes the close: nothing may be written after it (flush_cb writes directly). */
         if (c && c->established) {
@@ -305,18 +120,7 @@ int cg_ws_start(struct cg_ws *w, uv_loop_t *loop, const struct cg_config *cfg,
         cg_log(CG_LOG_ERROR, "no random bytes for the resume epoch", "pid=%d", (int)getpid());
         return -1;
     }
-    w->limits.max_frames = cfg->queue_max_frames;
-    w->limits.max_bytes = cfg->queue_max_bytes;
-    w->limits.conflate_frames = cfg->queue_conflate_frames;
-    w->limits.conflate_bytes = cfg->queue_max_bytes / 4;
-    cg_list_init(&w->to_close);
-    cg_list_init(&w->to_flush);
     cg_dispatch_init(&w->dispatch);
-    w->scratch = malloc(LWS_PRE + cfg->batch_max_bytes);
-    if (!w->scratch) {
-        cg_log(CG_LOG_ERROR, "out of memory", "what=batch_buffer bytes=%u", cfg->batch_max_bytes);
-        return -1;
-    }
 
     static lws_retry_bo_t retry;
     retry.secs_since_valid_ping = (uint16_t)cfg->ping_s;
@@ -340,25 +144,19 @@ int cg_ws_start(struct cg_ws *w, uv_loop_t *loop, const struct cg_config *cfg,
     info.timeout_secs = 10;
     info.count_threads = 1;
     cg_tls_configure(&info, cfg);
+    if (cg_client_vhost_init(w))
+        return -1;
     if (cg_handshake_init(w)) {
-        free(w->scratch);
-        w->scratch = NULL;
+        cg_client_vhost_finish(w);
         return -1;
     }
     w->ctx = lws_create_context(&info);
     if (!w->ctx) {
         cg_log(CG_LOG_ERROR, "cannot listen", "addr=%s:%u", cfg->listen_host, cfg->listen_port);
         cg_handshake_finish(w);
-        free(w->scratch);
-        w->scratch = NULL;
+        cg_client_vhost_finish(w);
         return -1;
     }
-    uv_timer_init(loop, &w->closer);
-    w->closer.data = w;
-    uv_check_init(loop, &w->flusher);
-    w->flusher.data = w;
-    uv_check_start(&w->flusher, flush_cb);
-    uv_idle_init(loop, &w->flush_soon);
     cg_log(CG_LOG_INFO, "listening", "addr=%s port=%u tls=%s", cfg->listen_host, cfg->listen_port,
            cfg->tls_cert[0] ? "on" : "off");
     return 0;
@@ -366,16 +164,9 @@ int cg_ws_start(struct cg_ws *w, uv_loop_t *loop, const struct cg_config *cfg,
 
 void cg_ws_stop(struct cg_ws *w)
 {
-    uv_timer_stop(&w->closer);
-    uv_close((uv_handle_t *)&w->closer, NULL);
-    uv_check_stop(&w->flusher);
-    uv_close((uv_handle_t *)&w->flusher, NULL);
-    uv_idle_stop(&w->flush_soon);
-    uv_close((uv_handle_t *)&w->flush_soon, NULL);
     if (w->ctx)
         lws_context_destroy(w->ctx);
     w->ctx = NULL;
+    cg_client_vhost_finish(w);
     cg_handshake_finish(w);
-    free(w->scratch);
-    w->scratch = NULL;
 }
