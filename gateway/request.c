@@ -1,6 +1,7 @@
 /* request.c -- client message parsing and validation. */
 #include "request.h"
 
+#include <ctype.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -52,17 +53,11 @@ static int take_id(json_t *id, struct cg_request *req)
     return 0;
 }
 
-static int take_names(json_t *root, struct cg_request *req, struct cg_request_error *err)
+/* The shape of "instruments": a non-empty array of strings (check 1 of PROTOCOL.md 3). */
+static int check_names_shape(json_t *arr, struct cg_request_error *err)
 {
-    json_t *arr = json_object_get(root, "instruments");
     if (!json_is_array(arr) || !json_array_size(arr))
         return fail(err, CG_ERR_BAD_REQUEST, "\"instruments\" must be a non-empty array of names");
-    if (json_array_size(arr) > CG_REQUEST_NAMES_MAX)
-        return fail(err, CG_ERR_TOO_MANY_SUBSCRIPTIONS, "more than %d instruments in one request",
-                    CG_REQUEST_NAMES_MAX);
-    req->names = calloc(json_array_size(arr), sizeof(*req->names));
-    if (!req->names)
-        return fail(err, CG_ERR_BAD_REQUEST, "out of memory");
     size_t i;
     json_t *v;
     json_array_foreach(arr, i, v)
@@ -70,6 +65,16 @@ static int take_names(json_t *root, struct cg_request *req, struct cg_request_er
         if (!json_is_string(v))
             return fail(err, CG_ERR_BAD_REQUEST, "\"instruments\"[%zu] is not a string", i);
     }
+    return 0;
+}
+
+/* The names themselves, then how many there are (checks 2 and 3), only once the whole
+ * request is known to be well-formed: a request wrong in several ways is answered with
+ * the first failing check in PROTOCOL.md's order, shape before names before counts. */
+static int take_names(json_t *arr, struct cg_request *req, struct cg_request_error *err)
+{
+    size_t i;
+    json_t *v;
     json_array_foreach(arr, i, v)
     {
         const char *s = json_string_value(v);
@@ -79,7 +84,16 @@ static int take_names(json_t *root, struct cg_request *req, struct cg_request_er
                         "\"instruments\"[%zu] is not a valid instrument name "
                         "([A-Za-z0-9._-], 1 to 32 characters)",
                         i);
-        req->names[req->nnames++] = s;
+    }
+    if (json_array_size(arr) > CG_REQUEST_NAMES_MAX)
+        return fail(err, CG_ERR_TOO_MANY_SUBSCRIPTIONS, "more than %d instruments in one request",
+                    CG_REQUEST_NAMES_MAX);
+    req->names = calloc(json_array_size(arr), sizeof(*req->names));
+    if (!req->names)
+        return fail(err, CG_ERR_BAD_REQUEST, "out of memory");
+    json_array_foreach(arr, i, v)
+    {
+        req->names[req->nnames++] = json_string_value(v);
     }
     return 0;
 }
@@ -98,7 +112,7 @@ static int take_interval(json_t *v, const struct cg_config *cfg, uint32_t *index
     return 0;
 }
 
-/* subscribe's optional "intervals" and "since". */
+/* subscribe's optional "intervals", "since" and "epoch". */
 static int take_chart_options(struct cg_request *req, const struct cg_config *cfg,
                               struct cg_request_error *err)
 {
@@ -133,11 +147,14 @@ static int take_chart_options(struct cg_request *req, const struct cg_config *cf
     }
     json_t *epoch = json_object_get(req->root, "epoch");
     if (epoch) {
+        /* The gateway sends lowercase; a client that upper-cased it means the same epoch. */
         const char *e = json_is_string(epoch) ? json_string_value(epoch) : "";
-        size_t n = strspn(e, "0123456789abcdef");
-        if (n != 16 || e[n])
-            return fail(err, CG_ERR_BAD_REQUEST, "\"epoch\" must be 16 lowercase hex digits");
-        memcpy(req->epoch, e, 17);
+        if (!json_is_string(epoch) || json_string_length(epoch) != 16 ||
+            strspn(e, "0123456789abcdefABCDEF") != 16)
+            return fail(err, CG_ERR_BAD_REQUEST, "\"epoch\" must be 16 hex digits");
+        for (int i = 0; i < 16; i++)
+            req->epoch[i] = (char)tolower((unsigned char)e[i]);
+        req->epoch[16] = 0;
     }
     return 0;
 }
@@ -145,14 +162,10 @@ static int take_chart_options(struct cg_request *req, const struct cg_config *cf
 static int take_history(struct cg_request *req, const struct cg_config *cfg,
                         struct cg_request_error *err)
 {
+    /* The shape of the whole request first, then the name, as for subscribe. */
     json_t *ins = json_object_get(req->root, "instrument");
     if (!json_is_string(ins))
         return fail(err, CG_ERR_BAD_REQUEST, "\"instrument\" (a string) is required");
-    if (!cg_instrument_valid(json_string_value(ins), json_string_length(ins)) ||
-        strlen(json_string_value(ins)) != json_string_length(ins))
-        return fail(err, CG_ERR_INVALID_INSTRUMENT,
-                    "\"instrument\" is not a valid instrument name");
-    memcpy(req->instrument, json_string_value(ins), json_string_length(ins) + 1);
     if (take_interval(json_object_get(req->root, "interval"), cfg, &req->interval, err))
         return -1;
     json_t *before = json_object_get(req->root, "before");
@@ -164,6 +177,42 @@ static int take_history(struct cg_request *req, const struct cg_config *cfg,
         return fail(err, CG_ERR_BAD_REQUEST, "\"limit\" must be an integer >= 1");
     json_int_t l = limit ? json_integer_value(limit) : 500;
     req->limit = l > (json_int_t)cfg->history_max ? cfg->history_max : (uint32_t)l;
+    if (!cg_instrument_valid(json_string_value(ins), json_string_length(ins)) ||
+        strlen(json_string_value(ins)) != json_string_length(ins))
+        return fail(err, CG_ERR_INVALID_INSTRUMENT,
+                    "\"instrument\" is not a valid instrument name");
+    memcpy(req->instrument, json_string_value(ins), json_string_length(ins) + 1);
+    return 0;
+}
+
+/* list's and search's optional "after": where the previous page ended. Any string of at
+ * most CG_INSTRUMENT_MAX bytes: it is compared with names, not looked up. */
+static int take_after(struct cg_request *req, struct cg_request_error *err)
+{
+    json_t *after = json_object_get(req->root, "after");
+    if (!after)
+        return 0;
+    if (!json_is_string(after) || json_string_length(after) > CG_INSTRUMENT_MAX ||
+        strlen(json_string_value(after)) != json_string_length(after))
+        return fail(err, CG_ERR_BAD_REQUEST,
+                    "\"after\" must be a string of at most 32 bytes (the last name received)");
+    memcpy(req->after, json_string_value(after), json_string_length(after) + 1);
+    return 0;
+}
+
+/* search's "pattern": at most CG_REQUEST_PATTERN_MAX characters. jansson hands over valid
+ * UTF-8, so that is at most CG_REQUEST_PATTERN_BYTES bytes; the byte bound is checked all
+ * the same, as it is what keeps the copy inside req->pattern. */
+static int take_pattern(struct cg_request *req, struct cg_request_error *err)
+{
+    json_t *p = json_object_get(req->root, "pattern");
+    const char *s = json_is_string(p) ? json_string_value(p) : NULL;
+    size_t len = s ? json_string_length(p) : 0;
+    if (!s || len > CG_REQUEST_PATTERN_BYTES || utf8_chars(s, len) > CG_REQUEST_PATTERN_MAX ||
+        strlen(s) != len)
+        return fail(err, CG_ERR_BAD_REQUEST,
+                    "\"pattern\" must be a string of at most 32 characters");
+    memcpy(req->pattern, s, len + 1);
     return 0;
 }
 
@@ -199,9 +248,12 @@ int cg_request_parse(const char *text, size_t len, const struct cg_config *cfg,
     const char *a = json_string_value(action);
     if (!strcmp(a, "subscribe") || !strcmp(a, "unsubscribe")) {
         req->action = a[0] == 's' ? CG_ACTION_SUBSCRIBE : CG_ACTION_UNSUBSCRIBE;
-        if (take_names(req->root, req, err))
+        json_t *names = json_object_get(req->root, "instruments");
+        if (check_names_shape(names, err))
             return -1;
-        return req->action == CG_ACTION_SUBSCRIBE ? take_chart_options(req, cfg, err) : 0;
+        if (req->action == CG_ACTION_SUBSCRIBE && take_chart_options(req, cfg, err))
+            return -1;
+        return take_names(names, req, err);
     }
     if (!strcmp(a, "history")) {
         req->action = CG_ACTION_HISTORY;
@@ -209,17 +261,11 @@ int cg_request_parse(const char *text, size_t len, const struct cg_config *cfg,
     }
     if (!strcmp(a, "list")) {
         req->action = CG_ACTION_LIST;
-        return 0;
+        return take_after(req, err);
     }
     if (!strcmp(a, "search")) {
         req->action = CG_ACTION_SEARCH;
-        json_t *p = json_object_get(req->root, "pattern");
-        if (!json_is_string(p) || json_string_length(p) > CG_INSTRUMENT_MAX ||
-            strlen(json_string_value(p)) != json_string_length(p))
-            return fail(err, CG_ERR_BAD_REQUEST,
-                        "\"pattern\" must be a string of at most 32 characters");
-        memcpy(req->pattern, json_string_value(p), json_string_length(p) + 1);
-        return 0;
+        return take_pattern(req, err) ? -1 : take_after(req, err);
     }
     if (!strcmp(a, "ping")) {
         req->action = CG_ACTION_PING;

@@ -1,8 +1,11 @@
 /* request.h -- parsing and validation of client->gateway messages (proto/PROTOCOL.md).
  *
- * One text message holds one JSON object with an "action". Parsing checks the
- * shape, the id, and the instrument names, and yields either a request or an
- * error code + human message + the request id to echo. Pure (jansson only). */
+ * One text message holds one JSON object with an "action". Parsing checks, in this
+ * order, the shape and types of the whole request (bad_request), then its instrument
+ * names (invalid_instrument), then how many it names (too_many_subscriptions), and
+ * yields either a request or an error code + human message + the request id to echo.
+ * What needs the session or the socket (allowlist, subscription limit) is the
+ * caller's, after a successful parse. Pure (jansson only). */
 #ifndef CG_REQUEST_H
 #define CG_REQUEST_H
 
@@ -16,7 +19,10 @@
 #define CG_REQUEST_ID_MAX 64       /* longest string id */
 #define CG_REQUEST_ID_JSON_MAX 400 /* its JSON encoding, escapes included */
 #define CG_REQUEST_NAMES_MAX 1024  /* names in one request, before the per-socket limit */
-#define CG_REQUEST_LIST_PAGE 10000 /* names in one instruments frame */
+#define CG_REQUEST_PATTERN_MAX 32  /* search pattern, in characters (code points) */
+/* ...and in bytes: at most 4 per character in UTF-8. Copy req->pattern by its sizeof. */
+#define CG_REQUEST_PATTERN_BYTES (CG_REQUEST_PATTERN_MAX * 4)
+#define CG_REQUEST_LIST_PAGE 10000 /* names in one instruments frame; "more" when others follow */
 
 enum cg_action {
     CG_ACTION_SUBSCRIBE,
@@ -32,12 +38,12 @@ struct cg_request {
     char id_json[CG_REQUEST_ID_JSON_MAX + 1]; /* "" when the request had no id */
     const char **names;                       /* subscribe/unsubscribe: borrowed from root */
     size_t nnames;
-    char pattern[CG_INSTRUMENT_MAX + 1]; /* search */
-    char after[CG_INSTRUMENT_MAX + 1]; /* list/search: names after this one; "" = from the start */
+    char pattern[CG_REQUEST_PATTERN_BYTES + 1]; /* search: as sent (valid UTF-8) */
+    char after[CG_INSTRUMENT_MAX + 1]; /* list/search: only names > after (strcmp); "" = all */
     uint32_t intervals;                /* subscribe: bit i = configured interval i */
     int has_intervals;
     json_t *since;  /* subscribe: {name: seq}, borrowed from root, or NULL */
-    char epoch[17]; /* subscribe: the epoch since refers to, "" if none */
+    char epoch[17]; /* subscribe: the epoch since refers to, lower-cased; "" if none */
     char instrument[CG_INSTRUMENT_MAX + 1]; /* history */
     uint32_t interval;                      /* history: configured interval index */
     int64_t before;                         /* history: bars with t < before; INT64_MAX = all */

@@ -5,22 +5,8 @@
 #include <string.h>
 
 #include "check.h"
-#include "config.h"
 #include "request.h"
-
-/* The default configuration (intervals 1s,1m,5m,15m,1h,1d; history cap 1000). */
-static const struct cg_config *test_cfg(void)
-{
-    static struct cg_config cfg;
-    static int done;
-    if (!done) {
-        char *argv[] = {"test", NULL};
-        char err[256];
-        cg_config_load(&cfg, 1, argv, "web", err, sizeof(err), NULL);
-        done = 1;
-    }
-    return &cfg;
-}
+#include "testcfg.h"
 
 static struct cg_request req;
 static struct cg_request_error err;
@@ -334,28 +320,190 @@ static void test_instruments_member(void)
     }
 }
 
+/* A subscribe/unsubscribe naming total instruments "i0".."i<total-1>", with bad (if not
+ * NULL) as name number 7 and extra members (e.g. ",\"intervals\":[\"7x\"]") before the
+ * list. Returns a malloc'd string. */
+static char *many_names(const char *action, int total, const char *bad, const char *extra)
+{
+    size_t cap = 128 + (size_t)total * 10 + strlen(extra) + (bad ? strlen(bad) : 0);
+    char *t = malloc(cap);
+    if (!t)
+        return NULL;
+    size_t n =
+        (size_t)snprintf(t, cap, "{\"action\":\"%s\",\"id\":5%s,\"instruments\":[", action, extra);
+    for (int i = 0; i < total; i++) {
+        if (bad && i == 7)
+            n += (size_t)snprintf(t + n, cap - n, "%s%s", i ? "," : "", bad);
+        else
+            n += (size_t)snprintf(t + n, cap - n, "%s\"i%d\"", i ? "," : "", i);
+    }
+    snprintf(t + n, cap - n, "]}");
+    return t;
+}
+
 static void test_name_count(void)
 {
-    /* 1024 names are accepted; 1025 are too_many_subscriptions (id echoed). */
-    size_t cap = 16 + 1025 * 10 + 64;
-    char *t = malloc(cap);
-    if (!CHECK(t != NULL))
-        return;
-    for (int total = 1024; total <= 1025; total++) {
-        size_t n = (size_t)snprintf(t, cap, "{\"action\":\"subscribe\",\"id\":5,\"instruments\":[");
-        for (int i = 0; i < total; i++)
-            n += (size_t)snprintf(t + n, cap - n, "%s\"i%d\"", i ? "," : "", i);
-        snprintf(t + n, cap - n, "]}");
-        if (total == 1024) {
-            CHECK_INT(PARSE(t), 0);
-            CHECK_UINT(req.nnames, 1024);
-            CHECK_STR(req.names[1023], "i1023");
-            done();
-        } else {
-            ERR(t, CG_ERR_TOO_MANY_SUBSCRIPTIONS, "5");
-        }
+    /* 1024 names are accepted; 1025 are too_many_subscriptions (id echoed), for both
+     * subscribe and unsubscribe (PROTOCOL.md 8: at most 1,024 names per request). */
+    CHECK_INT(CG_REQUEST_NAMES_MAX, 1024);
+    const char *acts[] = {"subscribe", "unsubscribe"};
+    for (int a = 0; a < 2; a++) {
+        char *t = many_names(acts[a], 1024, NULL, "");
+        if (!CHECK(t != NULL))
+            return;
+        CHECK_INT(PARSE(t), 0);
+        CHECK_UINT(req.nnames, 1024);
+        CHECK_STR(req.names[1023], "i1023");
+        done();
+        free(t);
+        t = many_names(acts[a], 1025, NULL, "");
+        if (!CHECK(t != NULL))
+            return;
+        ERR(t, CG_ERR_TOO_MANY_SUBSCRIPTIONS, "5");
+        free(t);
     }
-    free(t);
+}
+
+/* PROTOCOL.md 3: the checks run in order -- the whole request's shape and types
+ * (bad_request), then the names (invalid_instrument), then the per-request count
+ * (too_many_subscriptions) -- and the first failing one is reported, whatever order the
+ * members came in. */
+static void test_check_order(void)
+{
+    /* An unknown interval, a bad since or a bad epoch beats an invalid name. */
+    ERR("{\"action\":\"subscribe\",\"instruments\":[\"a b\"],\"intervals\":[\"7x\"],\"id\":1}",
+        CG_ERR_BAD_REQUEST, "1");
+    CHECK(strstr(err.message, "interval") != NULL);
+    ERR("{\"intervals\":[\"7x\"],\"action\":\"subscribe\",\"instruments\":[\"a b\"],\"id\":1}",
+        CG_ERR_BAD_REQUEST, "1");
+    ERR("{\"action\":\"subscribe\",\"instruments\":[\"a b\"],\"intervals\":\"1m\",\"id\":1}",
+        CG_ERR_BAD_REQUEST, "1");
+    ERR("{\"action\":\"subscribe\",\"instruments\":[\"a b\"],\"since\":{\"x\":-1},\"id\":1}",
+        CG_ERR_BAD_REQUEST, "1");
+    ERR("{\"action\":\"subscribe\",\"instruments\":[\"a b\"],\"since\":[],\"id\":1}",
+        CG_ERR_BAD_REQUEST, "1");
+    ERR("{\"action\":\"subscribe\",\"instruments\":[\"a b\"],\"epoch\":\"xyz\",\"id\":1}",
+        CG_ERR_BAD_REQUEST, "1");
+    /* With a well-formed rest, the invalid name is what is reported. */
+    ERR("{\"action\":\"subscribe\",\"instruments\":[\"a b\"],\"intervals\":[\"1m\"],"
+        "\"since\":{\"a b\":3},\"epoch\":\"0123456789abcdef\",\"id\":1}",
+        CG_ERR_INVALID_INSTRUMENT, "1");
+    /* unsubscribe ignores intervals/since/epoch: the name is checked. */
+    ERR("{\"action\":\"unsubscribe\",\"instruments\":[\"a b\"],\"intervals\":[\"7x\"],\"id\":1}",
+        CG_ERR_INVALID_INSTRUMENT, "1");
+
+    /* Over 1,024 names: the count comes last. */
+    static const struct {
+        const char *action, *bad, *extra;
+        enum cg_errcode code;
+    } big[] = {
+        {"subscribe", NULL, ",\"intervals\":[\"7x\"]", CG_ERR_BAD_REQUEST},
+        {"subscribe", NULL, ",\"intervals\":{}", CG_ERR_BAD_REQUEST},
+        {"subscribe", NULL, ",\"since\":{\"i1\":1.5}", CG_ERR_BAD_REQUEST},
+        {"subscribe", NULL, ",\"epoch\":\"0123\"", CG_ERR_BAD_REQUEST},
+        {"subscribe", "5", "", CG_ERR_BAD_REQUEST},
+        {"subscribe", "null", ",\"intervals\":[\"1m\"]", CG_ERR_BAD_REQUEST},
+        {"subscribe", "\"a b\"", "", CG_ERR_INVALID_INSTRUMENT},
+        {"subscribe", "\"\"", ",\"intervals\":[\"1m\"],\"since\":{\"i1\":1}",
+         CG_ERR_INVALID_INSTRUMENT},
+        {"subscribe", NULL, ",\"intervals\":[\"1m\"],\"epoch\":\"0123456789ABCDEF\"",
+         CG_ERR_TOO_MANY_SUBSCRIPTIONS},
+        {"unsubscribe", "[]", "", CG_ERR_BAD_REQUEST},
+        {"unsubscribe", "\"rb*\"", "", CG_ERR_INVALID_INSTRUMENT},
+        {"unsubscribe", NULL, ",\"intervals\":[\"7x\"]", CG_ERR_TOO_MANY_SUBSCRIPTIONS},
+    };
+    for (size_t i = 0; i < sizeof(big) / sizeof(big[0]); i++) {
+        char *t = many_names(big[i].action, 1025, big[i].bad, big[i].extra);
+        if (!CHECK(t != NULL))
+            return;
+        int line = __LINE__;
+        if (!check_int_(parse_at(t, line), -1, __FILE__, line, "parse", "-1") ||
+            !check_int_(err.code, big[i].code, __FILE__, line, "err.code",
+                        cg_errcode_name(big[i].code)))
+            fprintf(stderr, "    case %zu: %s %s (got %s: %s)\n", i, big[i].action, big[i].extra,
+                    cg_errcode_name(err.code), err.message);
+        CHECK_STR(req.id_json, "5");
+        CHECK(req.names == NULL); /* nothing allocated for a refused request */
+        cg_request_finish(&req);
+        free(t);
+    }
+
+    /* history: the same rule, the name after everything else. */
+    ERR("{\"action\":\"history\",\"instrument\":\"a b\",\"interval\":\"7x\",\"id\":3}",
+        CG_ERR_BAD_REQUEST, "3");
+    ERR("{\"action\":\"history\",\"instrument\":\"a b\",\"id\":3}", CG_ERR_BAD_REQUEST, "3");
+    ERR("{\"action\":\"history\",\"instrument\":\"a b\",\"interval\":\"1m\",\"limit\":0,\"id\":3}",
+        CG_ERR_BAD_REQUEST, "3");
+    ERR("{\"action\":\"history\",\"instrument\":\"a b\",\"interval\":\"1m\",\"before\":\"x\","
+        "\"id\":3}",
+        CG_ERR_BAD_REQUEST, "3");
+    ERR("{\"action\":\"history\",\"instrument\":\"a b\",\"interval\":\"1m\",\"id\":3}",
+        CG_ERR_INVALID_INSTRUMENT, "3");
+    ERR("{\"action\":\"history\",\"instrument\":5,\"interval\":\"1m\",\"id\":3}",
+        CG_ERR_BAD_REQUEST, "3");
+    CHECK_INT(PARSE("{\"action\":\"history\",\"instrument\":\"rb2501\",\"interval\":\"1m\","
+                    "\"before\":7,\"limit\":5000}"),
+              0);
+    CHECK_STR(req.instrument, "rb2501");
+    CHECK_INT(req.before, 7);
+    CHECK_UINT(req.limit, 1000);
+    done();
+}
+
+static void test_epoch(void)
+{
+    CHECK_INT(PARSE("{\"action\":\"subscribe\",\"instruments\":[\"x\"]}"), 0);
+    CHECK_STR(req.epoch, "");
+    done();
+    CHECK_INT(PARSE("{\"action\":\"subscribe\",\"instruments\":[\"x\"],\"since\":{\"x\":4},"
+                    "\"epoch\":\"3f9a0c1d2e4b5a69\"}"),
+              0);
+    CHECK_STR(req.epoch, "3f9a0c1d2e4b5a69");
+    done();
+    /* 16 hex digits in either case (PROTOCOL.md 3), kept lower-cased as the gateway sends
+     * its own, so that the comparison with it is a plain strcmp. */
+    CHECK_INT(PARSE("{\"action\":\"subscribe\",\"instruments\":[\"x\"],\"since\":{\"x\":4},"
+                    "\"epoch\":\"3F9A0C1D2E4B5A69\"}"),
+              0);
+    CHECK_STR(req.epoch, "3f9a0c1d2e4b5a69");
+    done();
+    CHECK_INT(PARSE("{\"action\":\"subscribe\",\"instruments\":[\"x\"],"
+                    "\"epoch\":\"aBcDeF0123456789\"}"),
+              0);
+    CHECK_STR(req.epoch, "abcdef0123456789");
+    done();
+    static const char *const bad[] = {
+        "\"3f9a0c1d2e4b5a6\"",   /* 15 */
+        "\"3f9a0c1d2e4b5a690\"", /* 17 */
+        "\"3f9a0c1d2e4b5a6g\"",
+        "\"3f9a0c1d2e4b5a6 \"",
+        "\" 3f9a0c1d2e4b5a6\"",
+        "\"3f9a0c1d2e4b5a69\\n\"",
+        "\"\"",
+        "3",
+        "null",
+        "[\"3f9a0c1d2e4b5a69\"]",
+        "\"0x9a0c1d2e4b5a69\"",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char t[200];
+        snprintf(t, sizeof(t),
+                 "{\"action\":\"subscribe\",\"instruments\":[\"x\"],\"epoch\":%s,"
+                 "\"id\":\"e\"}",
+                 bad[i]);
+        ERR(t, CG_ERR_BAD_REQUEST, "\"e\"");
+    }
+}
+
+/* A search for n copies of the UTF-8 character ch: returns 0 or -1 as PARSE does. */
+static int search_repeat(const char *ch, int n, int line)
+{
+    char t[1024];
+    size_t k = (size_t)snprintf(t, sizeof(t), "{\"action\":\"search\",\"id\":1,\"pattern\":\"");
+    for (int i = 0; i < n; i++)
+        k += (size_t)snprintf(t + k, sizeof(t) - k, "%s", ch);
+    snprintf(t + k, sizeof(t) - k, "\"}");
+    return parse_at(t, line);
 }
 
 static void test_pattern(void)
@@ -367,6 +515,100 @@ static void test_pattern(void)
     /* Longer than any instrument name: bad_request. */
     ERR("{\"action\":\"search\",\"pattern\":\"0123456789abcdef0123456789abcdefX\",\"id\":\"s\"}",
         CG_ERR_BAD_REQUEST, "\"s\"");
+
+    /* The limit is 32 CHARACTERS (code points, as the schema's maxLength counts), not
+     * bytes: 11 CJK characters are 33 bytes and fine; so are 32 of them (96 bytes) and 32
+     * four-byte characters (128 bytes), stored whole and NUL-terminated. */
+    CHECK_UINT(sizeof(req.pattern), CG_REQUEST_PATTERN_BYTES + 1);
+    CHECK_UINT(CG_REQUEST_PATTERN_BYTES, 4 * 32);
+    static const struct {
+        const char *ch;
+        size_t bytes;
+    } chars[] = {{"a", 1}, {"\xc3\xa9", 2}, {"\xe8\x9e\xba", 3}, {"\xf0\x9f\x93\x88", 4}};
+    for (size_t c = 0; c < sizeof(chars) / sizeof(chars[0]); c++) {
+        static const int counts[] = {11, 32, 33};
+        for (size_t k = 0; k < 3; k++) {
+            int n = counts[k];
+            int line = __LINE__;
+            int rc = search_repeat(chars[c].ch, n, line);
+            if (n <= 32) {
+                if (check_int_(rc, 0, __FILE__, line, "search of n characters", "0")) {
+                    check_uint_(strlen(req.pattern), chars[c].bytes * (size_t)n, __FILE__, line,
+                                "strlen(req.pattern)", "bytes");
+                    check_(!memcmp(req.pattern, chars[c].ch, chars[c].bytes), __FILE__, line,
+                           "pattern kept as sent");
+                }
+            } else {
+                check_int_(rc, -1, __FILE__, line, "search of 33 characters", "-1");
+                check_int_(err.code, CG_ERR_BAD_REQUEST, __FILE__, line, "err.code",
+                           "CG_ERR_BAD_REQUEST");
+            }
+            cg_request_finish(&req);
+        }
+    }
+    /* Escapes count as the character they stand for. */
+    CHECK_INT(PARSE("{\"action\":\"search\",\"pattern\":\"\\u87ba\\u7eb9\\u94a2\"}"), 0);
+    CHECK_STR(req.pattern, "\xe8\x9e\xba\xe7\xba\xb9\xe9\x92\xa2");
+    done();
+}
+
+static void test_after(void)
+{
+    CHECK_INT(CG_REQUEST_LIST_PAGE, 10000);
+    /* Absent or "": from the first name. */
+    CHECK_INT(PARSE("{\"action\":\"list\",\"id\":1}"), 0);
+    CHECK_STR(req.after, "");
+    done();
+    CHECK_INT(PARSE("{\"action\":\"list\",\"after\":\"\"}"), 0);
+    CHECK_STR(req.after, "");
+    done();
+    CHECK_INT(PARSE("{\"action\":\"list\",\"after\":\"rb2501\",\"id\":1}"), 0);
+    CHECK_INT(req.action, CG_ACTION_LIST);
+    CHECK_STR(req.after, "rb2501");
+    CHECK_STR(req.id_json, "1");
+    done();
+    CHECK_INT(PARSE("{\"action\":\"search\",\"pattern\":\"rb\",\"after\":\"rb2501\"}"), 0);
+    CHECK_INT(req.action, CG_ACTION_SEARCH);
+    CHECK_STR(req.pattern, "rb");
+    CHECK_STR(req.after, "rb2501");
+    done();
+    /* Any string of at most 32 bytes: it is compared, not looked up. */
+    CHECK_INT(PARSE("{\"action\":\"list\",\"after\":\"0123456789abcdef0123456789abcdef\"}"), 0);
+    CHECK_STR(req.after, "0123456789abcdef0123456789abcdef");
+    done();
+    CHECK_INT(PARSE("{\"action\":\"list\",\"after\":\"a b*\"}"), 0);
+    CHECK_STR(req.after, "a b*");
+    done();
+    CHECK_INT(PARSE("{\"action\":\"list\",\"after\":\"\xe8\x9e\xba\xe8\x9e\xba\xe8\x9e\xba\xe8\x9e"
+                    "\xba\xe8\x9e\xba\xe8\x9e\xba\xe8\x9e\xba\xe8\x9e\xba\xe8\x9e\xba\xe8\x9e\xba"
+                    "\"}"),
+              0); /* 10 characters, 30 bytes */
+    CHECK_UINT(strlen(req.after), 30);
+    done();
+    /* Else bad_request, id echoed. */
+    static const char *const bad[] = {
+        "\"0123456789abcdef0123456789abcdefX\"", /* 33 bytes */
+        "\"\xe8\x9e\xba\xe8\x9e\xba\xe8\x9e\xba\xe8\x9e\xba\xe8\x9e\xba\xe8\x9e\xba\xe8\x9e\xba"
+        "\xe8\x9e\xba\xe8\x9e\xba\xe8\x9e\xba\xe8\x9e\xba\"", /* 11 characters, 33 bytes */
+        "5",
+        "null",
+        "true",
+        "[\"rb2501\"]",
+        "{}",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char t[300];
+        snprintf(t, sizeof(t), "{\"action\":\"list\",\"after\":%s,\"id\":\"p\"}", bad[i]);
+        ERR(t, CG_ERR_BAD_REQUEST, "\"p\"");
+        CHECK(strstr(err.message, "after") != NULL);
+        snprintf(t, sizeof(t), "{\"action\":\"search\",\"pattern\":\"\",\"after\":%s,\"id\":7}",
+                 bad[i]);
+        ERR(t, CG_ERR_BAD_REQUEST, "7");
+    }
+    /* Other actions ignore it, like any other member. */
+    CHECK_INT(PARSE("{\"action\":\"ping\",\"after\":5}"), 0);
+    CHECK_STR(req.after, "");
+    done();
 }
 
 int main(void)
@@ -379,6 +621,9 @@ int main(void)
     test_action_member();
     test_instruments_member();
     test_name_count();
+    test_check_order();
+    test_epoch();
     test_pattern();
+    test_after();
     return check_summary("request");
 }

@@ -375,7 +375,7 @@ function addToWatchlist(name) {
 
 const picker = new Picker($("#search"), $("#results"), {
   list: loadCatalog,
-  search: (pattern) => conn.request({ action: "search", pattern }).then((f) => names(f)),
+  search: (pattern) => allNames({ action: "search", pattern }),
   live: () => conn.live,
   has: (name) => state.watchlist.includes(name),
   onPick(name) {
@@ -389,9 +389,23 @@ function names(f) {
   return Array.isArray(f.instruments) ? f.instruments : [];
 }
 
+// list and search answer in pages (PROTOCOL.md §3 list): "more" asks for the names after the
+// last one received. A catalog of MAX_PAGES pages is plenty for a picker; the rest is not asked.
+const MAX_PAGES = 20;
+
+async function allNames(req) {
+  let all = [];
+  for (let page = 0; page < MAX_PAGES; page++) {
+    const f = await conn.request(all.length ? { ...req, after: all[all.length - 1] } : req);
+    const got = names(f);
+    all = all.concat(got);
+    if (f.more !== true || !got.length) break;
+  }
+  return all;
+}
+
 function loadCatalog() {
-  return conn.request({ action: "list" }).then((f) => {
-    const catalog = names(f);
+  return allNames({ action: "list" }).then((catalog) => {
     picker.setCatalog(catalog);
     if (state.fresh && catalog.length) {
       // First visit: something to look at right away.
