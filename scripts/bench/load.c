@@ -55,6 +55,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#define BENCH_PROG "cg-load"
 #include "bench.h"
 
 #define LOAD_MAX_CONNS 200000
@@ -70,18 +71,14 @@
 /* ---- options ----------------------------------------------------------------------------- */
 
 struct load_opts {
-    char host[64];
-    int port;
-    char path[128];
-    char redis_host[64];
-    int redis_port;
-    int redis_db;
+    struct bench_url url;   /* the gateway: ws://HOST:PORT/PATH */
+    struct bench_url redis; /* the sessions' Redis */
     char session_prefix[64];
     uint32_t conns;
     uint32_t users;
     uint32_t sources;
     uint32_t instruments;
-    char prefix[32];
+    char prefix[BENCH_PREFIX_MAX + 1];
     uint32_t subs;
     int zipf;
     double zipf_s;
@@ -156,42 +153,6 @@ static void on_signal(int sig)
     load_stop = 1;
 }
 
-static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void die(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("cg-load: error: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    exit(2);
-}
-
-/* "ws://HOST:PORT/PATH" or "redis://HOST:PORT[/DB]" into host/port/rest. */
-static void parse_url(const char *url, const char *scheme, char *host, size_t hostsz, int *port,
-                      char *rest, size_t restsz)
-{
-    size_t sl = strlen(scheme);
-    if (strncmp(url, scheme, sl))
-        die("--%s: expected %sHOST:PORT...: %s", scheme[0] == 'w' ? "url" : "redis", scheme, url);
-    const char *h = url + sl, *colon = strchr(h, ':');
-    if (!colon || (size_t)(colon - h) >= hostsz)
-        die("bad address (want HOST:PORT): %s", url);
-    memcpy(host, h, (size_t)(colon - h));
-    host[colon - h] = 0;
-    char *end;
-    long p = strtol(colon + 1, &end, 10);
-    if (p < 1 || p > 65535)
-        die("bad port in %s", url);
-    *port = (int)p;
-    snprintf(rest, restsz, "%s", *end ? end : "/");
-    if (!strcmp(host, "localhost"))
-        memcpy(host, "127.0.0.1", sizeof("127.0.0.1")); /* hostsz >= 10: it held "localhost" */
-    if (!bench_is_loopback(host))
-        die("only loopback targets (127.0.0.0/8): %s", url);
-}
-
 static void usage(FILE *f)
 {
     fputs("usage: cg-load --url ws://127.0.0.1:PORT/ws --redis redis://127.0.0.1:PORT [options]\n"
@@ -214,14 +175,6 @@ static void usage(FILE *f)
           "Prints `ready ...` when every socket is subscribed (hold mode), then one JSON line\n"
           "with the report at the end (duration over, or SIGTERM/SIGINT).\n",
           f);
-}
-
-static double num_arg(const char *name, const char *v, double lo, double hi)
-{
-    double d;
-    if (bench_number(v, lo, hi, &d)) /* also refuses "nan", which passed the range test */
-        die("--%s: want a number in [%g, %g], got '%s'", name, lo, hi, v);
-    return d;
 }
 
 static void parse_opts(struct load_opts *o, int argc, char **argv)
@@ -289,44 +242,40 @@ static void parse_opts(struct load_opts *o, int argc, char **argv)
             redis = optarg;
             break;
         case O_CONNS:
-            o->conns = (uint32_t)num_arg("conns", optarg, 1, LOAD_MAX_CONNS);
+            o->conns = (uint32_t)bench_num_arg("conns", optarg, 1, LOAD_MAX_CONNS);
             break;
         case O_USERS:
-            o->users = (uint32_t)num_arg("users", optarg, 1, LOAD_MAX_CONNS);
+            o->users = (uint32_t)bench_num_arg("users", optarg, 1, LOAD_MAX_CONNS);
             break;
         case O_SOURCES:
-            o->sources = (uint32_t)num_arg("sources", optarg, 1, 250);
+            o->sources = (uint32_t)bench_num_arg("sources", optarg, 1, 250);
             break;
         case O_INSTR:
-            o->instruments = (uint32_t)num_arg("instruments", optarg, 1, 65535);
+            o->instruments = (uint32_t)bench_num_arg("instruments", optarg, 1, 65535);
             break;
         case O_PREFIX:
-            if (strlen(optarg) > 20 ||
-                strspn(optarg, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ._-") !=
-                    strlen(optarg))
-                die("--prefix: want up to 20 letters, '.', '_' or '-': %s", optarg);
-            snprintf(o->prefix, sizeof(o->prefix), "%s", optarg);
+            bench_prefix_arg(optarg, o->prefix, sizeof(o->prefix));
             break;
         case O_SUBS:
-            o->subs = (uint32_t)num_arg("subs", optarg, 0, 65535);
+            o->subs = (uint32_t)bench_num_arg("subs", optarg, 0, 65535);
             break;
         case O_DIST:
             if (!strcmp(optarg, "zipf"))
                 o->zipf = 1;
             else if (strcmp(optarg, "uniform"))
-                die("--dist: uniform or zipf, got '%s'", optarg);
+                bench_die("--dist: uniform or zipf, got '%s'", optarg);
             break;
         case O_ZIPF:
-            o->zipf_s = num_arg("zipf-s", optarg, 0, 10);
+            o->zipf_s = bench_num_arg("zipf-s", optarg, 0, 10);
             break;
         case O_DUR:
-            o->duration_s = num_arg("duration", optarg, 0.1, 3600);
+            o->duration_s = bench_num_arg("duration", optarg, 0.1, 3600);
             break;
         case O_RATE:
-            o->connect_rate = num_arg("connect-rate", optarg, 0, 1e6);
+            o->connect_rate = bench_num_arg("connect-rate", optarg, 0, 1e6);
             break;
         case O_CONC:
-            o->concurrency = (uint32_t)num_arg("concurrency", optarg, 1, 100000);
+            o->concurrency = (uint32_t)bench_num_arg("concurrency", optarg, 1, 100000);
             break;
         case O_CHURN:
             o->churn = 1;
@@ -338,10 +287,10 @@ static void parse_opts(struct load_opts *o, int argc, char **argv)
             snprintf(o->origin, sizeof(o->origin), "%s", optarg);
             break;
         case O_STATS:
-            o->stats_s = num_arg("stats", optarg, 0, 3600);
+            o->stats_s = bench_num_arg("stats", optarg, 0, 3600);
             break;
         case O_SEED:
-            o->seed = (uint64_t)num_arg("seed", optarg, 0, 1e15);
+            o->seed = (uint64_t)bench_num_arg("seed", optarg, 0, 1e15);
             break;
         case O_HELP:
             usage(stdout);
@@ -352,22 +301,19 @@ static void parse_opts(struct load_opts *o, int argc, char **argv)
         }
     }
     if (optind < argc)
-        die("unexpected argument '%s'", argv[optind]);
+        bench_die("unexpected argument '%s'", argv[optind]);
     if (!url || !redis)
-        die("--url and --redis are required (see --help)");
-    parse_url(url, "ws://", o->host, sizeof(o->host), &o->port, o->path, sizeof(o->path));
-    char rest[32];
-    parse_url(redis, "redis://", o->redis_host, sizeof(o->redis_host), &o->redis_port, rest,
-              sizeof(rest));
-    o->redis_db = rest[0] == '/' && rest[1] ? atoi(rest + 1) : 0;
+        bench_die("--url and --redis are required (see --help)");
+    bench_parse_url("url", "ws://", url, &o->url);
+    bench_parse_url("redis", "redis://", redis, &o->redis);
     if (o->subs > o->instruments)
-        die("--subs %u is more than --instruments %u", o->subs, o->instruments);
+        bench_die("--subs %u is more than --instruments %u", o->subs, o->instruments);
     if (o->churn)
         o->subs = 0;
     if (!o->users)
         o->users = o->conns;
     if (!o->origin[0])
-        snprintf(o->origin, sizeof(o->origin), "http://%s:%d", o->host, o->port);
+        snprintf(o->origin, sizeof(o->origin), "http://%s:%d", o->url.host, o->url.port);
 }
 
 /* ---- histogram ------------------------------------------------------------------------------ */
@@ -424,22 +370,22 @@ static void session_id(const struct load *l, uint32_t u, char *buf, size_t sz)
 static void redis_check(redisContext *r, redisReply *rep, const char *what)
 {
     if (!rep)
-        die("redis %s: %s", what, r->errstr);
+        bench_die("redis %s: %s", what, r->errstr);
     if (rep->type == REDIS_REPLY_ERROR)
-        die("redis %s: %s", what, rep->str);
+        bench_die("redis %s: %s", what, rep->str);
     freeReplyObject(rep);
 }
 
 static void sessions_create(struct load *l)
 {
     struct timeval tv = {5, 0};
-    l->redis = redisConnectWithTimeout(l->o.redis_host, l->o.redis_port, tv);
+    l->redis = redisConnectWithTimeout(l->o.redis.host, l->o.redis.port, tv);
     if (!l->redis || l->redis->err)
-        die("redis %s:%d: %s", l->o.redis_host, l->o.redis_port,
-            l->redis ? l->redis->errstr : "out of memory");
+        bench_die("redis %s:%d: %s", l->o.redis.host, l->o.redis.port,
+                  l->redis ? l->redis->errstr : "out of memory");
     redisSetTimeout(l->redis, tv);
-    if (l->o.redis_db)
-        redis_check(l->redis, redisCommand(l->redis, "SELECT %d", l->o.redis_db), "SELECT");
+    if (l->o.redis.db)
+        redis_check(l->redis, redisCommand(l->redis, "SELECT %u", l->o.redis.db), "SELECT");
     char sid[64], key[160], val[96];
     for (uint32_t u = 0; u < l->o.users; u++) {
         session_id(l, u, sid, sizeof(sid));
@@ -450,7 +396,7 @@ static void sessions_create(struct load *l)
             for (uint32_t k = u - u % 1000; k <= u; k++) {
                 redisReply *rep = NULL;
                 if (redisGetReply(l->redis, (void **)&rep) != REDIS_OK)
-                    die("redis SET: %s", l->redis->errstr);
+                    bench_die("redis SET: %s", l->redis->errstr);
                 redis_check(l->redis, rep, "SET");
             }
         }
@@ -506,7 +452,7 @@ static void choose_subs(struct load *l, struct conn *c)
     c->subs = malloc(s * sizeof(*c->subs));
     c->last_seq = malloc(s * sizeof(*c->last_seq));
     if (!c->subs || !c->last_seq)
-        die("out of memory");
+        bench_die("out of memory");
     if (s == k) {
         for (uint32_t i = 0; i < s; i++)
             c->subs[i] = (uint16_t)i;
@@ -514,7 +460,7 @@ static void choose_subs(struct load *l, struct conn *c)
         /* Rejection sampling; when S is close to K a partial shuffle instead. */
         uint8_t *taken = calloc(k, 1);
         if (!taken)
-            die("out of memory");
+            bench_die("out of memory");
         uint32_t n = 0, tries = 0;
         while (n < s && tries < 50 * s) {
             uint16_t i = pick_instrument(l);
@@ -605,7 +551,7 @@ static void conn_send(struct load *l, struct conn *c, const void *data, size_t l
     }
     uint8_t *nb = realloc(c->out, c->out_len + len);
     if (!nb)
-        die("out of memory");
+        bench_die("out of memory");
     memcpy(nb + c->out_len, p, len);
     c->out = nb;
     c->out_len += (uint32_t)len;
@@ -637,8 +583,8 @@ static void conn_start(struct load *l, struct conn *c, uint32_t idx)
 {
     struct sockaddr_in src = {.sin_family = AF_INET}, dst = {.sin_family = AF_INET};
     src.sin_addr.s_addr = htonl(0x7f000001U + idx % l->o.sources);
-    dst.sin_port = htons((uint16_t)l->o.port);
-    inet_pton(AF_INET, l->o.host, &dst.sin_addr);
+    dst.sin_port = htons((uint16_t)l->o.url.port);
+    inet_pton(AF_INET, l->o.url.host, &dst.sin_addr);
     c->state = C_CONNECTING;
     c->subscribed = 0;
     l->inflight++;
@@ -664,7 +610,7 @@ static void conn_start(struct load *l, struct conn *c, uint32_t idx)
     }
     struct epoll_event ev = {.events = EPOLLOUT | EPOLLIN, .data.ptr = c};
     if (epoll_ctl(l->ep, EPOLL_CTL_ADD, c->fd, &ev) < 0)
-        die("epoll_ctl: %s", strerror(errno));
+        bench_die("epoll_ctl: %s", strerror(errno));
 }
 
 static void b64(const uint8_t *in, size_t n, char *out)
@@ -686,7 +632,7 @@ static void send_upgrade(struct load *l, struct conn *c)
                      "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
                      "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
                      "Sec-WebSocket-Version: 13\r\nOrigin: %s\r\nCookie: sessionid=%s\r\n\r\n",
-                     l->o.path, l->o.host, l->o.port, c->key, l->o.origin, sid);
+                     l->o.url.path, l->o.url.host, l->o.url.port, c->key, l->o.origin, sid);
     c->state = C_HTTP;
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
     epoll_ctl(l->ep, EPOLL_CTL_MOD, c->fd, &ev);
@@ -716,7 +662,7 @@ static void send_frame(struct load *l, struct conn *c, int opcode, const void *p
     h += 4;
     uint8_t *buf = malloc(h + len);
     if (!buf)
-        die("out of memory");
+        bench_die("out of memory");
     memcpy(buf, hdr, h);
     const uint8_t *p = payload;
     for (size_t i = 0; i < len; i++)
@@ -730,7 +676,7 @@ static void send_subscribe(struct load *l, struct conn *c)
     size_t cap = 64 + (size_t)c->nsubs * 32, n = 0;
     char *s = malloc(cap);
     if (!s)
-        die("out of memory");
+        bench_die("out of memory");
     n += (size_t)snprintf(s + n, cap - n, "{\"action\":\"subscribe\",\"id\":1,\"instruments\":[");
     for (uint32_t i = 0; i < c->nsubs; i++)
         n += (size_t)snprintf(s + n, cap - n, "%s\"%s%u\"", i ? "," : "", l->o.prefix, c->subs[i]);
@@ -1076,7 +1022,7 @@ keep:
     }
     uint8_t *keep_buf = realloc(c->in, len - off);
     if (!keep_buf)
-        die("out of memory");
+        bench_die("out of memory");
     memcpy(keep_buf, buf + off, len - off);
     c->in = keep_buf;
     c->in_len = (uint32_t)(len - off);
@@ -1184,7 +1130,7 @@ static void run(struct load *l)
         int timeout = l->o.connect_rate > 0 || l->o.churn ? 1 : 50;
         int n = epoll_wait(l->ep, evs, LOAD_EVENTS, timeout);
         if (n < 0 && errno != EINTR)
-            die("epoll_wait: %s", strerror(errno));
+            bench_die("epoll_wait: %s", strerror(errno));
         for (int i = 0; i < n; i++)
             on_event(l, evs[i].data.ptr, evs[i].events);
     }
@@ -1276,7 +1222,7 @@ int main(int argc, char **argv)
 {
     struct load *l = calloc(1, sizeof(*l));
     if (!l)
-        die("out of memory");
+        bench_die("out of memory");
     parse_opts(&l->o, argc, argv);
     l->pid = (uint32_t)getpid();
     l->rng = l->o.seed * 0x9E3779B97F4A7C15ULL + l->pid + 1;
@@ -1285,18 +1231,18 @@ int main(int argc, char **argv)
         rl.rlim_cur = rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &rl);
         if (!l->o.churn && l->o.conns + 16 > rl.rlim_cur)
-            die("--conns %u needs more files than this process may open (%llu): use several "
-                "processes",
-                l->o.conns, (unsigned long long)rl.rlim_cur);
+            bench_die("--conns %u needs more files than this process may open (%llu): use several "
+                      "processes",
+                      l->o.conns, (unsigned long long)rl.rlim_cur);
     }
     l->conns = calloc(l->o.conns, sizeof(*l->conns));
     l->per_subs = calloc(l->o.instruments, sizeof(uint64_t));
     l->per_rx = calloc(l->o.instruments, sizeof(uint64_t));
     l->rbuf = malloc(LOAD_RBUF);
     if (!l->conns || !l->per_subs || !l->per_rx || !l->rbuf)
-        die("out of memory");
+        bench_die("out of memory");
     if (l->o.zipf && !(l->zipf_cdf = bench_zipf_cdf(l->o.instruments, l->o.zipf_s)))
-        die("out of memory");
+        bench_die("out of memory");
     for (uint32_t i = 0; i < l->o.conns; i++) {
         l->conns[i].fd = -1;
         if (!l->o.churn)
@@ -1305,7 +1251,7 @@ int main(int argc, char **argv)
     sessions_create(l);
     l->ep = epoll_create1(EPOLL_CLOEXEC);
     if (l->ep < 0)
-        die("epoll_create1: %s", strerror(errno));
+        bench_die("epoll_create1: %s", strerror(errno));
     struct sigaction sa = {.sa_handler = on_signal};
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);

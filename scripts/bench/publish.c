@@ -57,6 +57,7 @@
 #include <sys/prctl.h>
 #include <time.h>
 
+#define BENCH_PROG "cg-publish"
 #include "bench.h"
 
 #define PUB_MAX_INSTRUMENTS 65535 /* as cg-load */
@@ -66,7 +67,6 @@
 #define PUB_MAX_PAYLOAD (1U << 20) /* the gateway's default --max-payload-bytes */
 #define PUB_MAX_BATCH 16384        /* messages in one pipeline */
 #define PUB_IO_TIMEOUT_S 10        /* a Redis stalled this long ends the run */
-#define PUB_PREFIX_MAX 20          /* so that <prefix><i> fits the 32 characters of §11.2 */
 #define PUB_START_TENTHS 35000     /* 3500.0 */
 #define HIST_SUB_BITS 5
 #define HIST_SUB (1U << HIST_SUB_BITS) /* sub-buckets per power of two: <= 3 % error */
@@ -75,11 +75,9 @@
 /* ---- options ------------------------------------------------------------------------------- */
 
 struct pub_opts {
-    char host[64];
-    int port;
-    unsigned db;
+    struct bench_url redis;
     uint32_t instruments;
-    char prefix[PUB_PREFIX_MAX + 1];
+    char prefix[BENCH_PREFIX_MAX + 1];
     const char *md_prefix; /* borrowed from argv, or a literal */
     double rate;           /* steady mode: messages/s over all instruments; 0 when bursty */
     double bursty_hz;      /* bursty mode: bursts/s, each one message per instrument; 0 = steady */
@@ -93,18 +91,6 @@ struct pub_opts {
     uint32_t payload_bytes; /* 0: no padding */
     uint32_t warmup_ms;
 };
-
-static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
-static void die(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("cg-publish: error: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    exit(2);
-}
 
 static void usage(FILE *f)
 {
@@ -141,56 +127,11 @@ static void usage(FILE *f)
           f);
 }
 
-static double num_arg(const char *name, const char *v, double lo, double hi)
-{
-    double d;
-    if (bench_number(v, lo, hi, &d))
-        die("--%s: want a number in [%g, %g], got '%s'", name, lo, hi, v);
-    return d;
-}
-
-static uint64_t uint_arg(const char *name, const char *v, uint64_t lo, uint64_t hi)
-{
-    char *end;
-    errno = 0;
-    unsigned long long u = strtoull(v, &end, 10);
-    if (errno || end == v || *end || *v == '-' || u < lo || u > hi)
-        die("--%s: want a whole number in [%" PRIu64 ", %" PRIu64 "], got '%s'", name, lo, hi, v);
-    return (uint64_t)u;
-}
-
 static const char *key_arg(const char *name, const char *v)
 {
     if (!*v || strlen(v) > 64 || strpbrk(v, " \t\r\n\"\\"))
-        die("--%s: want 1 to 64 characters without spaces or quotes, got '%s'", name, v);
+        bench_die("--%s: want 1 to 64 characters without spaces or quotes, got '%s'", name, v);
     return v;
-}
-
-/* parse_redis -- redis://HOST:PORT[/DB] into o; exits 2 on another shape or a host that is not
- * loopback. */
-static void parse_redis(const char *url, struct pub_opts *o)
-{
-    static const char scheme[] = "redis://";
-    if (strncmp(url, scheme, sizeof(scheme) - 1))
-        die("--redis: want redis://HOST:PORT[/DB], got '%s'", url);
-    const char *h = url + sizeof(scheme) - 1, *colon = strchr(h, ':');
-    if (!colon || colon == h || (size_t)(colon - h) >= sizeof(o->host))
-        die("--redis: want redis://HOST:PORT[/DB], got '%s'", url);
-    memcpy(o->host, h, (size_t)(colon - h));
-    o->host[colon - h] = 0;
-    if (!bench_is_loopback(o->host))
-        die("--redis: only loopback Redis (127.0.0.0/8 or localhost), got '%s'", o->host);
-    if (!strcmp(o->host, "localhost")) /* not ::1: a Redis bound to 127.0.0.1 must be found */
-        snprintf(o->host, sizeof(o->host), "127.0.0.1");
-    char *end;
-    errno = 0;
-    long p = strtol(colon + 1, &end, 10);
-    if (errno || end == colon + 1 || p < 1 || p > 65535 || (*end && *end != '/'))
-        die("--redis: bad port in '%s'", url);
-    o->port = (int)p;
-    o->db = 0;
-    if (*end == '/' && end[1])
-        o->db = (unsigned)uint_arg("redis database", end + 1, 0, 15);
 }
 
 /* parse_opts -- fills o from argv; exits 0 after --help, 2 (one line on stderr) on a bad flag,
@@ -238,34 +179,30 @@ static void parse_opts(struct pub_opts *o, int argc, char **argv)
                            .seed = 1,
                            .inbox_key = "chartgate:inbox"};
     snprintf(o->prefix, sizeof(o->prefix), "bn");
-    parse_redis("redis://127.0.0.1:6379", o);
+    bench_parse_url("redis", "redis://", "redis://127.0.0.1:6379", &o->redis);
     int dist_given = 0;
     opterr = 0; /* our own one-line message instead of getopt's */
     int c;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
         case O_REDIS:
-            parse_redis(optarg, o);
+            bench_parse_url("redis", "redis://", optarg, &o->redis);
             break;
         case O_INSTR:
-            o->instruments = (uint32_t)uint_arg("instruments", optarg, 1, PUB_MAX_INSTRUMENTS);
+            o->instruments =
+                (uint32_t)bench_uint_arg("instruments", optarg, 1, PUB_MAX_INSTRUMENTS);
             break;
         case O_PREFIX:
-            if (strlen(optarg) > PUB_PREFIX_MAX ||
-                strspn(optarg, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ._-") !=
-                    strlen(optarg))
-                die("--prefix: want up to %d letters, '.', '_' or '-', got '%s'", PUB_PREFIX_MAX,
-                    optarg);
-            snprintf(o->prefix, sizeof(o->prefix), "%s", optarg);
+            bench_prefix_arg(optarg, o->prefix, sizeof(o->prefix));
             break;
         case O_MDPFX:
             o->md_prefix = key_arg("md-prefix", optarg);
             break;
         case O_RATE:
-            o->rate = num_arg("rate", optarg, 0.001, PUB_MAX_RATE);
+            o->rate = bench_num_arg("rate", optarg, 0.001, PUB_MAX_RATE);
             break;
         case O_BURSTY:
-            o->bursty_hz = num_arg("bursty", optarg, 0.001, PUB_MAX_HZ);
+            o->bursty_hz = bench_num_arg("bursty", optarg, 0.001, PUB_MAX_HZ);
             break;
         case O_DIST:
             if (!strcmp(optarg, "zipf"))
@@ -273,20 +210,20 @@ static void parse_opts(struct pub_opts *o, int argc, char **argv)
             else if (!strcmp(optarg, "uniform"))
                 o->zipf = 0;
             else
-                die("--dist: want uniform or zipf, got '%s'", optarg);
+                bench_die("--dist: want uniform or zipf, got '%s'", optarg);
             dist_given = 1;
             break;
         case O_ZIPF:
-            o->zipf_s = num_arg("zipf-s", optarg, 0, 10);
+            o->zipf_s = bench_num_arg("zipf-s", optarg, 0, 10);
             break;
         case O_SEED:
-            o->seed = uint_arg("seed", optarg, 0, UINT64_MAX);
+            o->seed = bench_uint_arg("seed", optarg, 0, UINT64_MAX);
             break;
         case O_DUR:
-            o->duration_s = num_arg("duration", optarg, 0.001, PUB_MAX_DURATION_S);
+            o->duration_s = bench_num_arg("duration", optarg, 0.001, PUB_MAX_DURATION_S);
             break;
         case O_COUNT:
-            o->count = uint_arg("count", optarg, 1, UINT64_MAX);
+            o->count = bench_uint_arg("count", optarg, 1, UINT64_MAX);
             break;
         case O_MODE:
             if (!strcmp(optarg, "rpush"))
@@ -294,33 +231,34 @@ static void parse_opts(struct pub_opts *o, int argc, char **argv)
             else if (!strcmp(optarg, "publish"))
                 o->rpush = 0;
             else
-                die("--mode: want publish or rpush, got '%s'", optarg);
+                bench_die("--mode: want publish or rpush, got '%s'", optarg);
             break;
         case O_INBOX:
             o->inbox_key = key_arg("inbox-key", optarg);
             break;
         case O_PAYLOAD:
-            o->payload_bytes = (uint32_t)uint_arg("payload-bytes", optarg, 0, PUB_MAX_PAYLOAD);
+            o->payload_bytes =
+                (uint32_t)bench_uint_arg("payload-bytes", optarg, 0, PUB_MAX_PAYLOAD);
             break;
         case O_WARMUP:
-            o->warmup_ms = (uint32_t)uint_arg("warmup-ms", optarg, 0, 600000);
+            o->warmup_ms = (uint32_t)bench_uint_arg("warmup-ms", optarg, 0, 600000);
             break;
         case 'h':
         case O_HELP:
             usage(stdout);
             exit(0);
         default:
-            die("unknown option or missing value: '%s' (see --help)", argv[optind - 1]);
+            bench_die("unknown option or missing value: '%s' (see --help)", argv[optind - 1]);
         }
     }
     if (optind < argc)
-        die("unexpected argument '%s' (see --help)", argv[optind]);
+        bench_die("unexpected argument '%s' (see --help)", argv[optind]);
     if ((o->rate > 0) == (o->bursty_hz > 0))
-        die("give exactly one of --rate R and --bursty HZ (see --help)");
+        bench_die("give exactly one of --rate R and --bursty HZ (see --help)");
     if (o->duration_s <= 0)
-        die("--duration S is required (see --help)");
+        bench_die("--duration S is required (see --help)");
     if (o->bursty_hz > 0 && dist_given)
-        die("--dist applies to --rate only: a burst ticks every instrument once");
+        bench_die("--dist applies to --rate only: a burst ticks every instrument once");
 }
 
 /* ---- random numbers and the Zipf table ------------------------------------------------------ */
@@ -387,8 +325,8 @@ static uint64_t hist_pct(const struct hist *h, double p)
 /* ---- the publisher -------------------------------------------------------------------------- */
 
 struct pub_inst {
-    char name[PUB_PREFIX_MAX + 12];
-    char target[PUB_PREFIX_MAX + 12 + 64]; /* PUBLISH channel: <md-prefix><name> */
+    char name[BENCH_PREFIX_MAX + 12];
+    char target[BENCH_PREFIX_MAX + 12 + 64]; /* PUBLISH channel: <md-prefix><name> */
     size_t name_len, target_len;
     int64_t price_tenths; /* random walk around 3500.0, in 0.1 steps */
     uint64_t volume;      /* cumulative, +1..10 per tick */
@@ -479,21 +417,21 @@ static int pub_init(struct pub *p, char *err, size_t errsz)
 static int pub_connect(struct pub *p, char *err, size_t errsz)
 {
     struct timeval tv = {PUB_IO_TIMEOUT_S, 0};
-    p->c = redisConnectWithTimeout(p->o.host, p->o.port, tv);
+    p->c = redisConnectWithTimeout(p->o.redis.host, p->o.redis.port, tv);
     if (!p->c || p->c->err) {
-        snprintf(err, errsz, "redis %s:%d: %s", p->o.host, p->o.port,
+        snprintf(err, errsz, "redis %s:%d: %s", p->o.redis.host, p->o.redis.port,
                  p->c ? p->c->errstr : "out of memory");
         return -1;
     }
     if (redisSetTimeout(p->c, tv) != REDIS_OK) {
-        snprintf(err, errsz, "redis %s:%d: setting the I/O timeout: %s", p->o.host, p->o.port,
-                 p->c->errstr);
+        snprintf(err, errsz, "redis %s:%d: setting the I/O timeout: %s", p->o.redis.host,
+                 p->o.redis.port, p->c->errstr);
         return -1;
     }
-    redisReply *r = redisCommand(p->c, p->o.db ? "SELECT %u" : "PING", p->o.db);
+    redisReply *r = redisCommand(p->c, p->o.redis.db ? "SELECT %u" : "PING", p->o.redis.db);
     if (!r || r->type == REDIS_REPLY_ERROR) {
-        snprintf(err, errsz, "redis %s:%d: %s: %s", p->o.host, p->o.port,
-                 p->o.db ? "SELECT" : "PING", r ? r->str : p->c->errstr);
+        snprintf(err, errsz, "redis %s:%d: %s: %s", p->o.redis.host, p->o.redis.port,
+                 p->o.redis.db ? "SELECT" : "PING", r ? r->str : p->c->errstr);
         if (r)
             freeReplyObject(r);
         return -1;
@@ -605,7 +543,8 @@ static int flush(struct pub *p, uint32_t n, char *err, size_t errsz)
     int done = 0;
     while (!done) {
         if (redisBufferWrite(p->c, &done) != REDIS_OK) {
-            snprintf(err, errsz, "redis %s:%d: write: %s", p->o.host, p->o.port, p->c->errstr);
+            snprintf(err, errsz, "redis %s:%d: write: %s", p->o.redis.host, p->o.redis.port,
+                     p->c->errstr);
             return -1;
         }
     }
@@ -616,8 +555,8 @@ static int flush(struct pub *p, uint32_t n, char *err, size_t errsz)
     for (uint32_t i = 0; i < n; i++) {
         void *reply = NULL;
         if (redisGetReply(p->c, &reply) != REDIS_OK || !reply) {
-            snprintf(err, errsz, "redis %s:%d: reading a reply: %s", p->o.host, p->o.port,
-                     p->c->errstr[0] ? p->c->errstr : "no reply");
+            snprintf(err, errsz, "redis %s:%d: reading a reply: %s", p->o.redis.host,
+                     p->o.redis.port, p->c->errstr[0] ? p->c->errstr : "no reply");
             return -1;
         }
         redisReply *r = reply;
@@ -719,8 +658,8 @@ int main(int argc, char **argv)
     }
     fprintf(stderr,
             "cg-publish: %s to redis %s:%d/%u, %" PRIu32 " instruments, %s %g%s, duration %g s\n",
-            p.o.rpush ? "rpush" : "publish", p.o.host, p.o.port, p.o.db, p.o.instruments,
-            p.o.bursty_hz > 0 ? "bursts/s" : "messages/s",
+            p.o.rpush ? "rpush" : "publish", p.o.redis.host, p.o.redis.port, p.o.redis.db,
+            p.o.instruments, p.o.bursty_hz > 0 ? "bursts/s" : "messages/s",
             p.o.bursty_hz > 0 ? p.o.bursty_hz : p.o.rate,
             p.o.bursty_hz > 0 ? "" : (p.cdf ? " zipf" : " round-robin"), p.o.duration_s);
     if (run(&p, err, sizeof(err))) {

@@ -1,4 +1,4 @@
-# common.sh -- helpers shared by scripts/setup, scripts/test and scripts/run (sourced, not run).
+# common.sh -- helpers shared by the bash scripts (setup, test, run, nginx/run; sourced, not run).
 # shellcheck shell=bash
 
 # The repository root, whatever the caller's cwd.
@@ -38,28 +38,39 @@ cg_meson_configure() {
     fi
 }
 
+# The local stack's one definition (free ports, the private redis-server's command line) is
+# scripts/lib/localstack.py, which the Python tools import; these functions call it.
+CG_LOCALSTACK="$CG_ROOT/scripts/lib/localstack.py"
+
 # cg_port_free PORT -- succeeds when nothing can stop us binding 127.0.0.1:PORT. SO_REUSEADDR as
 # chartgate, nginx and redis-server set it: connections of a process that just stopped, left in
 # TIME-WAIT, do not count (a listener still does).
 cg_port_free() {
-    "$CG_PYTHON" - "$1" <<'PY'
-import socket, sys
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-try:
-    s.bind(("127.0.0.1", int(sys.argv[1])))
-except OSError:
-    sys.exit(1)
-finally:
-    s.close()
-PY
+    "$CG_PYTHON" "$CG_LOCALSTACK" port-free "$1"
 }
 
 # cg_pick_port PREFERRED -- prints PREFERRED if free, else a free port chosen by the kernel.
 cg_pick_port() {
-    if cg_port_free "$1"; then
-        printf '%s\n' "$1"
-        return
-    fi
-    "$CG_PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+    "$CG_PYTHON" "$CG_LOCALSTACK" pick-port "$1"
+}
+
+# cg_redis_start PORT DIR LOG -- starts a private redis-server on 127.0.0.1:PORT (persistence
+# off, working directory DIR, its log and any output appended to LOG) in its own session (setsid:
+# a terminal's Ctrl-C reaches only the calling script, which stops it by PID after the gateways),
+# as a child of the calling shell, then waits up to 10 s for its PONG. Sets CG_REDIS_PID, also
+# when it fails (the caller's cleanup stops it). Returns 0 once it answers, 1 when it exited (its
+# status is left for the caller's wait), 2 when it did not answer in time. Call it directly, not
+# in $(...): the server must be this shell's child.
+cg_redis_start() {
+    local port=$1 dir=$2 log=$3 argv i
+    mapfile -d '' -t argv < <("$CG_PYTHON" "$CG_LOCALSTACK" redis-argv "$port" "$dir" "$log")
+    ((${#argv[@]})) || cg_die "$CG_LOCALSTACK redis-argv printed nothing"
+    setsid "${argv[@]}" </dev/null >>"$log" 2>&1 &
+    CG_REDIS_PID=$!
+    for ((i = 0; i < 100; i++)); do
+        [[ "$(redis-cli -p "$port" ping 2>/dev/null)" == PONG ]] && return 0
+        kill -0 "$CG_REDIS_PID" 2>/dev/null || return 1
+        sleep 0.1
+    done
+    return 2
 }

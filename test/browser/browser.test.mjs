@@ -3,7 +3,9 @@
 //
 // Starts: redis-server (free port, no persistence), the gateway (--dev-login --record-bars), an
 // in-test publisher (RESP over node:net). Then, as a person would: logs in through /dev/login,
-// opens two instruments, checks candles are drawn and prices move, switches interval, scrolls
+// checks the first visit opens a chart full of candles and a watchlist whose change is from the
+// previous day's close (seeded 1d bars), opens two instruments, checks candles are drawn and
+// prices move, switches interval, scrolls
 // back to load history, drops the socket and restarts the gateway (the page must resume), checks
 // notifications, persistence, themes and phone size, and the logged-out state.
 // Screenshots go to test-artifacts/browser/. Last line: "browser: N passed, N failed".
@@ -38,6 +40,8 @@ const A = "tst.alpha"; // seeded with recorded 1m bars: history has something to
 const B = "tst.beta";
 const OTHERS = ["tst.gamma", "tst.delta"];
 const SEEDED_BARS = 800;
+const DAY = 86400000;
+const PREV_CLOSE = 3600; // A's close yesterday (UTC day): the watchlist's reference for A
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const log = (...a) => console.log(`[${((Date.now() - T0) / 1000).toFixed(1)}s]`, ...a);
@@ -195,6 +199,15 @@ async function seedBars(name, price) {
   await redis.call("ZADD", `bars:${name}:1m`, ...args);
 }
 
+// Daily bars of A: two days ago, yesterday (close PREV_CLOSE) and a partial one for today, as a
+// backend might import it -- the page must take yesterday's close, not today's.
+async function seedDailyBars(name) {
+  const today = Date.now() - (Date.now() % DAY);
+  const bars = [[today - 2 * DAY, 3520, 3590, 3510, 3560, 90000],
+    [today - DAY, 3560, 3640, 3550, PREV_CLOSE, 120000], [today, 3600, 3990, 3590, 3980, 5000]];
+  await redis.call("ZADD", `bars:${name}:1d`, ...bars.flatMap((b) => [b[0], JSON.stringify(b)]));
+}
+
 // Ticks for every test instrument, 10 per second each, as a CTP-like feed would publish them.
 const prices = { [A]: 3850, [B]: 612.5, [OTHERS[0]]: 75120, [OTHERS[1]]: 7.25 };
 let publisher = 0;
@@ -262,6 +275,8 @@ async function shot(name) {
 const panelSel = (i) => `#charts section[data-index="${i}"]`;
 const connText = () => page.locator("#conn-text").textContent();
 const wlPrice = (name) => page.locator(`#watchlist-body tr[data-instrument="${name}"] td.last`).textContent();
+const wlRow = (name) => page.locator(`#watchlist-body tr[data-instrument="${name}"]`);
+const num = (text) => Number(String(text).replace(/[,+%\s]/g, ""));
 const panelAttr = (i, attr) => page.locator(panelSel(i)).getAttribute(`data-${attr}`);
 
 async function waitConn(text, timeoutMs = 15000) {
@@ -353,6 +368,7 @@ async function main() {
     gwPort = await freePort();
     await redis.call("SADD", "md:instruments", A, B, ...OTHERS);
     await seedBars(A, prices[A]);
+    await seedDailyBars(A);
     await startGateway();
     startPublisher();
   }, { needed: true });
@@ -388,6 +404,34 @@ async function main() {
     await waitConn("Live");
     check(!(await page.locator("#gate").isVisible()), "the logged-out notice is still shown");
   }, { needed: true });
+
+  await step("first visit: a chart full of candles, change from the previous day's close", async () => {
+    // A fresh page opens the first instrument of the catalog (A, with recorded bars) and fills
+    // the watchlist with the catalog.
+    await waitFor("chart 0 opened on A", async () => (await panelAttr(0, "instrument")) === A, 10000);
+    await waitFor("many candles in chart 0", async () => (await barsOf(0)) > 50, 10000);
+    await waitFor("candles drawn in chart 0", async () => (await colouredPixels(0)) > 100, 10000);
+    const ask = await waitFor("a history request for A's daily bars", async () => wsLog.find((e) => e.dir === "out" &&
+      e.frame.action === "history" && e.frame.instrument === A && e.frame.interval === "1d"));
+    check(ask.frame.limit === 2, `reference request: ${JSON.stringify(ask.frame)}`);
+    // A: measured from yesterday's close, not from today's bar nor the first price seen.
+    await waitFor("A's change from the previous close", async () =>
+      (await wlRow(A).getAttribute("data-ref")) === "close" && (await wlRow(A).locator("td").nth(2).textContent()) !== "", 10000);
+    const [last, chg, pct] = await page.evaluate((a) => {
+      const tds = document.querySelectorAll(`#watchlist-body tr[data-instrument="${a}"] td`);
+      return [tds[1].textContent, tds[2].textContent, tds[3].textContent];
+    }, A);
+    check(num(chg) !== 0, `A's change reads ${chg}`);
+    check(Math.abs(num(last) - num(chg) - PREV_CLOSE) < 0.02, `A: last ${last}, change ${chg}; expected from ${PREV_CLOSE}`);
+    const wantPct = ((num(last) - PREV_CLOSE) / PREV_CLOSE) * 100;
+    check(Math.abs(num(pct) - wantPct) < 0.02, `A: change ${pct}, expected about ${wantPct.toFixed(2)}%`);
+    const head = await page.locator(`${panelSel(0)} .chg`).textContent();
+    check(/^\+[0-9,.]+ \(\+[0-9.]+%\)$/.test(head) && num(head.split(" ")[0]) > 0, `chart 0's header change reads "${head}"`);
+    // B has no daily bars: it falls back to the first price the page saw, marked as such.
+    await waitFor("B's fallback reference", async () => (await wlRow(B).getAttribute("data-ref")) === "seen", 10000);
+    check(/^[+-]?[0-9,]+\.[0-9]+%$/.test((await wlRow(B).locator("td").nth(3).textContent()).trim()), "B shows no change %");
+    await shot("01b-first-visit");
+  });
 
   await step("open two instruments side by side", async () => {
     await page.locator('#layouts button[data-layout="2"]').click();

@@ -2,6 +2,7 @@
 """test_http.py -- the plain HTTP side (/healthz, /metrics, static files) and the process
 (SIGTERM/SIGINT shutdown, --config, bad settings -> one line + exit 2, --help)."""
 
+import http.client
 import json
 import os
 import secrets
@@ -104,7 +105,7 @@ class HttpTest(harness.GatewayTestCase):
             with self.subTest(path=path):
                 try:
                     status, _, body = gw.get(path)
-                except (OSError, harness.http.client.HTTPException):
+                except (OSError, http.client.HTTPException):
                     continue  # connection refused/dropped is fine
                 self.assertFalse(status == 200 and body == secret_body,
                                  "%s served a file outside the web root" % path)

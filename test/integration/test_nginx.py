@@ -105,7 +105,7 @@ class Stack:
         with open(self.stderr_path, "ab") as err:
             self.proc = subprocess.Popen(self.cmdline(), stdin=subprocess.DEVNULL,
                                          stdout=subprocess.PIPE, stderr=err)
-        harness._live_procs[self.proc.pid] = self.proc
+        harness.track(self.proc)
         deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()
@@ -150,7 +150,7 @@ class Stack:
         if self.proc is None:
             return
         timeout = timeout or scaled(20)
-        rc, in_time = harness._stop_proc(self.proc, signal.SIGTERM, timeout)
+        rc, in_time = harness.stop_proc(self.proc, signal.SIGTERM, timeout)
         if not in_time:
             for pid in self.pids():  # do not leave them behind for the next test
                 if not _pid_gone(pid):
@@ -182,11 +182,11 @@ class Stack:
         return os.path.join(self.logdir, "gateway-%d.log" % port)
 
     def logs(self):
-        parts = ["--- scripts/nginx/run stderr:\n" + harness._tail(self.stderr_path)]
+        parts = ["--- scripts/nginx/run stderr:\n" + harness.tail(self.stderr_path)]
         for p in self.gw_ports:
-            parts.append("--- gateway :%d:\n%s" % (p, harness._tail(self.gateway_log(p), 15)))
-        parts.append("--- nginx:\n" + harness._tail(os.path.join(self.logdir, "nginx-error.log"),
-                                                    15))
+            parts.append("--- gateway :%d:\n%s" % (p, harness.tail(self.gateway_log(p), 15)))
+        parts.append("--- nginx:\n" + harness.tail(os.path.join(self.logdir, "nginx-error.log"),
+                                                   15))
         return "\n".join(parts)
 
     def metrics(self, port):

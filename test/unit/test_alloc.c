@@ -22,6 +22,7 @@
 #include "config.h"
 #include "request.h"
 #include "session.h"
+#include "testcfg.h"
 
 void *__real_malloc(size_t n);
 void *__real_calloc(size_t n, size_t size);
@@ -33,20 +34,6 @@ void *__wrap_calloc(size_t n, size_t size);
 void *__wrap_realloc(void *p, size_t n);
 char *__wrap_strdup(const char *s);
 void __wrap_free(void *p);
-
-/* The default configuration (intervals 1s,1m,5m,15m,1h,1d; history cap 1000). */
-static const struct cg_config *test_cfg(void)
-{
-    static struct cg_config cfg;
-    static int done;
-    if (!done) {
-        char *argv[] = {"test", NULL};
-        char err[256];
-        cg_config_load(&cfg, 1, argv, "web", err, sizeof(err), NULL);
-        done = 1;
-    }
-    return &cfg;
-}
 
 static long live;         /* blocks allocated through the wrappers and not yet freed */
 static long fail_at = -1; /* index of the allocation to fail, -1 = none */

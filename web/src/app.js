@@ -52,14 +52,26 @@ function saveState() {
 
 // --- per-instrument data shared by the watchlist and the charts ------------------------------
 
-const meta = new Map(); // name -> {seq, price, ref, ivKey}
+// name -> {seq, price, ivKey, first, close, closeT, refSettled, refAsking, refUntil}: first is
+// the first price this page saw, close the previous day's close (the reference, see below).
+const meta = new Map();
 function info(name) {
   let m = meta.get(name);
   if (!m) {
-    m = { seq: null, price: null, ref: null, ivKey: null };
+    m = { seq: null, price: null, ivKey: null, first: null, close: null, closeT: null,
+          refSettled: false, refAsking: false, refUntil: 0 };
     meta.set(name, m);
   }
   return m;
+}
+
+/** What the watchlist and chart headers show: the price and its change from the previous day's
+ *  close, or -- no daily bars to take it from -- from the first price this page saw. ref is null
+ *  (no change shown) until the first answer about daily bars, rather than a change from the
+ *  wrong reference. */
+function quoteOf(m) {
+  if (m.close != null) return { price: m.price, ref: m.close, refT: m.closeT };
+  return { price: m.price, ref: m.refSettled ? m.first : null, refT: null };
 }
 
 function priceOf(data) {
@@ -85,7 +97,8 @@ function render() {
   scheduled = false;
   for (const name of changedQuotes) {
     const m = meta.get(name);
-    const q = m && { price: m.price, ref: m.ref };
+    if (!m) continue;
+    const q = quoteOf(m);
     watchlist.update(name, q);
     for (const p of panels) if (p.instrument === name) p.setQuote(q.price, q.ref);
   }
@@ -105,7 +118,7 @@ const conn = new Connection({
   onOpen: () => {
     subscribed.clear();
     refused.clear();
-    syncSubscriptions(true);
+    syncSubscriptions(true); // also asks for the reference prices still missing
     loadCatalog().catch(() => {});
   },
   onState: showConnState,
@@ -156,9 +169,68 @@ function setPrice(name, price) {
   if (price == null) return;
   const m = info(name);
   m.price = price;
-  if (m.ref == null) m.ref = price; // change is measured from the first price this page saw
+  if (m.first == null) m.first = price;
+  // E.g. a new UTC day: a new previous close.
+  if (Date.now() >= m.refUntil && subscribed.has(name)) askReference(name);
   changedQuotes.add(name);
   schedule();
+}
+
+// --- reference prices: the previous day's close from the 1d bars -------------------------------
+
+const DAY_MS = 86400000;
+const REF_IN_FLIGHT = 4; // history requests for references at once (the gateway rate-limits)
+const REF_RECHECK_MS = 10 * 60000;
+let refInFlight = 0;
+
+/** Asks the gateway for name's last two 1d bars and keeps the close of the newest one before
+ *  today's bucket (1d bars are UTC days, PROTOCOL.md §14; Redis may hold a bar for today that a
+ *  backend imported). Asked again on the next UTC day, and after REF_RECHECK_MS while the bar
+ *  found is older than yesterday's (or there is none): a recording gateway writes yesterday's bar
+ *  only when the first tick of the new day arrives. No 1d interval configured, or no daily bars:
+ *  the change counts from the first price seen. */
+function askReference(name) {
+  const m = info(name);
+  const now = Date.now();
+  if (m.refAsking || now < m.refUntil || refInFlight >= REF_IN_FLIGHT || !conn.live) return;
+  const today = now - (now % DAY_MS);
+  const tomorrow = today + DAY_MS;
+  m.refAsking = true;
+  refInFlight++;
+  const done = (until) => {
+    m.refAsking = false;
+    m.refSettled = true;
+    m.refUntil = Math.min(until, tomorrow);
+    refInFlight--;
+    changedQuotes.add(name);
+    schedule();
+    askReferences(); // the ones that waited for a free slot
+  };
+  conn.request({ action: "history", instrument: name, interval: "1d", limit: 2 }).then(
+    (f) => {
+      const bars = Array.isArray(f.bars) ? f.bars : [];
+      let prev = null;
+      for (const b of bars) {
+        const ok = Array.isArray(b) && b.length >= 6 && typeof b[4] === "number" && b[0] < today;
+        if (ok && (!prev || b[0] > prev[0])) prev = b;
+      }
+      if (prev) {
+        m.close = prev[4];
+        m.closeT = prev[0];
+      }
+      done(prev && prev[0] === today - DAY_MS ? tomorrow : now + REF_RECHECK_MS);
+    },
+    (err) => {
+      // An error frame: 1d is not a configured interval, or forbidden -- not again today. Rate
+      // limited or no reply: again soon. Disconnected: on the next socket.
+      if (err && err.type === "error") done(err.code === "rate_limited" ? now + 30000 : tomorrow);
+      else done(conn.live ? now + 30000 : 0);
+    },
+  );
+}
+
+function askReferences() {
+  for (const name of wanted().keys()) askReference(name);
 }
 
 // --- subscriptions: the watchlist's instruments plus those on the visible charts -------------
@@ -195,6 +267,7 @@ function syncSubscriptions(resume = false) {
     groups.get(key).push(name);
   }
   for (const [key, names] of groups) subscribe(names, key, resume);
+  askReferences();
   const gone = [...subscribed.keys()].filter((n) => !want.has(n));
   if (gone.length) {
     for (const n of gone) {
@@ -268,7 +341,7 @@ function buildPanels() {
     panel.index = i;
     panel.show(state.panels[i].instrument, state.panels[i].interval);
     const m = panel.instrument && meta.get(panel.instrument);
-    if (m && m.price != null) panel.setQuote(m.price, m.ref);
+    if (m && m.price != null) panel.setQuote(m.price, quoteOf(m).ref);
     if (panel.instrument) subscribed.delete(panel.instrument); // resubscribe: snapshot for it
     panels.push(panel);
   }
@@ -314,7 +387,7 @@ function showInPanel(panel, name, interval) {
   state.panels[panel.index] = { instrument: name, interval };
   panel.show(name, interval);
   const m = name && meta.get(name);
-  if (m && m.price != null) panel.setQuote(m.price, m.ref);
+  if (m && m.price != null) panel.setQuote(m.price, quoteOf(m).ref);
   if (name && !state.watchlist.includes(name)) state.watchlist.push(name);
   if (state.watchlist.length > MAX_WATCHLIST) state.watchlist.shift();
   saveState();

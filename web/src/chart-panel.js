@@ -50,7 +50,7 @@ export class ChartPanel {
     this.pendingHistory = [];
     this.historyLoading = false;
     this.historyDone = false;
-    this.quote = null; // {price, ref}
+    this.quote = null; // {price, ref}: ref the price the change is from, null when unknown
     this.hoverTime = null; // bar time under the crosshair (seconds), null when none
     this.notice = "";
     this.loaded = false;
@@ -342,10 +342,15 @@ export class ChartPanel {
     const q = this.quote;
     if (q && q.price != null) {
       this.priceEl.textContent = formatPrice(q.price);
-      const chg = q.ref != null ? q.price - q.ref : 0;
-      const pct = q.ref ? (chg / q.ref) * 100 : 0;
-      this.chgEl.textContent = `${chg >= 0 ? "+" : ""}${formatPrice(chg, q.price)} (${pct >= 0 ? "+" : ""}${pct.toFixed(2)}%)`;
-      this.root.dataset.dir = chg > 0 ? "up" : chg < 0 ? "down" : "flat";
+      if (q.ref != null) {
+        const chg = q.price - q.ref;
+        const pct = q.ref ? (chg / q.ref) * 100 : 0;
+        this.chgEl.textContent = `${chg >= 0 ? "+" : ""}${formatPrice(chg, q.price)} (${pct >= 0 ? "+" : ""}${pct.toFixed(2)}%)`;
+        this.root.dataset.dir = chg > 0 ? "up" : chg < 0 ? "down" : "flat";
+      } else {
+        this.chgEl.textContent = ""; // the reference price is not known yet
+        this.root.dataset.dir = "flat";
+      }
     } else {
       this.priceEl.textContent = "";
       this.chgEl.textContent = "";

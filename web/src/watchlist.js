@@ -1,5 +1,6 @@
-// watchlist.js -- the subscribed instruments with last price, change and change % since the
-// first price this page saw, flashing green/red on every update.
+// watchlist.js -- the subscribed instruments with last price, change and change % from a
+// reference price (the previous day's close, else the first price this page saw: app.js decides),
+// flashing green/red on every price update.
 
 import { el, formatPrice } from "./format.js";
 
@@ -10,11 +11,13 @@ export class Watchlist {
   constructor(root, hooks) {
     this.root = root;
     this.hooks = hooks;
-    this.rows = new Map(); // name -> {tr, price, chg, pct, flip, shown}
+    this.rows = new Map(); // name -> {tr, price, chg, pct, flip, flashed, shown, ref, refT}
     this.body = el("tbody");
     this.empty = el("p", { class: "wl-empty" }, "Search for an instrument to add it here.");
     const head = el("thead", {}, el("tr", {},
-      el("th", {}, "Symbol"), el("th", {}, "Last"), el("th", {}, "Chg"), el("th", {}, "Chg%"),
+      el("th", {}, "Symbol"), el("th", {}, "Last"),
+      el("th", { title: "Change from the previous day's close" }, "Chg"),
+      el("th", { title: "Change from the previous day's close, in %" }, "Chg%"),
       el("th", { "aria-label": "Remove" })));
     root.append(el("table", { class: "wl" }, head, this.body), this.empty);
   }
@@ -46,24 +49,41 @@ export class Watchlist {
       ev.stopPropagation();
       this.hooks.onRemove(name);
     });
-    return { tr, price, chg, pct, flip: false, flashed: -Infinity, shown: null };
+    return { tr, price, chg, pct, flip: false, flashed: -Infinity, shown: null, ref: undefined, refT: undefined };
   }
 
-  /** Shows the quote of one instrument: q = {price, ref}. Called from the animation frame. */
+  /** Shows the quote of one instrument: q = {price, ref, refT}; ref null: no change shown (yet);
+   *  refT: the start of the daily bar whose close ref is, null when ref is the first price seen.
+   *  Called from the animation frame. */
   update(name, q) {
     const row = this.rows.get(name);
-    if (!row || !q || q.price == null || q.price === row.shown) return;
+    if (!row || !q || q.price == null) return;
+    if (q.price === row.shown && q.ref === row.ref && q.refT === row.refT) return;
     const before = row.shown;
     row.shown = q.price;
-    const chg = q.ref != null ? q.price - q.ref : 0;
-    const pct = q.ref ? (chg / q.ref) * 100 : 0;
-    const sign = chg > 0 ? "+" : "";
     row.price.textContent = formatPrice(q.price);
-    row.chg.textContent = sign + formatPrice(chg, q.price);
-    row.pct.textContent = sign + pct.toFixed(2) + "%";
-    row.tr.dataset.dir = chg > 0 ? "up" : chg < 0 ? "down" : "flat";
+    if (q.ref !== row.ref || q.refT !== row.refT) {
+      row.ref = q.ref;
+      row.refT = q.refT;
+      const tip = q.ref == null ? "" : q.refT != null
+        ? `from the close of ${new Date(q.refT).toISOString().slice(0, 10)} (UTC day): ${formatPrice(q.ref)}`
+        : `from the first price this page saw (no daily bars): ${formatPrice(q.ref)}`;
+      row.chg.title = row.pct.title = tip;
+      row.tr.dataset.ref = q.ref == null ? "none" : q.refT != null ? "close" : "seen";
+    }
+    if (q.ref != null) {
+      const chg = q.price - q.ref;
+      const pct = q.ref ? (chg / q.ref) * 100 : 0;
+      const sign = chg > 0 ? "+" : "";
+      row.chg.textContent = sign + formatPrice(chg, q.price);
+      row.pct.textContent = sign + pct.toFixed(2) + "%";
+      row.tr.dataset.dir = chg > 0 ? "up" : chg < 0 ? "down" : "flat";
+    } else {
+      row.chg.textContent = row.pct.textContent = "";
+      delete row.tr.dataset.dir;
+    }
     const now = performance.now();
-    if (before != null && now - row.flashed > FLASH_GAP_MS) {
+    if (before != null && q.price !== before && now - row.flashed > FLASH_GAP_MS) {
       // Two identical animations under different names: switching restarts it without a reflow.
       // At most one flash per FLASH_GAP_MS, so a busy instrument blinks instead of staying lit.
       row.flashed = now;

@@ -1,0 +1,621 @@
+#!/usr/bin/python3
+"""localstack.py -- the private local stack of the tests, benchmarks and soak: a redis-server
+and chartgate processes on loopback, started on free ports and stopped by PID.
+
+The one place that knows how to run the private redis-server and pick loopback ports:
+  test/integration/harness.py (every integration test), scripts/soak, scripts/bench/core-cost
+  and scripts/bench/run import it (sys.path: scripts/lib); scripts/run and scripts/nginx/run
+  use its command line through scripts/lib/common.sh (cg_redis_start, cg_port_free,
+  cg_pick_port). Gateway is the gateway process of the tests, the soak and core-cost
+  (scripts/bench/run pins and logs its servers its own way).
+
+    rs = localstack.RedisServer().start()     # free port, private dir, waits for PONG
+    gw = localstack.Gateway(rs.url, ["--log-level", "warn"]).start()   # waits for /healthz 200
+    ...
+    gw.stop(); rs.cleanup()                   # SIGTERM by PID, SIGKILL after the timeout
+
+Every process started here is also SIGKILLed at interpreter exit if still running (an
+interrupted run leaves nothing behind). Failures to start raise AssertionError with the tail of
+the process's log, so that in a test they count as failures. Only the standard library is
+needed; RedisServer.client() imports python3-redis when called.
+
+Command line (for the bash scripts; one result on stdout):
+  localstack.py port-free PORT             exit 0 when 127.0.0.1:PORT can be bound
+  localstack.py pick-port PREFERRED        PREFERRED if free, else a free port from the kernel
+  localstack.py redis-argv PORT DIR LOG    RedisServer's command line, NUL-separated
+"""
+
+import atexit
+import base64
+import hashlib
+import http.client
+import json
+import os
+import re
+import secrets
+import shlex
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DEFAULT_GATEWAY = os.path.join(ROOT, "build", "gateway", "chartgate")
+
+# Generic waits (process start, a reply to arrive) are multiplied by this; set it higher for
+# slow builds (CHARTGATE_TIMEOUT_SCALE). Bounds that the spec itself pins are not scaled.
+TIMEOUT_SCALE = float(os.environ.get("CHARTGATE_TIMEOUT_SCALE", "1") or 1)
+WAIT = 5.0  # default bounded wait, seconds (times TIMEOUT_SCALE)
+
+SANITIZER_RE = re.compile(r"ERROR: (Address|Leak|Memory|Thread)Sanitizer|runtime error:")
+
+_RETRY = (OSError, http.client.HTTPException)  # wait_for(): "not yet", not a failure
+
+
+def scaled(seconds):
+    return seconds * TIMEOUT_SCALE
+
+
+def gateway_binary():
+    """The gateway to run: $CHARTGATE_BIN, else build/gateway/chartgate under the root."""
+    return os.environ.get("CHARTGATE_BIN") or DEFAULT_GATEWAY
+
+
+# ---------------------------------------------------------------------------------------------
+# ports and waits
+
+
+def free_port():
+    """A port on 127.0.0.1 that the kernel just handed out (free now, not reserved)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_free(port):
+    """True when 127.0.0.1:port can be bound with SO_REUSEADDR, as chartgate, nginx and
+    redis-server bind: TIME-WAIT leftovers of a process that just stopped do not count, a
+    listener does."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def pick_port(preferred):
+    """preferred when it is free, else free_port()."""
+    return preferred if port_free(preferred) else free_port()
+
+
+def wait_for(cond, timeout=WAIT, msg="condition", interval=0.02):
+    """Poll cond() until it returns something truthy (returned) or timeout (AssertionError).
+    Connection errors raised by cond() count as "not yet"."""
+    deadline = time.monotonic() + timeout
+    last_exc = None
+    retry = _RETRY
+    if "redis" in sys.modules:  # a caller using redis-py: a refused connection is "not yet" too
+        retry += (sys.modules["redis"].exceptions.ConnectionError,)
+    while True:
+        try:
+            v = cond()
+            if v:
+                return v
+            last_exc = None
+        except retry as e:
+            last_exc = e
+        if time.monotonic() >= deadline:
+            raise AssertionError("timed out after %.1fs waiting for %s%s" % (
+                timeout, msg, " (last error: %r)" % last_exc if last_exc else ""))
+        time.sleep(interval)
+
+
+def tail(path, n=40):
+    """The last n lines of a log file, or a note saying why there are none."""
+    try:
+        with open(path, "r", encoding="utf-8", errors="replace") as f:
+            lines = f.read().splitlines()
+    except OSError as e:
+        return "(no log: %s)" % e
+    return "\n".join(lines[-n:])
+
+
+# ---------------------------------------------------------------------------------------------
+# processes, stopped by PID
+
+_live_procs = {}  # pid -> Popen, SIGKILLed at exit if still running
+
+
+def _kill_leftovers():
+    for pid, proc in list(_live_procs.items()):
+        if proc.poll() is None:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                proc.wait(5)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+
+
+atexit.register(_kill_leftovers)
+
+
+def track(proc):
+    """Register a Popen started elsewhere for the at-exit SIGKILL; returns proc."""
+    _live_procs[proc.pid] = proc
+    return proc
+
+
+def stop_proc(proc, sig=signal.SIGTERM, timeout=5.0):
+    """Signal proc by PID (sig 0: no signal, only the wait) and wait; SIGKILL if it does not
+    exit within timeout. Returns (exit status, exited_in_time)."""
+    if proc.poll() is not None:
+        _live_procs.pop(proc.pid, None)
+        return proc.returncode, True
+    if sig:
+        try:
+            os.kill(proc.pid, sig)
+        except ProcessLookupError:
+            pass
+    try:
+        rc = proc.wait(timeout)
+        ok = True
+    except subprocess.TimeoutExpired:
+        os.kill(proc.pid, signal.SIGKILL)
+        rc = proc.wait(10)
+        ok = False
+    _live_procs.pop(proc.pid, None)
+    return rc, ok
+
+
+# ---------------------------------------------------------------------------------------------
+# redis-server
+
+
+def redis_argv(port, workdir, logfile, extra=()):
+    """The command line of a private redis-server: 127.0.0.1:port only, persistence off,
+    working directory workdir (dump.rdb of an explicit SAVE goes there), log to logfile."""
+    return ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--protected-mode", "yes",
+            "--save", "", "--appendonly", "no", "--dir", workdir, "--daemonize", "no",
+            "--logfile", logfile] + list(extra)
+
+
+class RedisServer:
+    """A private redis-server on 127.0.0.1:<port>; persistence off; stopped by PID.
+
+    port: default a free one. workdir: default a new temporary directory, removed by
+    cleanup() (a given one is left alone). logfile: default redis.log in workdir; the
+    process's own stdout and stderr are appended to it too. extra: more redis-server flags.
+    cpu: pin the process to this CPU number."""
+
+    def __init__(self, port=None, workdir=None, logfile=None, extra=(), cpu=None):
+        self.port = port or free_port()
+        self.own_dir = workdir is None
+        self.dir = workdir or tempfile.mkdtemp(prefix="cg-redis-")
+        self.log = logfile or os.path.join(self.dir, "redis.log")
+        self.extra = list(extra)
+        self.cpu = None if cpu is None else int(cpu)
+        self.proc = None
+
+    @property
+    def url(self):
+        return "redis://127.0.0.1:%d" % self.port
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def ping(self, timeout=0.5):
+        """True when the server answers PING with PONG (not while it loads its dump)."""
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout) as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(64).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def start(self, timeout=None):
+        """Start and wait for PONG (timeout default 10 s, scaled). Returns self; AssertionError
+        with the log tail if it exits or does not answer in time (it is then stopped)."""
+        timeout = timeout or scaled(10)
+        cpu = self.cpu
+        with open(self.log, "ab") as out:
+            self.proc = track(subprocess.Popen(
+                redis_argv(self.port, self.dir, self.log, self.extra), stdin=subprocess.DEVNULL,
+                stdout=out, stderr=out, cwd=self.dir,
+                preexec_fn=None if cpu is None else lambda: os.sched_setaffinity(0, {cpu})))
+        deadline = time.monotonic() + timeout
+        while not self.ping():
+            if self.proc.poll() is not None:
+                raise AssertionError("redis-server on port %d exited with %s:\n%s" % (
+                    self.port, self.proc.returncode, tail(self.log)))
+            if time.monotonic() > deadline:
+                self.stop()
+                raise AssertionError("redis-server on port %d not answering PING:\n%s" % (
+                    self.port, tail(self.log)))
+            time.sleep(0.02)
+        return self
+
+    def client(self, timeout=5.0):
+        """A new redis-py client (decode_responses) for this server; the caller closes it."""
+        import redis
+        return redis.Redis(host="127.0.0.1", port=self.port, decode_responses=True,
+                           socket_timeout=timeout, socket_connect_timeout=timeout)
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout=5.0):
+        """SIGTERM by PID (SIGKILL after timeout)."""
+        if self.proc is not None:
+            stop_proc(self.proc, signal.SIGTERM, timeout)
+
+    def kill(self, save=True):
+        """Crash it: SIGKILL by PID. With save, a SAVE first writes dump.rdb to the private dir,
+        so restart() comes back with the same keys (sessions survive, as in production where
+        Redis keeps them); nothing is written after the SAVE."""
+        if save and self.running():
+            c = self.client()
+            try:
+                c.save()
+            finally:
+                c.close()
+        if self.proc is not None:
+            stop_proc(self.proc, signal.SIGKILL)
+
+    def restart(self):
+        """Start again on the same port and dir (loads dump.rdb when kill(save=True) wrote one)."""
+        self.stop()
+        return self.start()
+
+    def cleanup(self):
+        """stop(), and remove the directory when it is the server's own."""
+        self.stop()
+        if self.own_dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# HTTP
+
+
+def http_get(port, path, headers=None, timeout=None):
+    """GET http://127.0.0.1:port/path -> (status, {lowercased header: value}, body bytes)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout or scaled(5))
+    try:
+        conn.request("GET", path, headers=headers or {})
+        resp = conn.getresponse()
+        body = resp.read()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, body
+    finally:
+        conn.close()
+
+
+_SAMPLE_RE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)(\s+\S+)?$")
+_LABEL_RE = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*,?')
+
+
+class Metrics(dict):
+    """Prometheus text parsed into {(name, ((label, value), ...)): float}."""
+
+    @classmethod
+    def parse(cls, text):
+        m = cls()
+        for line in text.splitlines():
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            mm = _SAMPLE_RE.match(line)
+            if not mm:
+                raise AssertionError("unparsable /metrics line: %r" % line)
+            name, labels_txt, value = mm.group(1), mm.group(3) or "", mm.group(4)
+            labels = tuple(sorted((k, v) for k, v in _LABEL_RE.findall(labels_txt)))
+            m[(name, labels)] = float(value)
+        return m
+
+    def names(self):
+        return {k[0] for k in self}
+
+    def has(self, name, **labels):
+        want = set(labels.items())
+        return any(n == name and want <= set(lab) for n, lab in self)
+
+    def value(self, name, **labels):
+        """Sum of the samples of NAME whose labels include LABELS (0 when none)."""
+        want = set(labels.items())
+        return sum(v for (n, lab), v in self.items() if n == name and want <= set(lab))
+
+
+# ---------------------------------------------------------------------------------------------
+# the gateway process
+
+
+class Gateway:
+    """One chartgate process: --listen 127.0.0.1:<free port> --redis <url> plus extra flags.
+    Its output goes to logdir/<name>-<port>.log (logdir default: a new temporary directory)."""
+
+    def __init__(self, redis_url, args=(), env=None, binary=None, logdir=None, name="gateway"):
+        self.binary = binary or gateway_binary()
+        self.redis_url = redis_url
+        self.args = list(args)
+        self.env = env
+        self.port = free_port()
+        self.logdir = logdir or tempfile.mkdtemp(prefix="cg-gw-")
+        self.log = os.path.join(self.logdir, "%s-%d.log" % (name, self.port))
+        self.proc = None
+        self.returncode = None
+        self.stop_signalled = False
+
+    def url(self, path="/"):
+        return "http://127.0.0.1:%d%s" % (self.port, path)
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def cmdline(self):
+        # CHARTGATE_WRAPPER: e.g. "valgrind --error-exitcode=99 --leak-check=full" (the
+        # gateway's exit status is checked at stop, so a leak fails the test).
+        wrapper = shlex.split(os.environ.get("CHARTGATE_WRAPPER", ""))
+        return wrapper + [self.binary, "--listen", "127.0.0.1:%d" % self.port,
+                          "--redis", self.redis_url] + self.args
+
+    def start(self, wait="healthy", timeout=None):
+        """Start; wait='healthy' waits for /healthz 200, 'any' for any HTTP answer, None not at
+        all. Fails with the log tail if the process dies or the wait times out."""
+        if not os.access(self.binary, os.X_OK):
+            raise AssertionError("gateway binary %s is missing or not executable "
+                                 "(build it, or pass --gateway PATH)" % self.binary)
+        env = dict(os.environ)
+        if self.env:
+            env.update(self.env)
+        with open(self.log, "ab") as logf:
+            self.proc = track(subprocess.Popen(self.cmdline(), stdin=subprocess.DEVNULL,
+                                               stdout=logf, stderr=logf, env=env,
+                                               cwd=self.logdir))
+        if wait:
+            self.wait_ready(wait == "healthy", timeout or scaled(10))
+        return self
+
+    def wait_ready(self, healthy=True, timeout=10.0):
+        deadline = time.monotonic() + timeout
+        last = None
+        while True:
+            if self.proc.poll() is not None:
+                raise AssertionError("gateway exited with %s before answering /healthz; "
+                                     "cmd: %s\nlog tail:\n%s" % (
+                                         self.proc.returncode, " ".join(self.cmdline()),
+                                         self.log_tail()))
+            try:
+                status, _, body = http_get(self.port, "/healthz", timeout=1)
+                last = (status, body[:200])
+                if status == 200 or not healthy:
+                    return
+            except (OSError, http.client.HTTPException) as e:
+                last = e
+            if time.monotonic() > deadline:
+                raise AssertionError("gateway /healthz not %s within %.0fs (last: %r)\nlog:\n%s"
+                                     % ("200" if healthy else "answering", timeout, last,
+                                        self.log_tail()))
+            time.sleep(0.02)
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal(self, sig):
+        if sig in (signal.SIGTERM, signal.SIGINT):
+            self.stop_signalled = True
+        os.kill(self.proc.pid, sig)
+
+    def stop(self, timeout=5.0, expect_rc=0):
+        """SIGTERM by PID; assert it exits within timeout with expect_rc and that the log holds
+        no sanitizer report. Idempotent: a second call only repeats the checks."""
+        if self.proc is None:
+            return None
+        if self.returncode is None:
+            # a caller that already sent SIGTERM/SIGINT gets no second one (a second signal may
+            # rightly mean "exit now"); only the wait and the checks
+            sig = 0 if self.stop_signalled else signal.SIGTERM
+            rc, in_time = stop_proc(self.proc, sig, timeout)
+            self.returncode = rc
+            if not in_time:
+                raise AssertionError("gateway did not exit within %.0fs of SIGTERM (killed)\n%s"
+                                     % (timeout, self.log_tail()))
+        self.check_log()
+        if expect_rc is not None and self.returncode != expect_rc:
+            raise AssertionError("gateway exited with %s after SIGTERM, expected %s\nlog:\n%s"
+                                 % (self.returncode, expect_rc, self.log_tail()))
+        return self.returncode
+
+    def wait_exit(self, timeout=5.0):
+        """Wait (no signal) for the process to exit; returns its exit code, or None (still
+        running) after timeout."""
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        _live_procs.pop(self.proc.pid, None)
+        self.returncode = rc
+        return rc
+
+    def kill(self):
+        if self.proc is not None and self.returncode is None:
+            self.returncode, _ = stop_proc(self.proc, signal.SIGKILL)
+
+    def log_text(self):
+        try:
+            with open(self.log, "r", encoding="utf-8", errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def log_tail(self, n=40):
+        return tail(self.log, n)
+
+    def check_log(self):
+        text = self.log_text()
+        m = SANITIZER_RE.search(text)
+        if m:
+            start = max(0, m.start() - 200)
+            raise AssertionError("sanitizer report in gateway log:\n%s" % text[start:start + 4000])
+
+    def rss_kb(self):
+        with open("/proc/%d/status" % self.proc.pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        raise AssertionError("no VmRSS for pid %d" % self.proc.pid)
+
+    # HTTP on the gateway's port
+    def get(self, path, headers=None, timeout=None):
+        return http_get(self.port, path, headers, timeout)
+
+    def healthz(self):
+        """(status, parsed JSON body)."""
+        status, headers, body = self.get("/healthz")
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            raise AssertionError("/healthz body is not JSON: %r" % body[:200])
+        return status, doc
+
+    def metrics(self):
+        status, headers, body = self.get("/metrics")
+        if status != 200:
+            raise AssertionError("/metrics answered %d" % status)
+        return Metrics.parse(body.decode("utf-8"))
+
+
+# ---------------------------------------------------------------------------------------------
+# the WebSocket wire, by hand (no library between the caller and the bytes)
+
+
+def compact(obj):
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
+
+def ws_accept(key):
+    return base64.b64encode(hashlib.sha1(
+        (key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()).decode()
+
+
+class Upgrade:
+    """Result of raw_upgrade: status, headers (lowercased), and the socket when kept open."""
+
+    def __init__(self, status, reason, headers, rest, sock, key):
+        self.status, self.reason, self.headers, self.rest, self.sock, self.key = (
+            status, reason, headers, rest, sock, key)
+
+    def __repr__(self):
+        return "<Upgrade %s %s>" % (self.status, self.reason)
+
+
+def raw_upgrade(port, path="/ws", cookie=None, origin=None, extra_headers=None,
+                keep_open=False, rcvbuf=None, timeout=None, source=None):
+    """Send a WebSocket upgrade request by hand and read the status line and headers.
+
+    cookie is the whole Cookie header value (or None for none); source, a local address such as
+    127.0.0.2 to connect from (what a proxy sees as the client). Returns an Upgrade; its sock
+    is open only when keep_open and the status is 101."""
+    timeout = timeout or scaled(5)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if rcvbuf:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.settimeout(timeout)
+    if source:
+        sock.bind((source, 0))
+    sock.connect(("127.0.0.1", port))
+    key = base64.b64encode(secrets.token_bytes(16)).decode()
+    lines = ["GET %s HTTP/1.1" % path, "Host: 127.0.0.1:%d" % port, "Upgrade: websocket",
+             "Connection: Upgrade", "Sec-WebSocket-Key: %s" % key, "Sec-WebSocket-Version: 13"]
+    if cookie is not None:
+        lines.append("Cookie: %s" % cookie)
+    if origin is not None:
+        lines.append("Origin: %s" % origin)
+    for k, v in (extra_headers or {}).items():
+        lines.append("%s: %s" % (k, v))
+    sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+    buf = b""
+    deadline = time.monotonic() + timeout
+    while b"\r\n\r\n" not in buf:
+        if time.monotonic() > deadline:
+            sock.close()
+            raise AssertionError("no complete HTTP response head within %.0fs: %r" % (timeout, buf))
+        try:
+            chunk = sock.recv(4096)
+        except ConnectionResetError:
+            chunk = b""
+        if not chunk:
+            sock.close()
+            raise AssertionError("connection closed before an HTTP response head: %r" % buf)
+        buf += chunk
+    head, rest = buf.split(b"\r\n\r\n", 1)
+    head_lines = head.decode("latin-1").split("\r\n")
+    parts = head_lines[0].split(" ", 2)
+    if len(parts) < 2 or not parts[0].startswith("HTTP/"):
+        sock.close()
+        raise AssertionError("bad HTTP status line %r" % head_lines[0])
+    status = int(parts[1])
+    headers = {}
+    for line in head_lines[1:]:
+        k, _, v = line.partition(":")
+        headers[k.strip().lower()] = v.strip()
+    if keep_open and status == 101:
+        return Upgrade(status, parts[2] if len(parts) > 2 else "", headers, rest, sock, key)
+    sock.close()
+    return Upgrade(status, parts[2] if len(parts) > 2 else "", headers, rest, None, key)
+
+
+def encode_ws_frame(opcode, payload, fin=True):
+    """A masked client->server WebSocket frame."""
+    if isinstance(payload, str):
+        payload = payload.encode("utf-8")
+    b0 = (0x80 if fin else 0) | opcode
+    n = len(payload)
+    if n < 126:
+        head = struct.pack("!BB", b0, 0x80 | n)
+    elif n < 65536:
+        head = struct.pack("!BBH", b0, 0x80 | 126, n)
+    else:
+        head = struct.pack("!BBQ", b0, 0x80 | 127, n)
+    mask = secrets.token_bytes(4)
+    body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload)) if n < 4096 else \
+        _mask_fast(payload, mask)
+    return head + mask + body
+
+
+def _mask_fast(payload, mask):
+    n = len(payload)
+    m = int.from_bytes((mask * (n // 4 + 1))[:n], "big")
+    return (int.from_bytes(payload, "big") ^ m).to_bytes(n, "big")
+
+
+# ---------------------------------------------------------------------------------------------
+# command line (scripts/lib/common.sh)
+
+
+def _main(argv):
+    usage = ("usage: localstack.py port-free PORT | pick-port PREFERRED | "
+             "redis-argv PORT DIR LOGFILE")
+    try:
+        if len(argv) == 2 and argv[0] == "port-free":
+            return 0 if port_free(int(argv[1])) else 1
+        if len(argv) == 2 and argv[0] == "pick-port":
+            print(pick_port(int(argv[1])))
+            return 0
+        if len(argv) == 4 and argv[0] == "redis-argv":
+            sys.stdout.write("\0".join(redis_argv(int(argv[1]), argv[2], argv[3])))
+            return 0
+    except ValueError:
+        pass
+    sys.stderr.write(usage + "\n")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))
