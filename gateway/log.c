@@ -58,6 +58,8 @@ static void vlog(enum cg_log_level level, const char *msg, uint64_t suppressed, 
         int m = vsnprintf(line + n, sizeof(line) - (size_t)n, kvfmt, ap);
         if (m > 0)
             n += m;
+        else
+            line[--n] = 0; /* nothing came of the key-values: no trailing space */
         if ((size_t)n >= sizeof(line))
             n = (int)sizeof(line) - 1;
     }

@@ -148,8 +148,10 @@ let gwRuns = 0;
 
 async function startRedis() {
   redisPort = await freePort();
-  start("redis-server", "redis-server", ["--port", String(redisPort), "--bind", "127.0.0.1",
-    "--save", "", "--appendonly", "no", "--dir", tmp], join(ARTIFACTS, "redis.log"));
+  // The private redis-server's command line is written once, in scripts/lib/localstack.py.
+  const argv = execFileSync("/usr/bin/python3", [join(ROOT, "scripts", "lib", "localstack.py"),
+    "redis-argv", String(redisPort), tmp, join(ARTIFACTS, "redis.log")]).toString().split("\0");
+  start("redis-server", argv[0], argv.slice(1), join(ARTIFACTS, "redis.log"));
   redis = await waitFor("redis-server", async () => {
     const r = await Redis.connect(redisPort);
     await r.call("PING");

@@ -117,6 +117,11 @@ static void test_format(void)
     cg_log(CG_LOG_ERROR, "redis down", NULL);
     out = capture_end();
     CHECK_LINE(out, "level=error msg=\"redis down\"\n");
+    /* ...nor when the key-values come out empty. */
+    capture_begin();
+    cg_log(CG_LOG_ERROR, "redis down", "%s", "");
+    out = capture_end();
+    CHECK_LINE(out, "level=error msg=\"redis down\"\n");
 
     /* A value that may hold spaces or quotes goes through cg_log_quote. */
     char q[64];
@@ -295,6 +300,11 @@ static void test_rate_limit(void)
     capture_begin();
     cg_log_limited(&lim, 300, CG_LOG_WARN, "queue full", NULL);
     cg_log_limited(&other, 300, CG_LOG_ERROR, "redis down", NULL);
+    out = capture_end();
+    CHECK_LINE(out, "level=error msg=\"redis down\"\n");
+    /* ...nor when the key-values come out empty. */
+    capture_begin();
+    cg_log(CG_LOG_ERROR, "redis down", "%s", "");
     out = capture_end();
     CHECK_LINE(out, "level=error msg=\"redis down\"\n");
 
