@@ -216,6 +216,7 @@ static void pubsub_connected(struct cg_bridge *b)
     sb->argc = 1;
     batch_add(sb, "", b->cfg->broadcast_channel);
     batch_add(sb, "", b->heartbeat_channel);
+    batch_add(sb, "", b->reply_channel);
     cg_map_each(&b->reg->instruments, add_instrument, sb);
     cg_map_each(&b->reg->users, add_user, sb);
     batch_flush(sb);
@@ -271,7 +272,9 @@ static void on_pubsub(redisAsyncContext *ac, void *r, void *priv)
                 start_pop(ib);
             }
         }
-    } else if (ch->len == strlen(c->broadcast_channel) && !strcmp(ch->str, c->broadcast_channel))
+    } else if (ch->len == strlen(b->reply_channel) && !strcmp(ch->str, b->reply_channel))
+        cg_relay_reply(b->relay, b->epoch, msg->str, msg->len);
+    else if (ch->len == strlen(c->broadcast_channel) && !strcmp(ch->str, c->broadcast_channel))
         cg_relay_broadcast(b->relay, msg->str, msg->len, CG_SOURCE_PUBSUB);
     else if (starts(ch->str, ch->len, c->md_prefix, &pl))
         cg_relay_tick(b->relay, ch->str + pl, ch->len - pl, msg->str, msg->len, CG_SOURCE_PUBSUB);
@@ -499,6 +502,8 @@ static void link_ready(struct cg_bridge_link *l)
         pubsub_connected(b);
         break;
     case CG_LINK_COMMAND:
+        if (b->hooks.command_up)
+            b->hooks.command_up(b->hooks.data);
         refresh_instruments(b);
         break;
     case CG_LINK_INBOX:
@@ -547,11 +552,13 @@ static void watchdog_cb(uv_timer_t *t)
 }
 
 void cg_bridge_start(struct cg_bridge *b, uv_loop_t *loop, const struct cg_config *cfg,
-                     struct cg_registry *reg, struct cg_relay *relay,
+                     struct cg_registry *reg, struct cg_relay *relay, const char *epoch,
                      const struct cg_bridge_hooks *hooks)
 {
     memset(b, 0, sizeof(*b));
     b->hooks = *hooks;
+    snprintf(b->epoch, sizeof(b->epoch), "%s", epoch);
+    snprintf(b->reply_channel, sizeof(b->reply_channel), "%.180s%s", cfg->reply_prefix, epoch);
     b->loop = loop;
     b->cfg = cfg;
     b->reg = reg;

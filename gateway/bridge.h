@@ -27,6 +27,9 @@ struct cg_bridge;
 struct cg_bridge_hooks {
     /* The pub/sub link is (back) up: ticks may have been missed while it was down. May be NULL. */
     void (*pubsub_up)(void *data);
+    /* The command link is (back) up: what it must hold first (functions) is loaded here, before
+     * any command queued later. May be NULL. */
+    void (*command_up)(void *data);
     void *data;
 };
 
@@ -54,6 +57,8 @@ struct cg_bridge {
     int pop_waiting;  /* the inbox pop waits for pubsub_ready */
     uint64_t last_instruments_ms; /* last SMEMBERS of the instrument set */
     char heartbeat_channel[200];
+    char reply_channel[200]; /* <reply-prefix><epoch>: services' replies to our sockets */
+    char epoch[17];          /* this process's identity, borrowed from main */
     char processing_key[300];
     int stopping;
     struct cg_bridge_hooks hooks;
@@ -61,9 +66,10 @@ struct cg_bridge {
 
 /* Initialises b and starts connecting (the links connect once the loop runs, and reconnect
  * by themselves: nothing here can fail). All pointers are borrowed and must outlive the
- * bridge; hooks is copied. */
+ * bridge; hooks and epoch (this process's 16 hex digits, naming its reply channel) are
+ * copied. */
 void cg_bridge_start(struct cg_bridge *b, uv_loop_t *loop, const struct cg_config *cfg,
-                     struct cg_registry *reg, struct cg_relay *relay,
+                     struct cg_registry *reg, struct cg_relay *relay, const char *epoch,
                      const struct cg_bridge_hooks *hooks);
 /* Closes the links and the timers; the loop must run on to let handles close. */
 void cg_bridge_stop(struct cg_bridge *b);

@@ -30,6 +30,7 @@ struct cg_auth_entry;
 struct cg_bridge;
 struct cg_config;
 struct cg_frame;
+struct cg_service;
 
 /* handshake.c's, per vhost. */
 struct cg_handshake {
@@ -43,6 +44,7 @@ struct cg_dispatch {
     struct cg_list list_waits; /* list/search requests waiting for the instrument set */
     int list_inflight;         /* one SMEMBERS serves every waiting request */
     struct cg_list hist_waits; /* history requests waiting for Redis */
+    struct cg_list send_waits; /* sends waiting for their push to be answered */
     struct cg_log_limit rate_log;
 };
 
@@ -76,6 +78,7 @@ struct cg_ws {
     struct cg_auth *auth;        /* borrowed */
     struct cg_bridge *bridge;    /* borrowed */
     struct cg_agent *agent;      /* borrowed */
+    struct cg_service *service;  /* borrowed */
     uv_loop_t *loop;             /* borrowed */
     struct cg_outq_limits limits;
     unsigned char *scratch;  /* LWS_PRE + batch_max_bytes: one batched message */
@@ -85,7 +88,7 @@ struct cg_ws {
     uv_check_t flusher;      /* writes them after each poll phase */
     uv_idle_t flush_soon;    /* active while to_flush is not empty: the poll does not block */
     uint64_t started_ms;
-    char epoch[17]; /* this process's identity for resume (seq is per process) */
+    char epoch[17]; /* this process's identity: resume (seq is per process), conn ids */
     int shutting_down;
     struct cg_handshake hs;      /* handshake.c */
     struct cg_dispatch dispatch; /* dispatch.c */

@@ -10,6 +10,8 @@ static const char *const errcode_names[CG_ERR__COUNT] = {
     [CG_ERR_INVALID_INSTRUMENT] = "invalid_instrument",
     [CG_ERR_TOO_MANY_SUBSCRIPTIONS] = "too_many_subscriptions",
     [CG_ERR_RATE_LIMITED] = "rate_limited",
+    [CG_ERR_UNKNOWN_SERVICE] = "unknown_service",
+    [CG_ERR_UNAVAILABLE] = "unavailable",
 };
 
 const char *cg_errcode_name(enum cg_errcode code)
@@ -38,6 +40,12 @@ const char *const cg_link_names[CG_LINK__COUNT] = {
     [CG_LINK_COMMAND] = "command",
     [CG_LINK_INBOX] = "inbox",
     [CG_LINK_SESSION] = "session",
+};
+
+const char *const cg_reply_names[CG_REPLY__COUNT] = {
+    [CG_REPLY_DELIVERED] = "delivered",
+    [CG_REPLY_NO_SOCKET] = "no_socket",
+    [CG_REPLY_MALFORMED] = "malformed",
 };
 
 const char *const cg_source_names[CG_SOURCE__COUNT] = {

@@ -16,6 +16,8 @@ enum cg_errcode {
     CG_ERR_INVALID_INSTRUMENT,
     CG_ERR_TOO_MANY_SUBSCRIPTIONS,
     CG_ERR_RATE_LIMITED,
+    CG_ERR_UNKNOWN_SERVICE, /* send: no such --service */
+    CG_ERR_UNAVAILABLE,     /* send: Redis down, or the service's list is full */
     CG_ERR__COUNT
 };
 
@@ -48,6 +50,14 @@ enum cg_drop_reason {
 enum cg_link { CG_LINK_PUBSUB, CG_LINK_COMMAND, CG_LINK_INBOX, CG_LINK_SESSION, CG_LINK__COUNT };
 #define CG_LINK_BRIDGE_COUNT (CG_LINK_INBOX + 1) /* links the bridge owns */
 
+/* What became of a service's reply (PROTOCOL.md §16.2). */
+enum cg_reply_result {
+    CG_REPLY_DELIVERED,
+    CG_REPLY_NO_SOCKET, /* the socket has gone, or the conn is another process's */
+    CG_REPLY_MALFORMED, /* not an object with a service, a conn and data */
+    CG_REPLY__COUNT
+};
+
 /* Where a published payload came from. */
 enum cg_source { CG_SOURCE_PUBSUB, CG_SOURCE_INBOX, CG_SOURCE__COUNT };
 
@@ -58,5 +68,6 @@ extern const char *const cg_reject_names[CG_REJECT__COUNT];
 extern const char *const cg_drop_names[CG_DROP__COUNT];
 extern const char *const cg_link_names[CG_LINK__COUNT];
 extern const char *const cg_source_names[CG_SOURCE__COUNT];
+extern const char *const cg_reply_names[CG_REPLY__COUNT];
 
 #endif

@@ -10,7 +10,25 @@
 
 #include "log.h"
 
-enum kind { K_STR, K_U32, K_HOSTPORT, K_REDIS, K_ORIGIN, K_LEVEL, K_BOOL, K_PROXY };
+enum kind {
+    K_STR,
+    K_U32,
+    K_HOSTPORT,
+    K_REDIS,
+    K_ORIGIN,
+    K_LEVEL,
+    K_BOOL,
+    K_PROXY,
+    K_SERVICE,
+    K_SERVICE_EVENTS,
+};
+
+/* Kinds that may be given several times; a config file gives them as an array, under the
+ * flag's name or its plural ("origins", "services"), and flags replace the file's list. */
+static int repeatable(enum kind k)
+{
+    return k == K_ORIGIN || k == K_PROXY || k == K_SERVICE || k == K_SERVICE_EVENTS;
+}
 
 struct opt {
     const char *name; /* flag without "--"; the JSON key is the same with '_' */
@@ -110,6 +128,16 @@ static const struct opt opts[] = {
     {"tls-cert", K_STR, F(tls_cert), S(tls_cert), 0, 0,
      "PEM certificate chain: serve wss:// and https:// (reloaded on SIGHUP)"},
     {"tls-key", K_STR, F(tls_key), S(tls_key), 0, 0, "PEM private key of --tls-cert"},
+    {"service", K_SERVICE, 0, 0, 0, 0,
+     "a backend service clients may send to (repeatable; [A-Za-z0-9._-], at most 64)"},
+    {"service-events", K_SERVICE_EVENTS, 0, 0, 0, 0,
+     "a --service that also gets connection open/close events (repeatable)"},
+    {"service-prefix", K_STR, F(service_prefix), S(service_prefix), 0, 0,
+     "Redis list prefix of service messages"},
+    {"service-queue-max", K_U32, F(service_queue_max), 0, 1, 100000000,
+     "items a service's list may hold; a send beyond it is refused (unavailable)"},
+    {"reply-prefix", K_STR, F(reply_prefix), S(reply_prefix), 0, 0,
+     "pub/sub channel prefix of service replies (one channel per gateway process)"},
 };
 
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
@@ -158,6 +186,9 @@ static void defaults(struct cg_config *c, const char *web_root)
     c->max_conns_per_ip = 1000;
     c->handshake_rate_per_ip = 200;
     c->handshake_burst_per_ip = 400;
+    snprintf(c->service_prefix, sizeof(c->service_prefix), "chartgate:service:");
+    c->service_queue_max = 10000;
+    snprintf(c->reply_prefix, sizeof(c->reply_prefix), "chartgate:reply:");
     c->max_sockets_per_user = 100;
 }
 
@@ -373,6 +404,31 @@ static int apply(struct cg_config *c, const struct opt *o, const char *val, cons
         snprintf(c->trusted_proxies[c->ntrusted_proxies++], sizeof(c->trusted_proxies[0]), "%s",
                  val);
         return 0;
+    case K_SERVICE:
+        if (c->nservices >= CG_CONFIG_SERVICES_MAX ||
+            !cg_config_service_name_valid(val, strlen(val))) {
+            snprintf(err, errsz,
+                     "chartgate: %s: expected a service name ([A-Za-z0-9._-], 1 to %d characters; "
+                     "at most %d services), got \"%.80s\"",
+                     where, CG_CONFIG_SERVICE_MAX, CG_CONFIG_SERVICES_MAX, val);
+            return -1;
+        }
+        if (cg_config_service(c, val, strlen(val)) < 0)
+            snprintf(c->services[c->nservices++], sizeof(c->services[0]), "%s", val);
+        return 0;
+    case K_SERVICE_EVENTS:
+        if (!cg_config_service_name_valid(val, strlen(val))) {
+            snprintf(err, errsz, "chartgate: %s: expected a service name, got \"%.80s\"", where,
+                     val);
+            return -1;
+        }
+        /* Which --service it names is checked once every setting is in (load). */
+        if (strlen(c->service_events_text) + strlen(val) + 2 > sizeof(c->service_events_text)) {
+            snprintf(err, errsz, "chartgate: %s: too many services", where);
+            return -1;
+        }
+        strcat(strcat(c->service_events_text, c->service_events_text[0] ? "," : ""), val);
+        return 0;
     case K_BOOL:
         if (!strcmp(val, "true") || !strcmp(val, "1")) {
             *(int *)(base + o->off) = 1;
@@ -418,9 +474,10 @@ static const struct opt *find_key(const char *key)
     return find_flag(flag, n);
 }
 
-static int load_origins(struct cg_config *c, json_t *v, const char *where, char *err, size_t errsz)
+/* A repeatable setting from the file: one string, or an array of them. */
+static int load_list(struct cg_config *c, const struct opt *o, json_t *v, const char *where,
+                     char *err, size_t errsz)
 {
-    const struct opt *o = find_flag("origin", 6);
     if (json_is_string(v))
         return apply(c, o, json_string_value(v), where, err, errsz);
     size_t i;
@@ -436,8 +493,21 @@ static int load_origins(struct cg_config *c, json_t *v, const char *where, char 
     }
     return 0;
 bad:
-    snprintf(err, errsz, "chartgate: %s: expected an array of origins", where);
+    snprintf(err, errsz, "chartgate: %s: expected a string or an array of strings", where);
     return -1;
+}
+
+/* Forgets a repeatable setting's values (the flags replace what the file gave). */
+static void clear_list(struct cg_config *c, enum kind k)
+{
+    if (k == K_ORIGIN)
+        c->norigins = 0;
+    else if (k == K_PROXY)
+        c->ntrusted_proxies = 0;
+    else if (k == K_SERVICE)
+        c->nservices = 0;
+    else if (k == K_SERVICE_EVENTS)
+        c->service_events_text[0] = 0;
 }
 
 static int load_file(struct cg_config *c, const char *path, char *err, size_t errsz)
@@ -464,11 +534,18 @@ static int load_file(struct cg_config *c, const char *path, char *err, size_t er
             break;
         char where[200], buf[64];
         snprintf(where, sizeof(where), "%s: key \"%.64s\"", path, key);
-        if (!strcmp(key, "origins") || !strcmp(key, "origin")) {
-            rc = load_origins(c, v, where, err, errsz);
+        const struct opt *o = find_key(key);
+        if (!o && strlen(key) > 1 && key[strlen(key) - 1] == 's') { /* "origins", "services" */
+            char one[64];
+            snprintf(one, sizeof(one), "%.*s", (int)strlen(key) - 1, key);
+            o = find_key(one);
+            if (o && !repeatable(o->kind))
+                o = NULL;
+        }
+        if (o && repeatable(o->kind)) {
+            rc = load_list(c, o, v, where, err, errsz);
             continue;
         }
-        const struct opt *o = find_key(key);
         if (!o) {
             snprintf(err, errsz, "chartgate: %s: unknown setting", where);
             rc = -1;
@@ -496,6 +573,44 @@ static int load_file(struct cg_config *c, const char *path, char *err, size_t er
     }
     json_decref(root);
     return rc;
+}
+
+int cg_config_service_name_valid(const char *name, size_t len)
+{
+    if (!len || len > CG_CONFIG_SERVICE_MAX)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        char ch = name[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '.' || ch == '_' || ch == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+int cg_config_service(const struct cg_config *cfg, const char *name, size_t len)
+{
+    for (uint32_t i = 0; i < cfg->nservices; i++)
+        if (strlen(cfg->services[i]) == len && !memcmp(cfg->services[i], name, len))
+            return (int)i;
+    return -1;
+}
+
+/* --service-events names --service entries: their bits. */
+static int service_events(struct cg_config *c, char *err, size_t errsz)
+{
+    c->service_events = 0;
+    char names[sizeof(c->service_events_text)];
+    snprintf(names, sizeof(names), "%s", c->service_events_text);
+    for (char *save = NULL, *n = strtok_r(names, ",", &save); n; n = strtok_r(NULL, ",", &save)) {
+        int i = cg_config_service(c, n, strlen(n));
+        if (i < 0) {
+            snprintf(err, errsz, "chartgate: --service-events: \"%.64s\" is not a --service", n);
+            return -1;
+        }
+        c->service_events |= 1u << i;
+    }
+    return 0;
 }
 
 static void usage(void (*out)(const char *))
@@ -557,7 +672,7 @@ static enum cg_config_result load(struct cg_config *cfg, int argc, char **argv,
                 return CG_CONFIG_ERROR;
         }
     }
-    int origins_from_flags = 0;
+    uint32_t lists_from_flags = 0; /* bit k: a flag of kind k was given */
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--config")) {
@@ -587,9 +702,9 @@ static enum cg_config_result load(struct cg_config *cfg, int argc, char **argv,
             snprintf(err, errsz, "chartgate: %s: missing value", where);
             return CG_CONFIG_ERROR;
         }
-        if (o->kind == K_ORIGIN && !origins_from_flags) {
-            cfg->norigins = 0; /* flags replace the file's list */
-            origins_from_flags = 1;
+        if (repeatable(o->kind) && !(lists_from_flags & (1u << o->kind))) {
+            clear_list(cfg, o->kind); /* flags replace the file's list */
+            lists_from_flags |= 1u << o->kind;
         }
         if (apply(cfg, o, val, where, err, errsz))
             return CG_CONFIG_ERROR;
@@ -602,6 +717,8 @@ static enum cg_config_result load(struct cg_config *cfg, int argc, char **argv,
     if (cfg->queue_conflate_frames > cfg->queue_max_frames)
         cfg->queue_conflate_frames = cfg->queue_max_frames;
     if (derive(cfg, err, errsz))
+        return CG_CONFIG_ERROR;
+    if (service_events(cfg, err, errsz))
         return CG_CONFIG_ERROR;
     if (!cfg->tls_cert[0] != !cfg->tls_key[0]) {
         snprintf(err, errsz, "chartgate: --%s: --tls-cert and --tls-key go together",

@@ -13,6 +13,8 @@
 #define CG_CONFIG_ORIGINS_MAX 32
 #define CG_CONFIG_INTERVALS_MAX 8
 #define CG_CONFIG_PREFIXES_MAX 32
+#define CG_CONFIG_SERVICES_MAX 32
+#define CG_CONFIG_SERVICE_MAX 64 /* characters of a service name: [A-Za-z0-9._-] */
 
 struct cg_config {
     char listen_host[128];
@@ -84,7 +86,21 @@ struct cg_config {
 
     char tls_cert[512]; /* PEM certificate (chain); with tls_key: serve wss:// and https:// */
     char tls_key[512];
+
+    /* services: clients send to them through Redis lists (PROTOCOL.md §16) */
+    char services[CG_CONFIG_SERVICES_MAX][CG_CONFIG_SERVICE_MAX + 1];
+    uint32_t nservices;
+    uint32_t service_events; /* bit i: services[i] gets open/close events */
+    char service_events_text[CG_CONFIG_SERVICES_MAX * (CG_CONFIG_SERVICE_MAX + 1)]; /* as given */
+    char service_prefix[128];
+    uint32_t service_queue_max;
+    char reply_prefix[128];
 };
+
+/* Index of service name (len bytes) in cfg, or -1. */
+int cg_config_service(const struct cg_config *cfg, const char *name, size_t len);
+/* 1 if the len bytes at name are a well-formed service name. */
+int cg_config_service_name_valid(const char *name, size_t len);
 
 /* 1 when host names the loopback interface (127.0.0.0/8, ::1, localhost). */
 int cg_config_loopback(const char *host);

@@ -14,6 +14,7 @@
 #include "instrument.h"
 #include "metrics.h"
 #include "request.h"
+#include "service.h"
 
 #define STRIKE_WINDOW_MS 10000
 
@@ -239,6 +240,58 @@ static void handle_subscribe(struct cg_client *c, const struct cg_request *req)
     free(subs);
 }
 
+/* ---- send ----------------------------------------------------------------------------- */
+
+/* A send waiting for Redis to take (or refuse) its push. */
+struct send_wait {
+    struct cg_list link;
+    struct cg_client *c; /* NULL once the client closed */
+    char id_json[CG_REQUEST_ID_JSON_MAX + 1];
+};
+
+static void send_done(void *arg, int ok)
+{
+    struct send_wait *sw = arg;
+    const char *id = sw->id_json[0] ? sw->id_json : NULL;
+    cg_list_remove(&sw->link);
+    if (sw->c && ok)
+        cg_client_send(sw->c, cg_frame_sent(id));
+    else if (sw->c)
+        send_error(sw->c, CG_ERR_UNAVAILABLE,
+                   "the service cannot take messages now (Redis down, or its list is full)", id);
+    free(sw);
+}
+
+/* Only after Redis has the message does the client hear "sent"; whatever stops it gives
+ * "unavailable": every send gets exactly one answer, and nothing waits in this process
+ * longer than the command link's watchdog allows. */
+static void handle_send(struct cg_client *c, const struct cg_request *req)
+{
+    struct cg_ws *w = c->w;
+    const char *id = cg_request_id(req), *name = w->cfg->services[req->service];
+    if (!cg_session_allows_service(c->auth->session, name)) {
+        char msg[120];
+        snprintf(msg, sizeof(msg), "service %s is not allowed for this session", name);
+        send_error(c, CG_ERR_FORBIDDEN, msg, id);
+        return;
+    }
+    struct send_wait *sw = calloc(1, sizeof(*sw));
+    if (!sw) {
+        send_error(c, CG_ERR_UNAVAILABLE, "out of memory", id);
+        return;
+    }
+    sw->c = c;
+    memcpy(sw->id_json, req->id_json, sizeof(sw->id_json));
+    cg_list_append(&w->dispatch.send_waits, &sw->link);
+    json_t *idv = id ? json_object_get(req->root, "id") : NULL;
+    if (cg_service_send(w->service, req->service, c->member.user->id, c->member.conn, idv,
+                        req->data, send_done, sw)) {
+        cg_list_remove(&sw->link);
+        free(sw);
+        send_error(c, CG_ERR_UNAVAILABLE, "the service cannot take messages now (Redis down)", id);
+    }
+}
+
 /* ---- one message ------------------------------------------------------------------ */
 
 static void handle_request(struct cg_client *c, const char *text, size_t len)
@@ -268,6 +321,9 @@ static void handle_request(struct cg_client *c, const char *text, size_t len)
         break;
     case CG_ACTION_HISTORY:
         handle_history(c, &req);
+        break;
+    case CG_ACTION_SEND:
+        handle_send(c, &req);
         break;
     }
     cg_request_finish(&req);
@@ -345,6 +401,7 @@ void cg_dispatch_init(struct cg_dispatch *d)
     memset(d, 0, sizeof(*d));
     cg_list_init(&d->list_waits);
     cg_list_init(&d->hist_waits);
+    cg_list_init(&d->send_waits);
 }
 
 void cg_dispatch_open(struct cg_ws *w, struct cg_client *c)
@@ -366,6 +423,12 @@ void cg_dispatch_close(struct cg_ws *w, struct cg_client *c)
         struct list_wait *lw = CG_CONTAINER_OF(it, struct list_wait, link);
         if (lw->c == c)
             lw->c = NULL;
+    }
+    for (struct cg_list *it = w->dispatch.send_waits.next; it != &w->dispatch.send_waits;
+         it = it->next) {
+        struct send_wait *sw = CG_CONTAINER_OF(it, struct send_wait, link);
+        if (sw->c == c)
+            sw->c = NULL;
     }
     free(c->in.rx);
     c->in.rx = NULL;

@@ -132,6 +132,41 @@ static void put_id(struct cur *c, const char *id_json)
     }
 }
 
+struct cg_frame *cg_frame_sent(const char *id_json)
+{
+    static const char p1[] = "{\"type\":\"sent\"";
+    struct cg_frame *f = cg_frame_alloc(sizeof(p1) - 1 + id_len(id_json) + 1);
+    if (!f)
+        return NULL;
+    struct cur c = {cg_frame_data(f)};
+    PUTLIT(&c, p1);
+    put_id(&c, id_json);
+    PUTLIT(&c, "}");
+    return f;
+}
+
+struct cg_frame *cg_frame_reply(const char *service, const char *id_json, const char *data_json,
+                                size_t data_len)
+{
+    static const char p1[] = "{\"type\":\"reply\",\"service\":\"";
+    static const char p2[] = ",\"data\":";
+    size_t sl = strlen(service);
+    struct cg_frame *f =
+        cg_frame_alloc(sizeof(p1) - 1 + sl + 1 + id_len(id_json) + sizeof(p2) - 1 + data_len + 1);
+    if (!f)
+        return NULL;
+    struct cur c = {cg_frame_data(f)};
+    PUTLIT(&c, p1);
+    put(&c, service, sl);
+    PUTLIT(&c, "\"");
+    put_id(&c, id_json);
+    PUTLIT(&c, p2);
+    put(&c, data_json, data_len);
+    PUTLIT(&c, "}");
+    f->kind = CG_FRAME_MESSAGE; /* never conflated */
+    return f;
+}
+
 struct cg_frame *cg_frame_error(const char *code, const char *message, const char *id_json)
 {
     static const char p1[] = "{\"type\":\"error\",\"code\":\"";

@@ -49,6 +49,12 @@ struct cg_frame *cg_frame_tick(const void *ckey, const char *instrument, uint64_
 struct cg_frame *cg_frame_message(const char *channel, const char *data_json, size_t data_len);
 struct cg_frame *cg_frame_error(const char *code, const char *message, const char *id_json);
 struct cg_frame *cg_frame_pong(const char *id_json);
+/* {"type":"sent","id":..}: a send is on its service's list. */
+struct cg_frame *cg_frame_sent(const char *id_json);
+/* {"type":"reply","service":..,"id":..,"data":<data_json>}: a service's answer to one socket.
+ * service must be a valid service name (no escaping needed); data_json compact JSON text. */
+struct cg_frame *cg_frame_reply(const char *service, const char *id_json, const char *data_json,
+                                size_t data_len);
 /* {"type":<type>,"id":..,"instruments":[names...]} for subscribed/unsubscribed/instruments. */
 struct cg_frame *cg_frame_names(const char *type, const char *id_json, const char *const *names,
                                 size_t n);

@@ -95,6 +95,7 @@ static void gauges(struct cg_ws *w, struct cg_metrics_gauges *g)
         g->redis_up[i] = cg_bridge_up(w->bridge, (enum cg_link)i);
     g->redis_up[CG_LINK_SESSION] = cg_auth_up(w->auth);
     g->uptime_s = (cg_client_now_ms(w) - w->started_ms) / 1000;
+    g->cfg = w->cfg;
 }
 
 static int metrics(struct cg_ws *w, struct lws *wsi, struct cg_client *c)

@@ -17,7 +17,9 @@
 #include "config.h"
 #include "log.h"
 #include "registry.h"
+#include "random.h"
 #include "relay.h"
+#include "service.h"
 #include "tls.h"
 #include "ws.h"
 
@@ -36,7 +38,9 @@ struct app {
     struct cg_bridge bridge;
     struct cg_auth auth;
     struct cg_agent agent;
+    struct cg_service service;
     struct cg_ws ws;
+    char epoch[17]; /* this process's identity: seq ranges, socket ids, the reply channel */
     uv_signal_t sigterm, sigint, sighup;
     uv_timer_t shutdown_timer, hard_timer;
     int stopping;
@@ -99,6 +103,19 @@ static void sub_dropped(void *data, struct cg_sub *sub)
     cg_agent_sub_dropped(&a->agent, sub);
 }
 
+/* Bridge hooks: what follows a link coming (back) up. */
+static void pubsub_up(void *data)
+{
+    struct app *a = data;
+    cg_agent_gap(&a->agent);
+}
+
+static void command_up(void *data)
+{
+    struct app *a = data;
+    cg_service_command_up(&a->service);
+}
+
 static void on_sighup(uv_signal_t *s, int signum)
 {
     (void)signum;
@@ -158,11 +175,17 @@ int main(int argc, char **argv)
                                          a.cfg.record_bars};
     cg_relay_init(&a.relay, &a.reg, &relay_hooks, a.cfg.max_payload_bytes);
     cg_agent_init(&a.agent, &a.loop, &a.cfg, &a.reg, &a.bridge, &relay_hooks);
-    struct cg_bridge_hooks bh = {cg_agent_gap, &a.agent};
-    cg_bridge_start(&a.bridge, &a.loop, &a.cfg, &a.reg, &a.relay, &bh);
+    if (cg_random_hex(a.epoch, 8)) {
+        fprintf(stderr, "chartgate: no random bytes for this process's epoch\n");
+        return 1;
+    }
+    struct cg_bridge_hooks bh = {pubsub_up, command_up, &a};
+    cg_bridge_start(&a.bridge, &a.loop, &a.cfg, &a.reg, &a.relay, a.epoch, &bh);
+    cg_service_init(&a.service, &a.cfg, &a.bridge, a.epoch);
     struct cg_auth_hooks ah = {cg_client_revoked, &a.ws};
     cg_auth_init(&a.auth, &a.loop, &a.cfg, &a.bridge, &ah);
-    if (cg_ws_start(&a.ws, &a.loop, &a.cfg, &a.reg, &a.auth, &a.bridge, &a.agent)) {
+    struct cg_ws_deps wd = {&a.cfg, &a.reg, &a.auth, &a.bridge, &a.agent, &a.service, a.epoch};
+    if (cg_ws_start(&a.ws, &a.loop, &wd)) {
         fprintf(stderr, "chartgate: --listen: cannot listen on %s:%u\n", a.cfg.listen_host,
                 a.cfg.listen_port);
         return 1;

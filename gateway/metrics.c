@@ -108,5 +108,22 @@ size_t cg_metrics_render(const struct cg_metrics_gauges *g, char *buf, size_t bu
              m->dropped, CG_DROP__COUNT);
     labelled(&o, "chartgate_client_errors_total", "counter", "Error frames sent, by code.", "code",
              errnames, errs, CG_ERR__COUNT - 1);
+    labelled(&o, "chartgate_service_replies_total", "counter",
+             "Replies published by services, by what became of them.", "result", cg_reply_names,
+             m->replies, CG_REPLY__COUNT);
+    one(&o, "chartgate_service_events_dropped_total", "counter",
+        "Connection events a service's list could not take.", m->service_events_dropped);
+    const char *snames[CG_CONFIG_SERVICES_MAX];
+    uint32_t ns = g->cfg ? g->cfg->nservices : 0;
+    if (!ns)
+        return o.len; /* no --service: no family without samples */
+    for (uint32_t i = 0; i < ns; i++)
+        snames[i] = g->cfg->services[i];
+    labelled(&o, "chartgate_service_messages_total", "counter",
+             "Client messages on a service's list, by service.", "service", snames, m->service_sent,
+             ns);
+    labelled(&o, "chartgate_service_unavailable_total", "counter",
+             "Client messages refused (Redis down, or the list full), by service.", "service",
+             snames, m->service_unavailable, ns);
     return o.len;
 }

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "codes.h"
+#include "config.h"
 
 struct cg_metrics {
     uint64_t frames_out;      /* frames written to sockets */
@@ -33,6 +34,11 @@ struct cg_metrics {
     uint64_t history_requests;
     uint64_t bars_recorded;
     uint64_t bars_late_ignored;
+    /* services (PROTOCOL.md §16), by index in cfg->services */
+    uint64_t service_sent[CG_CONFIG_SERVICES_MAX];        /* sends Redis accepted */
+    uint64_t service_unavailable[CG_CONFIG_SERVICES_MAX]; /* sends refused: down or full */
+    uint64_t service_events_dropped;
+    uint64_t replies[CG_REPLY__COUNT];
 };
 
 extern struct cg_metrics cg_metrics;
@@ -44,6 +50,7 @@ struct cg_metrics_gauges {
     uint64_t instruments;
     int redis_up[CG_LINK__COUNT];
     uint64_t uptime_s;
+    const struct cg_config *cfg; /* service names; NULL: no service metrics */
 };
 
 /* Renders every metric into buf (bufsz bytes, NUL-terminated). Returns the length

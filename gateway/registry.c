@@ -10,6 +10,7 @@ void cg_registry_init(struct cg_registry *r, const struct cg_registry_hooks *hoo
     memset(r, 0, sizeof(*r));
     cg_map_init(&r->instruments);
     cg_map_init(&r->users);
+    cg_map_init(&r->conns);
     cg_list_init(&r->members);
     if (hooks)
         r->hooks = *hooks;
@@ -53,6 +54,7 @@ void cg_registry_finish(struct cg_registry *r)
     cg_map_each(&r->users, free_node, &r->users);
     cg_map_finish(&r->instruments);
     cg_map_finish(&r->users);
+    cg_map_finish(&r->conns);
 }
 
 struct cg_instrument *cg_registry_instrument(struct cg_registry *r, const char *name, size_t len,
@@ -90,18 +92,22 @@ int cg_registry_join(struct cg_registry *r, struct cg_member *m, void *owner, co
     size_t len = strlen(user_id);
     if (len > CG_SESSION_USER_MAX)
         return CG_REG_NOMEM;
+    m->conn = r->last_conn + 1;
+    if (cg_map_put(&r->conns, &m->conn_node, (const char *)&m->conn, sizeof(m->conn)))
+        return CG_REG_NOMEM;
     struct cg_user *u = cg_registry_user(r, user_id);
     if (!u) {
         u = calloc(1, sizeof(*u));
-        if (!u)
-            return CG_REG_NOMEM;
-        memcpy(u->id, user_id, len);
-        cg_list_init(&u->members);
-        if (cg_map_put(&r->users, &u->node, u->id, len)) {
+        if (u)
+            memcpy(u->id, user_id, len);
+        if (!u || cg_map_put(&r->users, &u->node, u->id, len)) {
             free(u);
+            cg_map_del(&r->conns, &m->conn_node);
             return CG_REG_NOMEM;
         }
+        cg_list_init(&u->members);
     }
+    r->last_conn = m->conn;
     m->user = u;
     cg_list_append(&u->members, &m->user_link);
     cg_list_append(&r->members, &m->all_link);
@@ -151,6 +157,7 @@ void cg_registry_leave(struct cg_registry *r, struct cg_member *m)
     drop_sub(r, CG_CONTAINER_OF(it, struct cg_sub, member_link));
     cg_list_remove(&m->user_link);
     cg_list_remove(&m->all_link);
+    cg_map_del(&r->conns, &m->conn_node);
     r->nmembers--;
     m->user = NULL;
     if (--u->nmembers == 0) {
@@ -159,6 +166,12 @@ void cg_registry_leave(struct cg_registry *r, struct cg_member *m)
         cg_map_del(&r->users, &u->node);
         free(u);
     }
+}
+
+struct cg_member *cg_registry_member(const struct cg_registry *r, uint64_t conn)
+{
+    struct cg_map_node *n = cg_map_get(&r->conns, (const char *)&conn, sizeof(conn));
+    return n ? CG_CONTAINER_OF(n, struct cg_member, conn_node) : NULL;
 }
 
 struct cg_sub *cg_registry_find_sub(const struct cg_member *m, const struct cg_instrument *inst)

@@ -59,7 +59,9 @@ struct cg_member {
     struct cg_list all_link;
     struct cg_list subs; /* struct cg_sub.member_link */
     uint32_t nsubs;
-    void *owner; /* the socket state that embeds this member, borrowed */
+    void *owner;   /* the socket state that embeds this member, borrowed */
+    uint64_t conn; /* this process's number for the socket, from 1 (cg_registry_member) */
+    struct cg_map_node conn_node;
 };
 
 struct cg_sub {
@@ -83,6 +85,8 @@ struct cg_registry {
     struct cg_map instruments; /* name -> struct cg_instrument */
     struct cg_map users;       /* id -> struct cg_user */
     struct cg_list members;    /* every joined member: broadcast targets */
+    struct cg_map conns;       /* conn -> struct cg_member: replies to one socket */
+    uint64_t last_conn;
     size_t nmembers;
     size_t nsubs;
     size_t nactive; /* instruments with at least one subscriber */
@@ -108,9 +112,12 @@ void cg_registry_finish(struct cg_registry *r);
 struct cg_instrument *cg_registry_instrument(struct cg_registry *r, const char *name, size_t len,
                                              int create);
 struct cg_user *cg_registry_user(struct cg_registry *r, const char *id);
+/* The joined member numbered conn, or NULL. */
+struct cg_member *cg_registry_member(const struct cg_registry *r, uint64_t conn);
 
 /* Joins member (owned by the caller, must stay put until cg_registry_leave) as a
- * socket of user_id. Returns CG_REG_OK or CG_REG_NOMEM. */
+ * socket of user_id, numbering it (m->conn, never reused by this registry). Returns CG_REG_OK
+ * or CG_REG_NOMEM. */
 int cg_registry_join(struct cg_registry *r, struct cg_member *m, void *owner, const char *user_id);
 /* Drops every subscription of m and detaches it from its user. Safe on a member
  * that never joined (zeroed, or after a failed join). */

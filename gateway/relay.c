@@ -225,3 +225,73 @@ int cg_relay_envelope(struct cg_relay *r, const char *payload, size_t plen, stru
     json_decref(root);
     return rc;
 }
+
+/* "<epoch>.<n>" naming a socket of this process: n, or 0. */
+static uint64_t conn_of(const char *epoch, json_t *v)
+{
+    const char *s = json_string_value(v);
+    size_t el = strlen(epoch), len = json_string_length(v);
+    if (!s || len <= el + 1 || len > el + 21 || memcmp(s, epoch, el) || s[el] != '.')
+        return 0;
+    uint64_t n = 0;
+    for (size_t i = el + 1; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9' || n > (UINT64_MAX - 9) / 10)
+            return 0;
+        n = n * 10 + (uint64_t)(s[i] - '0');
+    }
+    return n;
+}
+
+/* The reply's id as JSON text (new), as the request rules have it: an integer, or a string of
+ * at most 64 characters. NULL in *out when absent; -1 when malformed. */
+static int id_of(json_t *v, char **out)
+{
+    *out = NULL;
+    if (!v)
+        return 0;
+    if (!json_is_integer(v) && !(json_is_string(v) && json_string_length(v) <= 64 &&
+                                 strlen(json_string_value(v)) == json_string_length(v)))
+        return -1;
+    *out = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    return *out ? 0 : -1;
+}
+
+int cg_relay_reply(struct cg_relay *r, const char *epoch, const char *payload, size_t plen)
+{
+    enum cg_reply_result res = CG_REPLY_MALFORMED;
+    json_t *root = parse(r, payload, plen, "reply");
+    json_t *svc = json_object_get(root, "service"), *data = json_object_get(root, "data");
+    char *id = NULL, *text = NULL;
+    struct cg_member *m = NULL;
+    if (!json_is_object(root) || !json_is_string(svc) || !data ||
+        !cg_config_service_name_valid(json_string_value(svc), json_string_length(svc)) ||
+        id_of(json_object_get(root, "id"), &id))
+        goto done;
+    uint64_t conn = conn_of(epoch, json_object_get(root, "conn"));
+    if (!conn) {
+        res =
+            json_is_string(json_object_get(root, "conn")) ? CG_REPLY_NO_SOCKET : CG_REPLY_MALFORMED;
+        goto done;
+    }
+    if (!(m = cg_registry_member(r->reg, conn))) {
+        res = CG_REPLY_NO_SOCKET;
+        goto done;
+    }
+    text = json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY);
+    struct cg_frame *f =
+        text ? cg_frame_reply(json_string_value(svc), id, text, strlen(text)) : NULL;
+    if (!f)
+        goto done; /* out of memory: counted as malformed, the nearest honest bucket */
+    r->hooks.deliver(r->hooks.data, m, f, NULL);
+    cg_frame_unref(f);
+    res = CG_REPLY_DELIVERED;
+done:
+    cg_metrics.replies[res]++;
+    if (res != CG_REPLY_DELIVERED)
+        cg_log_limited(&r->drop_log, 5000, CG_LOG_INFO, "reply dropped", "reason=%s",
+                       cg_reply_names[res]);
+    free(text);
+    free(id);
+    json_decref(root);
+    return res == CG_REPLY_DELIVERED ? 0 : -1;
+}

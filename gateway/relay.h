@@ -65,4 +65,10 @@ struct cg_envelope {
 int cg_relay_envelope(struct cg_relay *r, const char *payload, size_t plen,
                       struct cg_envelope *env);
 
+/* A service's reply, published on this process's reply channel (PROTOCOL.md §16.2):
+ *   {"service":"alerts","conn":"<epoch>.<n>","id":7,"data":..}
+ * goes, as a reply frame, to the one member numbered n, when epoch is this process's (16 hex
+ * digits). Returns 0 when delivered, -1 when dropped (counted in cg_metrics.replies). */
+int cg_relay_reply(struct cg_relay *r, const char *epoch, const char *payload, size_t plen);
+
 #endif

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
+
 static int fail(struct cg_request_error *err, enum cg_errcode code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
@@ -225,6 +227,29 @@ int cg_request_since(const struct cg_request *req, const char *name, uint64_t *s
     return 1;
 }
 
+/* send: "service" a string and "data" present (bad_request), then the service configured
+ * (unknown_service). The session's allowlist is the caller's. */
+static int take_send(struct cg_request *req, const struct cg_config *cfg,
+                     struct cg_request_error *err)
+{
+    json_t *svc = json_object_get(req->root, "service");
+    req->data = json_object_get(req->root, "data");
+    if (!json_is_string(svc))
+        return fail(err, CG_ERR_BAD_REQUEST, "\"service\" (a string) is required");
+    if (!req->data)
+        return fail(err, CG_ERR_BAD_REQUEST, "\"data\" (any JSON value) is required");
+    const char *name = json_string_value(svc);
+    size_t n = json_string_length(svc);
+    int i = cg_config_service(cfg, name, n);
+    if (i < 0 || strlen(name) != n) {
+        char shown[40];
+        cg_log_quote(shown, sizeof(shown), name, n > 32 ? 32 : n);
+        return fail(err, CG_ERR_UNKNOWN_SERVICE, "no service %s is configured", shown);
+    }
+    req->service = (uint32_t)i;
+    return 0;
+}
+
 int cg_request_parse(const char *text, size_t len, const struct cg_config *cfg,
                      struct cg_request *req, struct cg_request_error *err)
 {
@@ -270,6 +295,10 @@ int cg_request_parse(const char *text, size_t len, const struct cg_config *cfg,
     if (!strcmp(a, "ping")) {
         req->action = CG_ACTION_PING;
         return 0;
+    }
+    if (!strcmp(a, "send")) {
+        req->action = CG_ACTION_SEND;
+        return take_send(req, cfg, err);
     }
     char shown[40];
     size_t n = strlen(a);

@@ -31,6 +31,7 @@ enum cg_action {
     CG_ACTION_SEARCH,
     CG_ACTION_PING,
     CG_ACTION_HISTORY,
+    CG_ACTION_SEND,
 };
 
 struct cg_request {
@@ -48,6 +49,8 @@ struct cg_request {
     uint32_t interval;                      /* history: configured interval index */
     int64_t before;                         /* history: bars with t < before; INT64_MAX = all */
     uint32_t limit;                         /* history: already capped to history_max */
+    uint32_t service;                       /* send: index in cfg->services */
+    json_t *data;                           /* send: borrowed from root */
     json_t *root;                           /* owned; released by cg_request_finish */
 };
 

@@ -14,6 +14,9 @@ void cg_session_destroy(struct cg_session *s)
     for (size_t i = 0; i < s->npatterns; i++)
         free(s->patterns[i]);
     free(s->patterns);
+    for (size_t i = 0; i < s->nservice_patterns; i++)
+        free(s->service_patterns[i]);
+    free(s->service_patterns);
     free(s);
 }
 
@@ -35,6 +38,59 @@ static int pattern_valid(const char *p, size_t len)
             return 0;
     }
     return 1;
+}
+
+/* An allowlist member (instruments, services): absent, or an array of at most
+ * CG_SESSION_PATTERNS_MAX glob patterns. A wrong type (null included) never means "all". */
+static enum cg_session_status globs_ok(json_t *v, const char *name, char *why, size_t whysz)
+{
+    char text[96];
+    size_t i;
+    json_t *e;
+    if (!v)
+        return CG_SESSION_OK;
+    if (!json_is_array(v)) {
+        snprintf(text, sizeof(text), "%s is not an array", name);
+        return bad(why, whysz, text);
+    }
+    if (json_array_size(v) > CG_SESSION_PATTERNS_MAX) {
+        snprintf(text, sizeof(text), "%s has more than %d patterns", name, CG_SESSION_PATTERNS_MAX);
+        return bad(why, whysz, text);
+    }
+    json_array_foreach(v, i, e)
+    {
+        if (!json_is_string(e) || !pattern_valid(json_string_value(e), json_string_length(e))) {
+            snprintf(text, sizeof(text), "%s holds something other than a glob pattern", name);
+            return bad(why, whysz, text);
+        }
+    }
+    return CG_SESSION_OK;
+}
+
+/* Copies the patterns of v (checked by globs_ok; NULL = none) into a new array. */
+static enum cg_session_status globs_copy(json_t *v, char ***out, size_t *n)
+{
+    if (!json_array_size(v))
+        return CG_SESSION_OK;
+    if (!(*out = calloc(json_array_size(v), sizeof(char *))))
+        return CG_SESSION_NOMEM;
+    size_t i;
+    json_t *e;
+    json_array_foreach(v, i, e)
+    {
+        if (!((*out)[i] = strdup(json_string_value(e))))
+            return CG_SESSION_NOMEM;
+        *n = i + 1;
+    }
+    return CG_SESSION_OK;
+}
+
+static int globs_match(char *const *patterns, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!fnmatch(patterns[i], name, 0))
+            return 1;
+    return 0;
 }
 
 enum cg_session_status cg_session_parse(const char *json, size_t len, int64_t now,
@@ -63,15 +119,10 @@ enum cg_session_status cg_session_parse(const char *json, size_t len, int64_t no
         st = bad(why, whysz, "exp is not an integer");
         goto done;
     }
-    json_t *ins = json_object_get(root, "instruments");
-    if (ins && !json_is_array(ins)) { /* null included: a wrong type never means "all" */
-        st = bad(why, whysz, "instruments is not an array");
+    json_t *ins = json_object_get(root, "instruments"), *svc = json_object_get(root, "services");
+    if ((st = globs_ok(ins, "instruments", why, whysz)) != CG_SESSION_OK ||
+        (st = globs_ok(svc, "services", why, whysz)) != CG_SESSION_OK)
         goto done;
-    }
-    if (json_is_array(ins) && json_array_size(ins) > CG_SESSION_PATTERNS_MAX) {
-        st = bad(why, whysz, "instruments has more than 64 patterns");
-        goto done;
-    }
     s = calloc(1, sizeof(*s));
     if (!s) {
         st = CG_SESSION_NOMEM;
@@ -80,29 +131,11 @@ enum cg_session_status cg_session_parse(const char *json, size_t len, int64_t no
     memcpy(s->user_id, json_string_value(uid), json_string_length(uid) + 1);
     s->has_exp = exp != NULL;
     s->exp = exp ? (int64_t)json_integer_value(exp) : 0;
-    s->all_instruments = !json_is_array(ins);
-    if (json_is_array(ins) && json_array_size(ins)) {
-        s->patterns = calloc(json_array_size(ins), sizeof(char *));
-        if (!s->patterns) {
-            st = CG_SESSION_NOMEM;
-            goto done;
-        }
-        size_t i;
-        json_t *v;
-        json_array_foreach(ins, i, v)
-        {
-            if (!json_is_string(v) || !pattern_valid(json_string_value(v), json_string_length(v))) {
-                st = bad(why, whysz, "instruments holds something other than a glob pattern");
-                goto done;
-            }
-            s->patterns[i] = strdup(json_string_value(v));
-            if (!s->patterns[i]) {
-                st = CG_SESSION_NOMEM;
-                goto done;
-            }
-            s->npatterns = i + 1;
-        }
-    }
+    s->all_instruments = !ins;
+    s->all_services = !svc;
+    if ((st = globs_copy(ins, &s->patterns, &s->npatterns)) != CG_SESSION_OK ||
+        (st = globs_copy(svc, &s->service_patterns, &s->nservice_patterns)) != CG_SESSION_OK)
+        goto done;
     if (s->has_exp && s->exp <= now) {
         st = CG_SESSION_EXPIRED;
         goto done;
@@ -118,12 +151,12 @@ done:
 
 int cg_session_allows(const struct cg_session *s, const char *name)
 {
-    if (s->all_instruments)
-        return 1;
-    for (size_t i = 0; i < s->npatterns; i++)
-        if (!fnmatch(s->patterns[i], name, 0))
-            return 1;
-    return 0;
+    return s->all_instruments || globs_match(s->patterns, s->npatterns, name);
+}
+
+int cg_session_allows_service(const struct cg_session *s, const char *name)
+{
+    return s->all_services || globs_match(s->service_patterns, s->nservice_patterns, name);
 }
 
 static int id_char(char c)

@@ -1,8 +1,8 @@
 /* session.h -- the Redis session object, its parsing, and instrument allowlists.
  *
  * A session is stored by the web application as JSON under <prefix><id>:
- *   {"user_id":"u1","instruments":["rb*","au2412"],"exp":1767225600}
- * user_id is required; instruments (glob patterns) and exp (unix seconds) are
+ *   {"user_id":"u1","instruments":["rb*","au2412"],"services":["alerts"],"exp":1767225600}
+ * user_id is required; instruments and services (glob patterns) and exp (unix seconds) are
  * optional. Instrument names themselves are instrument.h's. Pure: no libwebsockets, no
  * hiredis. */
 #ifndef CG_SESSION_H
@@ -23,6 +23,10 @@ struct cg_session {
     size_t npatterns; /* 0 with all_instruments set = everything allowed */
     int all_instruments;
     char **patterns;
+    /* services (PROTOCOL.md §16): the same, for the configured services it may send to */
+    size_t nservice_patterns;
+    int all_services;
+    char **service_patterns;
 };
 
 enum cg_session_status {
@@ -41,6 +45,8 @@ void cg_session_destroy(struct cg_session *s);
 
 /* 1 if the session may see instrument name, else 0. */
 int cg_session_allows(const struct cg_session *s, const char *name);
+/* 1 if the session may send to service name, else 0. */
+int cg_session_allows_service(const struct cg_session *s, const char *name);
 
 /* 1 if id is a well-formed session id: [A-Za-z0-9_-]{1,128} (what a cookie may carry
  * before we use it to build a Redis key). */

@@ -10,7 +10,7 @@
 #include "dispatch.h"
 #include "handshake.h"
 #include "http.h"
-#include "random.h"
+#include "service.h"
 #include "tls.h"
 
 #define RX_CHUNK 1024 /* lws per-connection rx buffer; larger messages are reassembled */
@@ -39,6 +39,7 @@ static void closed(struct cg_ws *w, struct cg_client *c)
     cg_log(CG_LOG_DEBUG, "client closed", "peer=%s user=%s code=%u", c->peer,
            c->member.user ? c->member.user->id : "-", c->close_code);
     cg_dispatch_close(w, c);
+    cg_service_event(w->service, "close", c->member.user->id, c->member.conn);
     cg_registry_leave(w->reg, &c->member);
     cg_client_finish(c);
     cg_handshake_closed(w, c);
@@ -59,6 +60,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         if (cg_handshake_established(w, c, wsi))
             return -1;
         cg_dispatch_open(w, c);
+        cg_service_event(w->service, "open", c->member.user->id, c->member.conn);
         return 0;
     case LWS_CALLBACK_RECEIVE:
         return cg_dispatch_receive(c, in, len);
@@ -104,22 +106,19 @@ static void lws_log(int level, const char *line)
     cg_log(level == LLL_ERR ? CG_LOG_ERROR : CG_LOG_WARN, "libwebsockets", "detail=%s", q);
 }
 
-int cg_ws_start(struct cg_ws *w, uv_loop_t *loop, const struct cg_config *cfg,
-                struct cg_registry *reg, struct cg_auth *auth, struct cg_bridge *bridge,
-                struct cg_agent *agent)
+int cg_ws_start(struct cg_ws *w, uv_loop_t *loop, const struct cg_ws_deps *deps)
 {
+    const struct cg_config *cfg = deps->cfg;
     memset(w, 0, sizeof(*w));
-    w->agent = agent;
+    w->agent = deps->agent;
     w->loop = loop;
     w->cfg = cfg;
-    w->reg = reg;
-    w->auth = auth;
-    w->bridge = bridge;
+    w->reg = deps->reg;
+    w->auth = deps->auth;
+    w->bridge = deps->bridge;
+    w->service = deps->service;
     w->started_ms = uv_now(loop);
-    if (cg_random_hex(w->epoch, 8)) {
-        cg_log(CG_LOG_ERROR, "no random bytes for the resume epoch", "pid=%d", (int)getpid());
-        return -1;
-    }
+    snprintf(w->epoch, sizeof(w->epoch), "%s", deps->epoch);
     cg_dispatch_init(&w->dispatch);
 
     static lws_retry_bo_t retry;

@@ -17,12 +17,22 @@ struct cg_auth;
 struct cg_bridge;
 struct cg_config;
 struct cg_registry;
+struct cg_service;
+
+/* What the ws side works with; all borrowed, and must outlive it. */
+struct cg_ws_deps {
+    const struct cg_config *cfg;
+    struct cg_registry *reg;
+    struct cg_auth *auth;
+    struct cg_bridge *bridge;
+    struct cg_agent *agent;
+    struct cg_service *service;
+    const char *epoch; /* this process's identity (16 hex digits), copied */
+};
 
 /* Creates the lws context on loop and starts listening. Returns 0, or -1 with an
- * error line logged. All pointers are borrowed and must outlive the ws module. */
-int cg_ws_start(struct cg_ws *w, uv_loop_t *loop, const struct cg_config *cfg,
-                struct cg_registry *reg, struct cg_auth *auth, struct cg_bridge *bridge,
-                struct cg_agent *agent);
+ * error line logged. */
+int cg_ws_start(struct cg_ws *w, uv_loop_t *loop, const struct cg_ws_deps *deps);
 /* Closes every client with 1001 "going away"; new handshakes get 503. */
 void cg_ws_close_all(struct cg_ws *w);
 /* Destroys the lws context; the loop must run on for its handles to close. */

