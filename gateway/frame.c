@@ -132,17 +132,26 @@ static void put_id(struct cur *c, const char *id_json)
     }
 }
 
-struct cg_frame *cg_frame_sent(const char *id_json)
+/* {"type":"<type>","id":..}: the replies that carry nothing but their id. */
+static struct cg_frame *id_only(const char *type, const char *id_json)
 {
-    static const char p1[] = "{\"type\":\"sent\"";
-    struct cg_frame *f = cg_frame_alloc(sizeof(p1) - 1 + id_len(id_json) + 1);
+    static const char p1[] = "{\"type\":\"";
+    size_t tl = strlen(type);
+    struct cg_frame *f = cg_frame_alloc(sizeof(p1) - 1 + tl + 1 + id_len(id_json) + 1);
     if (!f)
         return NULL;
     struct cur c = {cg_frame_data(f)};
     PUTLIT(&c, p1);
+    put(&c, type, tl);
+    PUTLIT(&c, "\"");
     put_id(&c, id_json);
     PUTLIT(&c, "}");
     return f;
+}
+
+struct cg_frame *cg_frame_sent(const char *id_json)
+{
+    return id_only("sent", id_json);
 }
 
 struct cg_frame *cg_frame_reply(const char *service, const char *id_json, const char *data_json,
@@ -189,15 +198,7 @@ struct cg_frame *cg_frame_error(const char *code, const char *message, const cha
 
 struct cg_frame *cg_frame_pong(const char *id_json)
 {
-    static const char p1[] = "{\"type\":\"pong\"";
-    struct cg_frame *f = cg_frame_alloc(sizeof(p1) - 1 + id_len(id_json) + 1);
-    if (!f)
-        return NULL;
-    struct cur c = {cg_frame_data(f)};
-    PUTLIT(&c, p1);
-    put_id(&c, id_json);
-    PUTLIT(&c, "}");
-    return f;
+    return id_only("pong", id_json);
 }
 
 /* "a","b",... (no brackets) */
