@@ -1,13 +1,15 @@
 // browser.test.mjs -- chartgate's web page in a real headless Chromium (Debian's /usr/bin/chromium,
 // driven by playwright-core), against a real gateway and a private redis-server.
 //
-// Starts: redis-server (free port, no persistence), the gateway (--dev-login --record-bars), an
-// in-test publisher (RESP over node:net). Then, as a person would: logs in through /dev/login,
+// Starts: redis-server (free port, no persistence), the gateway (--dev-login --record-bars
+// --service alerts), the alerts service (scripts/services/alerts), an in-test publisher (RESP
+// over node:net). Then, as a person would: logs in through /dev/login,
 // checks the first visit opens a chart full of candles and a watchlist whose change is from the
 // previous day's close (seeded 1d bars), opens two instruments, checks candles are drawn and
 // prices move, switches interval, scrolls
 // back to load history, drops the socket and restarts the gateway (the page must resume), checks
-// notifications, persistence, themes and phone size, and the logged-out state.
+// notifications, price alerts (set from the chart, fired in every tab, refused, cancelled),
+// persistence, themes and phone size, and the logged-out state.
 // Screenshots go to test-artifacts/browser/. Last line: "browser: N passed, N failed".
 //
 // usage: node browser.test.mjs [--gateway PATH] [--artifacts DIR]
@@ -42,6 +44,7 @@ const OTHERS = ["tst.gamma", "tst.delta"];
 const SEEDED_BARS = 800;
 const DAY = 86400000;
 const PREV_CLOSE = 3600; // A's close yesterday (UTC day): the watchlist's reference for A
+const MAX_ALERTS = 2; // the alerts service's cap per user here, so that a refusal is easy to get
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const log = (...a) => console.log(`[${((Date.now() - T0) / 1000).toFixed(1)}s]`, ...a);
@@ -143,6 +146,7 @@ let redis;
 let redisPort;
 let gwPort;
 let gateway;
+let alertsSvc;
 let webRoot;
 let gwRuns = 0;
 
@@ -163,7 +167,8 @@ async function startGateway() {
   gwRuns++;
   gateway = start(`chartgate#${gwRuns}`, BIN, ["--listen", `127.0.0.1:${gwPort}`,
     "--redis", `redis://127.0.0.1:${redisPort}`, "--web-root", webRoot, "--dev-login", "--record-bars",
-    "--session-check-s", "1", "--session-cache-ms", "0"], join(ARTIFACTS, "gateway.log"));
+    "--session-check-s", "1", "--session-cache-ms", "0", "--service", "alerts", "--service-events", "alerts"],
+  join(ARTIFACTS, "gateway.log"));
   const child = gateway;
   await waitFor("the gateway's /healthz", async () => {
     if (child.exitCode !== null || child.signalCode !== null) {
@@ -171,6 +176,20 @@ async function startGateway() {
       throw Object.assign(new Error(`the gateway exited (${child.exitCode ?? child.signalCode}):\n    ${tail}`), { fatal: true });
     }
     return (await httpGet(gwPort, "/healthz")).status === 200;
+  }, 10000);
+}
+
+async function startAlerts() {
+  const logFile = join(ARTIFACTS, "alerts.log");
+  alertsSvc = start("alerts", "/usr/bin/python3", [join(ROOT, "scripts", "services", "alerts"),
+    "--redis", `redis://127.0.0.1:${redisPort}`, "--max-alerts", String(MAX_ALERTS), "--consumer-id", "browser-test"],
+    logFile);
+  const child = alertsSvc;
+  await waitFor("the alerts service", async () => {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      throw Object.assign(new Error(`the alerts service exited (${child.exitCode ?? child.signalCode})`), { fatal: true });
+    }
+    return existsSync(logFile) && readFileSync(logFile, "utf8").includes("alerts loaded");
   }, 10000);
 }
 
@@ -371,6 +390,7 @@ async function main() {
     await redis.call("SADD", "md:instruments", A, B, ...OTHERS);
     await seedBars(A, prices[A]);
     await seedDailyBars(A);
+    await startAlerts();
     await startGateway();
     startPublisher();
   }, { needed: true });
@@ -582,6 +602,100 @@ async function main() {
     await shot("07-notifications");
   });
 
+  // Price alerts: the alerts service behind the gateway's "send" (PROTOCOL.md §16).
+  const alertForm = (p = page) => p.locator(`${panelSel(0)} .alert-form`);
+  const userAlerts = async () => Number(await redis.call("HLEN", "chartgate:alerts:user:tester"));
+  async function setAlert(side, level) {
+    const form = alertForm();
+    if (!(await form.isVisible())) await page.locator(`${panelSel(0)} .bell`).click();
+    await form.waitFor({ state: "visible", timeout: 3000 });
+    await form.locator("input").fill(String(level));
+    await form.locator("select").selectOption(side);
+    await form.locator(".set").click();
+  }
+
+  await step("a price alert set on the chart fires as a notification in every tab", async () => {
+    await waitFor("the alerts list", async () => (await page.evaluate(() => document.body.dataset.alerts)) === "ok", 10000);
+    check(/No alerts/.test(await page.locator("#alerts-body .al-note").textContent()), "the empty alerts list says nothing");
+    await page.locator(`${panelSel(0)} .bell`).click();
+    const form = alertForm();
+    await form.waitFor({ state: "visible", timeout: 3000 });
+    check((await form.locator(".lbl").textContent()).startsWith(A), "the form does not name the chart's instrument");
+    const pre = Number(await form.locator("input").inputValue());
+    check(Math.abs(pre - prices[A]) / prices[A] < 0.02, `the price is not prefilled with the last price: ${pre}`);
+    const level = Math.round(prices[A] * 1.05 * 100) / 100; // the publisher's walk never gets there
+    await form.locator("input").fill(String(level));
+    check((await form.locator("select").inputValue()) === "above", "a price over the last one is not taken as above");
+    const mark = wsLog.length;
+    await form.locator(".set").click();
+    await waitFor("the form to close", async () => !(await form.isVisible()), 6000);
+    const row = page.locator(`#alerts-body li[data-instrument="${A}"]`);
+    await row.waitFor({ timeout: 3000 });
+    const id = await row.getAttribute("data-alert");
+    check((await row.getAttribute("data-side")) === "above", "the listed alert is not an above one");
+    const out = wsLog.slice(mark).find((e) => e.dir === "out" && e.frame.action === "send");
+    check(out && out.frame.service === "alerts" && out.frame.data.op === "set" && out.frame.data.instrument === A &&
+      out.frame.data.above === level, `the page sent ${JSON.stringify(out?.frame)}`);
+    const inFor = (type) => wsLog.slice(mark).find((e) => e.dir === "in" && e.frame.type === type && e.frame.id === out.frame.id);
+    check(inFor("sent"), "no sent frame for the request");
+    check(inFor("reply")?.frame.data.alert === id, `reply ${JSON.stringify(inFor("reply")?.frame)}, listed ${id}`);
+    check((await panelAttr(0, "alerts")) === "1", "no alert line on the chart");
+    check((await userAlerts()) === 1, "the alert is not stored by the service");
+
+    const page2 = await context.newPage(); // a second tab of the same user
+    page2.on("pageerror", (e) => pageErrors.push(`second tab: ${e.message}`));
+    try {
+      await page2.goto(`http://127.0.0.1:${gwPort}/`);
+      await page2.locator(`#alerts-body li[data-alert="${id}"]`).waitFor({ timeout: 10000 });
+      await shot("07b-alert-set");
+      await redis.call("PUBLISH", `md:${A}`, JSON.stringify({ last_price: level + 0.5, volume: 1, ts: Date.now() }));
+      for (const [p, tab] of [[page, "first"], [page2, "second"]]) {
+        await p.locator(`.toast.alert[data-alert="${id}"]`, { hasText: `Alert: ${A}` }).waitFor({ timeout: 5000 });
+        await waitFor(`the alert to leave the ${tab} tab's list`, async () =>
+          (await p.locator(`#alerts-body li[data-alert="${id}"]`).count()) === 0, 5000);
+      }
+      await shot("07c-alert-fired");
+    } finally {
+      await page2.close();
+    }
+    check((await panelAttr(0, "alerts")) === "0", "the fired alert's line is still on the chart");
+    check((await userAlerts()) === 0, "the fired alert is still stored");
+  });
+
+  await step("alerts: Alt-click picks a price, a refusal is shown, cancel works", async () => {
+    const box = await page.locator(`${panelSel(0)} .chart-host`).boundingBox();
+    await page.keyboard.down("Alt");
+    await page.mouse.click(box.x + box.width * 0.5, box.y + box.height * 0.4);
+    await page.keyboard.up("Alt");
+    const form = alertForm();
+    await form.waitFor({ state: "visible", timeout: 3000 });
+    const picked = Number(await form.locator("input").inputValue());
+    check(Number.isFinite(picked) && Math.abs(picked - prices[A]) / prices[A] < 0.2, `Alt-click picked ${picked}`);
+    const up = Math.round(prices[A] * 1.05 * 100) / 100;
+    const down = Math.round(prices[A] * 0.95 * 100) / 100;
+    await setAlert("above", up);
+    await page.locator("#alerts-body li").first().waitFor({ timeout: 6000 });
+    await setAlert("below", down);
+    await waitFor("two alerts listed", async () => (await page.locator("#alerts-body li").count()) === 2, 6000);
+    check((await panelAttr(0, "alerts")) === "2", "two alerts, not two lines on the chart");
+    // One more than the service allows (--max-alerts 2): its refusal shows in the form.
+    await setAlert("above", up + 1);
+    await form.locator(".err", { hasText: "too many alerts" }).waitFor({ timeout: 6000 });
+    check(await form.isVisible(), "the form closed although the alert was refused");
+    await shot("07d-alert-refused");
+    await page.keyboard.press("Escape");
+    check(!(await form.isVisible()), "Escape does not close the form");
+    const mark = wsLog.length;
+    for (let n = 2; n > 0; n--) {
+      await page.locator("#alerts-body li .rm").first().click();
+      await waitFor(`${n - 1} alerts listed`, async () => (await page.locator("#alerts-body li").count()) === n - 1, 6000);
+    }
+    const cancels = wsLog.slice(mark).filter((e) => e.dir === "out" && e.frame.action === "send" && e.frame.data?.op === "cancel");
+    check(cancels.length === 2, `${cancels.length} cancel requests`);
+    check((await userAlerts()) === 0, "cancelled alerts are still stored");
+    check((await panelAttr(0, "alerts")) === "0", "alert lines left on the chart");
+  });
+
   await step("layout and watchlist persist across a reload", async () => {
     await page.reload();
     await waitConn("Live");
@@ -630,6 +744,15 @@ async function main() {
     check((await connText()).startsWith("Logged out"), "no longer logged out");
     check(sockets === n, `the page opened ${sockets - n} more WebSockets while logged out`);
     await shot("12-session-ended");
+  });
+
+  await step("the alerts service ran throughout and stops cleanly on SIGTERM", async () => {
+    check(alertsSvc.exitCode === null && alertsSvc.signalCode === null, "the alerts service exited during the test");
+    const exited = alertsSvc.exited;
+    await stop(alertsSvc, "SIGTERM", 5000);
+    const { code, sig } = await exited;
+    check(code === 0, `the alerts service exited with ${code === null ? sig : "status " + code} (see alerts.log)`);
+    check(!/level=error|Traceback/.test(readFileSync(join(ARTIFACTS, "alerts.log"), "utf8")), "errors in alerts.log");
   });
 
   await step("no script errors in the page", async () => {

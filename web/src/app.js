@@ -1,5 +1,6 @@
 // app.js -- wires the page together: connection, subscriptions, charts, watchlist, instrument
-// picker, layout, theme, notifications, and the once-per-animation-frame render loop.
+// picker, price alerts, layout, theme, notifications, and the once-per-animation-frame render
+// loop.
 
 import { Connection } from "./connection.js";
 import { ChartPanel, INTERVALS } from "./chart-panel.js";
@@ -7,6 +8,7 @@ import { Watchlist } from "./watchlist.js";
 import { el, formatPrice } from "./format.js";
 import { Picker } from "./picker.js";
 import { notifyMessage, toast } from "./notify.js";
+import { Alerts } from "./alerts.js";
 
 const $ = (sel) => document.querySelector(sel);
 const STORE_KEY = "chartgate.layout.v1";
@@ -120,6 +122,7 @@ const conn = new Connection({
     refused.clear();
     syncSubscriptions(true); // also asks for the reference prices still missing
     loadCatalog().catch(() => {});
+    alerts.refresh();
   },
   onState: showConnState,
 });
@@ -155,6 +158,7 @@ function onFrame(f) {
       break;
     }
     case "message":
+      if (f.channel === "user" && alerts.onMessage(f.data)) break; // a fired alert
       notifyMessage(toasts, f.channel, f.data);
       break;
     case "error":
@@ -340,6 +344,7 @@ function buildPanels() {
     const panel = new ChartPanel(root, { theme: theme(), hooks: panelHooks });
     panel.index = i;
     panel.show(state.panels[i].instrument, state.panels[i].interval);
+    if (panel.instrument) panel.setAlerts(alerts.forInstrument(panel.instrument));
     const m = panel.instrument && meta.get(panel.instrument);
     if (m && m.price != null) panel.setQuote(m.price, quoteOf(m).ref);
     if (panel.instrument) subscribed.delete(panel.instrument); // resubscribe: snapshot for it
@@ -375,6 +380,9 @@ const panelHooks = {
       })
       .catch((err) => panel.historyFailed(gen, err && err.type === "error"));
   },
+  onSetAlert(panel, side, level) {
+    return alerts.set(panel.instrument, side, level);
+  },
 };
 
 function markActive() {
@@ -386,6 +394,7 @@ function markActive() {
 function showInPanel(panel, name, interval) {
   state.panels[panel.index] = { instrument: name, interval };
   panel.show(name, interval);
+  if (name) panel.setAlerts(alerts.forInstrument(name));
   const m = name && meta.get(name);
   if (m && m.price != null) panel.setQuote(m.price, quoteOf(m).ref);
   if (name && !state.watchlist.includes(name)) state.watchlist.push(name);
@@ -543,6 +552,23 @@ function loginAction() {
 
 const toasts = $("#toasts");
 
+// --- price alerts (the "alerts" service) ------------------------------------------------------------
+
+const alerts = new Alerts({
+  conn,
+  root: $("#alerts-body"),
+  toasts,
+  hooks: {
+    onChange() {
+      for (const p of panels) if (p.instrument) p.setAlerts(alerts.forInstrument(p.instrument));
+    },
+    onSelect(name) {
+      const p = panels[state.active];
+      if (p) showInPanel(p, name, p.interval);
+    },
+  },
+});
+
 // --- theme ----------------------------------------------------------------------------------------
 
 const systemDark = matchMedia("(prefers-color-scheme: dark)");
@@ -576,9 +602,13 @@ $("#theme").addEventListener("click", () => {
 for (const b of document.querySelectorAll("#layouts button")) {
   b.addEventListener("click", () => setLayout(Number(b.dataset.layout)));
 }
-document.addEventListener("visibilitychange", () => !document.hidden && schedule());
+document.addEventListener("visibilitychange", () => {
+  if (document.hidden) return;
+  schedule();
+  alerts.refresh(false); // another tab may have set or cancelled some
+});
 applyTheme();
 buildPanels();
 conn.start();
 // For the console and tests: read-only use, e.g. chartgate.conn.state, chartgate.meta.get("rb2501").
-window.chartgate = { conn, meta, state, get panels() { return panels; } };
+window.chartgate = { conn, meta, state, alerts, get panels() { return panels; } };

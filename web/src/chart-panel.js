@@ -3,6 +3,8 @@
 //
 // Frames are queued (queueSnapshot/queueBar/queueHistory) and applied in flush(), which the app
 // calls at most once per animation frame. Bars are kept as [t, o, h, l, c, v] arrays, t in ms.
+// Price alerts: the bell in the header (or Alt-click on the chart at a price) opens a small form
+// under it; the instrument's alerts are drawn as dashed price lines (setAlerts).
 
 import { CandlestickSeries, HistogramSeries, createChart } from "lightweight-charts";
 import { formatPrice, formatVolume, el } from "./format.js";
@@ -14,10 +16,10 @@ const HISTORY_EDGE = 20; // request older bars when fewer than this are left of 
 const THEMES = {
   dark: { bg: "#131722", text: "#b2b5be", grid: "rgba(42, 46, 57, 0.6)", border: "#2a2e39",
           up: "#26a69a", down: "#ef5350", upVol: "rgba(38, 166, 154, 0.35)",
-          downVol: "rgba(239, 83, 80, 0.35)", cross: "#758696" },
+          downVol: "rgba(239, 83, 80, 0.35)", cross: "#758696", alert: "#f5a623" },
   light: { bg: "#ffffff", text: "#434651", grid: "rgba(240, 243, 250, 1)", border: "#e0e3eb",
            up: "#089981", down: "#f23645", upVol: "rgba(8, 153, 129, 0.3)",
-           downVol: "rgba(242, 54, 69, 0.3)", cross: "#9598a1" },
+           downVol: "rgba(242, 54, 69, 0.3)", cross: "#9598a1", alert: "#c77c02" },
 };
 
 const pad = (n) => String(n).padStart(2, "0");
@@ -36,7 +38,8 @@ function parts(sec, daily) {
 export class ChartPanel {
   /**
    * @param {HTMLElement} root  the panel's element (emptied and filled here)
-   * @param {object} hooks  onActivate(), onInterval(iv), onPick(), onHistory(panel, before, limit)
+   * @param {object} hooks  onActivate(), onInterval(iv), onPick(), onHistory(panel, before, limit),
+   *   onSetAlert(panel, side, level) -> Promise (rejects with an Error saying why)
    */
   constructor(root, { theme, hooks }) {
     this.root = root;
@@ -55,6 +58,8 @@ export class ChartPanel {
     this.notice = "";
     this.loaded = false;
     this.dirty = false;
+    this.alertLines = new Map(); // alert id -> price line
+    this.alertSideTouched = false; // the user chose above/below himself: do not guess it
     this.build();
     this.applyTheme(theme);
     this.dirty = true; // draw the header once even before any data
@@ -79,13 +84,22 @@ export class ChartPanel {
       ev.stopPropagation();
       this.hooks.onPick(this);
     });
+    this.bellBtn = el("button", { class: "bell", type: "button", title: "Set a price alert (or Alt-click the chart at a price)",
+      "aria-label": "Set a price alert", "aria-expanded": "false" });
+    this.bellBtn.innerHTML = '<svg viewBox="0 0 16 16" aria-hidden="true"><path d="M8 2.2a3.8 3.8 0 0 0-3.8 3.8v2.6L3 10.8h10l-1.2-2.2V6A3.8 3.8 0 0 0 8 2.2zM6.5 12.3a1.5 1.5 0 0 0 3 0"/></svg>';
+    this.bellBtn.addEventListener("click", (ev) => {
+      ev.stopPropagation();
+      if (this.alertForm.hidden) this.openAlertForm(null);
+      else this.closeAlertForm();
+    });
     const head = el("div", { class: "panel-head" },
-      this.symBtn, el("span", { class: "quote" }, this.priceEl, this.chgEl), this.ivBox);
+      this.symBtn, el("span", { class: "quote" }, this.priceEl, this.chgEl), this.bellBtn, this.ivBox);
+    this.buildAlertForm();
     this.legend = el("div", { class: "legend" });
     this.msg = el("div", { class: "panel-msg" });
     this.host = el("div", { class: "chart-host" });
     const body = el("div", { class: "panel-body" }, this.host, this.legend, this.msg);
-    this.root.append(head, body);
+    this.root.append(head, this.alertForm, body);
     this.root.addEventListener("pointerdown", () => this.hooks.onActivate(this), true);
 
     this.chart = createChart(this.host, {
@@ -109,7 +123,123 @@ export class ChartPanel {
       this.hoverTime = p.time ?? null;
       this.showLegend(this.hoverTime);
     });
+    // Alt-click: an alert at the price under the pointer. While the form is open, any click
+    // on the chart picks the price.
+    this.chart.subscribeClick((p) => {
+      if (!p.point || !this.instrument || document.body.dataset.alerts === "off") return;
+      if (!p.sourceEvent?.altKey && this.alertForm.hidden) return;
+      const price = this.candles.coordinateToPrice(p.point.y);
+      if (price != null && Number.isFinite(price)) this.openAlertForm(this.roundPrice(price));
+    });
     this.configureInterval();
+  }
+
+  // --- price alerts ---------------------------------------------------------------------------
+
+  buildAlertForm() {
+    this.alertSide = el("select", { name: "side", "aria-label": "Direction" },
+      el("option", { value: "above" }, "rises to ≥"), el("option", { value: "below" }, "falls to ≤"));
+    this.alertPrice = el("input", { name: "price", type: "number", step: "any", required: "",
+      "aria-label": "Alert price", inputmode: "decimal", autocomplete: "off" });
+    this.alertSet = el("button", { type: "submit", class: "set" }, "Set alert");
+    const close = el("button", { type: "button", class: "close", title: "Close", "aria-label": "Close" }, "×");
+    this.alertErr = el("span", { class: "err", role: "alert" });
+    this.alertLabel = el("span", { class: "lbl" });
+    this.alertForm = el("form", { class: "alert-form", hidden: "", autocomplete: "off" },
+      this.alertLabel, this.alertSide, this.alertPrice, this.alertSet, close, this.alertErr);
+    this.alertSide.addEventListener("change", () => (this.alertSideTouched = true));
+    this.alertPrice.addEventListener("input", () => {
+      this.alertErr.textContent = "";
+      this.guessSide();
+    });
+    close.addEventListener("click", () => this.closeAlertForm());
+    this.alertForm.addEventListener("keydown", (ev) => {
+      if (ev.key === "Escape") this.closeAlertForm();
+    });
+    this.alertForm.addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      this.submitAlert();
+    });
+  }
+
+  /** Opens the form for this chart's instrument, at price (default: the last price). */
+  openAlertForm(price) {
+    if (!this.instrument) return;
+    const last = this.quote && this.quote.price;
+    const p = price ?? last;
+    this.alertLabel.textContent = `${this.instrument}: alert when it`;
+    if (p != null) this.alertPrice.value = String(p);
+    if (price == null) this.alertSideTouched = false;
+    this.alertErr.textContent = "";
+    this.guessSide();
+    this.alertForm.hidden = false;
+    this.bellBtn.setAttribute("aria-expanded", "true");
+    this.alertPrice.focus();
+    this.alertPrice.select();
+  }
+
+  closeAlertForm() {
+    this.alertForm.hidden = true;
+    this.bellBtn.setAttribute("aria-expanded", "false");
+    this.alertErr.textContent = "";
+  }
+
+  // Above the last price: "rises to"; below it: "falls to" (until the user picks one himself).
+  guessSide() {
+    const last = this.quote && this.quote.price;
+    const v = Number(this.alertPrice.value);
+    if (this.alertSideTouched || last == null || this.alertPrice.value === "" || !Number.isFinite(v)) return;
+    this.alertSide.value = v >= last ? "above" : "below";
+  }
+
+  // A price picked on the chart, to the precision the page shows prices with.
+  roundPrice(p) {
+    const s = Math.abs(this.quote?.price ?? p);
+    const dec = s >= 1 || s === 0 ? 2 : s >= 0.01 ? 4 : 6;
+    return Number(p.toFixed(dec));
+  }
+
+  async submitAlert() {
+    const level = Number(this.alertPrice.value);
+    if (this.alertPrice.value.trim() === "" || !Number.isFinite(level)) {
+      this.alertErr.textContent = "Enter a price";
+      return;
+    }
+    this.alertSet.disabled = true;
+    this.alertErr.textContent = "";
+    try {
+      await this.hooks.onSetAlert(this, this.alertSide.value, level);
+      this.closeAlertForm();
+    } catch (err) {
+      this.alertErr.textContent = err && err.message ? err.message : String(err);
+    } finally {
+      this.alertSet.disabled = false;
+    }
+    // Disabling the button dropped the focus: back to the price, to correct it (or Escape).
+    if (!this.alertForm.hidden) this.alertPrice.focus();
+  }
+
+  /** The alerts of this chart's instrument ({alert, above|below}), drawn as price lines. */
+  setAlerts(list) {
+    const want = new Map();
+    for (const a of list) {
+      const side = typeof a.above === "number" ? "above" : typeof a.below === "number" ? "below" : null;
+      if (side) want.set(a.alert, { side, price: a[side] });
+    }
+    for (const [id, line] of this.alertLines) {
+      if (!want.has(id)) {
+        this.candles.removePriceLine(line);
+        this.alertLines.delete(id);
+      }
+    }
+    for (const [id, { side, price }] of want) {
+      if (this.alertLines.has(id)) continue;
+      this.alertLines.set(id, this.candles.createPriceLine({
+        price, color: this.colors.alert, lineWidth: 1, lineStyle: 2, axisLabelVisible: true,
+        title: side === "above" ? "alert ≥" : "alert ≤",
+      }));
+    }
+    this.root.dataset.alerts = String(this.alertLines.size);
   }
 
   applyTheme(name) {
@@ -125,6 +255,7 @@ export class ChartPanel {
     });
     this.candles.applyOptions({ upColor: c.up, downColor: c.down, wickUpColor: c.up,
                                 wickDownColor: c.down });
+    for (const line of this.alertLines.values()) line.applyOptions({ color: c.alert });
     if (this.data.length) this.setAll();
   }
 
@@ -144,6 +275,8 @@ export class ChartPanel {
     this.quote = null;
     this.notice = "";
     this.loaded = false; // a snapshot has been applied
+    this.closeAlertForm();
+    this.setAlerts([]); // the app gives the new instrument's
     this.candles.setData([]);
     this.volume.setData([]);
     this.configureInterval();

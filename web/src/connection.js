@@ -1,5 +1,6 @@
-// connection.js -- the WebSocket to the gateway: newline-batched frames, request ids,
-// reconnection with exponential back-off and jitter, and the "logged out" check.
+// connection.js -- the WebSocket to the gateway: newline-batched frames, request ids, requests
+// to backend services ("send", answered by a service's "reply"), reconnection with exponential
+// back-off and jitter, and the "logged out" check.
 //
 // States: "connecting" (first attempt), "live", "reconnecting" (waiting or retrying),
 // "logged_out" (the gateway says the session is gone: no more retries until retry()).
@@ -7,7 +8,9 @@
 const BACKOFF_BASE_MS = 500;
 const BACKOFF_MAX_MS = 15000;
 const REQUEST_TIMEOUT_MS = 10000;
-const REPLY_TYPES = new Set(["subscribed", "unsubscribed", "instruments", "pong", "history", "error"]);
+const SERVICE_TIMEOUT_MS = 5000;
+const REPLY_TYPES = new Set(["subscribed", "unsubscribed", "instruments", "pong", "history", "error",
+  "sent", "reply"]);
 
 export class Connection {
   constructor({ url, sessionUrl = "/session", onFrame, onOpen, onState }) {
@@ -50,7 +53,7 @@ export class Connection {
   }
 
   /** Sends a frame with a fresh id; resolves with its reply, rejects with an error frame/Error. */
-  request(frame) {
+  request(frame, { timeoutMs = REQUEST_TIMEOUT_MS, service = false } = {}) {
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       if (!this.send({ ...frame, id })) {
@@ -58,11 +61,23 @@ export class Connection {
         return;
       }
       const timer = setTimeout(() => {
+        const waiter = this.pending.get(id);
         this.pending.delete(id);
-        reject(new Error("no reply"));
-      }, REQUEST_TIMEOUT_MS);
-      this.pending.set(id, { resolve, reject, timer });
+        // A service request the gateway queued ("sent") but nobody answered: the service is
+        // down or slow, and may still carry it out later.
+        reject(Object.assign(new Error(waiter && waiter.sent ? "the service did not answer" : "no reply"),
+          { sent: Boolean(waiter && waiter.sent) }));
+      }, timeoutMs);
+      this.pending.set(id, { resolve, reject, timer, service, sent: false });
     });
+  }
+
+  /** Sends data to a backend service through the gateway ({"action":"send"}). Resolves with the
+   *  service's `reply` frame (its data is what the service answered); rejects with an `error`
+   *  frame (unknown_service, forbidden, unavailable, ...) or an Error after timeoutMs. The
+   *  gateway's `sent` frame only says the request was queued. */
+  ask(service, data, timeoutMs = SERVICE_TIMEOUT_MS) {
+    return this.request({ action: "send", service, data }, { timeoutMs, service: true });
   }
 
   setState(state) {
@@ -152,7 +167,9 @@ export class Connection {
       if (!frame || typeof frame !== "object") continue;
       if (frame.id !== undefined && REPLY_TYPES.has(frame.type)) {
         const waiter = this.pending.get(frame.id);
-        if (waiter) {
+        if (waiter && frame.type === "sent") {
+          waiter.sent = true; // queued for the service; its reply follows
+        } else if (waiter && (frame.type !== "reply" || waiter.service)) {
           this.pending.delete(frame.id);
           clearTimeout(waiter.timer);
           if (frame.type === "error") waiter.reject(frame);

@@ -1,19 +1,21 @@
-// notify.js -- unobtrusive notifications (bottom right), for `message` frames and errors.
+// notify.js -- unobtrusive notifications (bottom right), for `message` frames, fired price
+// alerts and errors.
 
 import { el } from "./format.js";
 
 const MAX_SHOWN = 4;
 const SHOW_MS = 7000;
 
-export function toast(root, kind, title, text) {
-  const t = el("div", { class: `toast ${kind}`, role: "status" }, el("strong", {}, title), el("span", {}, text));
+/** kind: a class ("user", "broadcast", "alert", "error"); attrs: extra attributes. */
+export function toast(root, kind, title, text, showMs = SHOW_MS, attrs = {}) {
+  const t = el("div", { class: `toast ${kind}`, role: "status", ...attrs }, el("strong", {}, title), el("span", {}, text));
   t.addEventListener("click", () => t.remove());
   root.append(t);
   while (root.children.length > MAX_SHOWN) root.firstChild.remove();
   setTimeout(() => {
     t.classList.add("out");
     setTimeout(() => t.remove(), 400);
-  }, SHOW_MS);
+  }, showMs);
 }
 
 /** A `message` frame: data may be any JSON value; objects with text/title/kind read best. */
