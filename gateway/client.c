@@ -20,23 +20,61 @@ uint64_t cg_client_now_ms(const struct cg_ws *w)
 
 /* ---- closing --------------------------------------------------------------- */
 
+#define CLOSE_GRACE_S 5 /* a closing client whose socket never drains is cut */
+
+static void queue_close(struct cg_client *c)
+{
+    struct cg_ws *w = c->w;
+    cg_list_remove(&c->close_link);
+    cg_list_append(&w->to_close, &c->close_link);
+    if (!uv_is_active((uv_handle_t *)&w->closer))
+        uv_timer_start(&w->closer, closer_cb, 0, 0);
+}
+
 /* The close itself starts from a 0 ms timer, outside whatever fan-out or callback we are in (a
  * close can end in LWS_CALLBACK_CLOSED, which unlinks the client from lists being walked). Not
  * by returning -1 from WRITEABLE: Debian's lws 4.1.6 is built with _DEBUG, whose "uv repeat
  * test" then closes a second time and turns the polite close (close frame first) into a hard
- * kill. */
+ * kill. A socket that never drains enough to take the close frame is cut after CLOSE_GRACE_S. */
 void cg_client_close(struct cg_client *c, uint16_t code, const char *reason)
 {
     if (c->closing)
         return;
-    struct cg_ws *w = c->w;
     c->closing = 1;
     c->close_code = code;
     snprintf(c->close_reason, sizeof(c->close_reason), "%s", reason);
     cg_outq_finish(&c->q);
-    cg_list_append(&w->to_close, &c->close_link);
-    if (!uv_is_active((uv_handle_t *)&w->closer))
-        uv_timer_start(&w->closer, closer_cb, 0, 0);
+    lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND, CLOSE_GRACE_S);
+    queue_close(c);
+}
+
+/* Starts c's close, in which lws sends the close frame, waits for the peer's and hangs up;
+ * -1 (nothing done) while lws holds part of an earlier write or the socket is full.
+ *
+ * lws 4.1 builds the frame late: lws_close_reason() only stores the payload, in the buffer lws
+ * also keeps ping payloads in (wsi->ws->ping_payload_buf), and the frame is made from it at the
+ * socket's next POLLOUT -- for a slow consumer seconds later, after a client's ping or lws's
+ * own keepalive ping (--ping-s) has overwritten its first bytes (close codes such as 15409 and
+ * reasons "...onsumer" in a long soak). And a close started while lws holds part of a write
+ * (buflist_out) gets no frame at all: lws flushes, then hangs up. So the close starts only when
+ * neither is the case, and that POLLOUT is served here and now, as lws's libuv watcher would
+ * serve it: the frame is sent, or copied into lws's buflist, before anything else can write to
+ * that buffer. c may be closed (freed) on return. */
+static int start_close(struct cg_client *c)
+{
+    struct lws *wsi = c->wsi;
+    if (lws_get_close_length(wsi)) /* lws closes it itself, on a protocol error it found */
+        return 0;
+    if (lws_send_pipe_choked(wsi))
+        return -1;
+    struct lws_pollfd pfd = {
+        .fd = lws_get_socket_fd(wsi), .events = LWS_POLLOUT, .revents = LWS_POLLOUT};
+    c->close_started = 1;
+    lws_close_reason(wsi, (enum lws_close_status)c->close_code, (unsigned char *)c->close_reason,
+                     strlen(c->close_reason));
+    lws_set_timeout(wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_SYNC);
+    lws_service_fd(lws_get_context(wsi), &pfd);
+    return 0;
 }
 
 static void closer_cb(uv_timer_t *t)
@@ -45,12 +83,19 @@ static void closer_cb(uv_timer_t *t)
     while (!cg_list_empty(&w->to_close)) {
         struct cg_client *c = CG_CONTAINER_OF(w->to_close.next, struct cg_client, close_link);
         cg_list_remove(&c->close_link);
-        lws_close_reason(c->wsi, (enum lws_close_status)c->close_code,
-                         (unsigned char *)c->close_reason, strlen(c->close_reason));
-        /* Sends the close frame when the socket can take it; lws cuts a client that
-         * cannot within its close-send timeout (5 s). */
-        lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_SYNC);
+        if (start_close(c)) /* back here from WRITEABLE; cut after CLOSE_GRACE_S */
+            lws_callback_on_writable(c->wsi);
     }
+}
+
+void cg_client_peer_closed(struct cg_client *c)
+{
+    if (!c->established)
+        return;
+    c->closing = 1;
+    c->close_started = 1; /* a close of ours not started yet: this one wins */
+    cg_list_remove(&c->close_link);
+    cg_outq_finish(&c->q);
 }
 
 void cg_client_revoked(void *data, struct cg_list *socket_link)
@@ -123,6 +168,8 @@ void cg_client_deliver(void *data, struct cg_member *m, struct cg_frame *f, uint
 int cg_client_writeable(struct cg_client *c)
 {
     struct cg_ws *w = c->w;
+    if (c->closing && !c->close_started)
+        queue_close(c);             /* start_close() waits for this */
     cg_list_remove(&c->flush_link); /* WRITEABLE may come while c waits on to_flush */
     c->want_write = 0;
     if (c->closing || !c->q.count)

@@ -109,6 +109,7 @@ struct cg_client {
     uint16_t close_code;
     uint8_t established;
     uint8_t closing;
+    uint8_t close_started;     /* lws has the close in hand (ours, or the peer's) */
     uint8_t want_write;        /* on to_flush, or waiting for lws's WRITEABLE */
     struct cg_list flush_link; /* on cg_ws.to_flush */
     struct cg_list close_link; /* on cg_ws.to_close until the close starts */
@@ -125,8 +126,12 @@ void cg_client_send(struct cg_client *c, struct cg_frame *f);
 /* Marks c for closing with code and reason: it gets no more frames, and the close starts from
  * a timer, outside whatever fan-out or callback the caller is in. Repeated calls are no-ops. */
 void cg_client_close(struct cg_client *c, uint16_t code, const char *reason);
-/* lws's WRITEABLE for c: writes one batch. Returns 0, or -1 when the write failed. */
+/* lws's WRITEABLE for c: writes one batch (or, for a closing c, starts its close). Returns 0, or
+ * -1 when the write failed. */
 int cg_client_writeable(struct cg_client *c);
+/* The peer started the close (LWS_CALLBACK_WS_PEER_INITIATED_CLOSE): lws echoes it; nothing of
+ * ours may be written after, and a close of ours not started yet is dropped. */
+void cg_client_peer_closed(struct cg_client *c);
 /* c is gone (LWS_CALLBACK_CLOSED): off the write and close lists, its queue freed. */
 void cg_client_finish(struct cg_client *c);
 

@@ -368,15 +368,13 @@ int cg_dispatch_receive(struct cg_client *c, const unsigned char *data, size_t l
     /* Any message proves the peer alive (PROTOCOL.md §9): lws only counts pongs. */
     lws_validity_confirmed(c->wsi);
     if (lws_frame_is_binary(c->wsi)) {
-        lws_close_reason(c->wsi, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE,
-                         (unsigned char *)"text frames only", 16);
-        return -1;
+        cg_client_close(c, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE, "text frames only");
+        return 0;
     }
     int complete = lws_is_final_fragment(c->wsi) && !lws_remaining_packet_payload(c->wsi);
     if (in->rxlen + len > cfg->max_message_bytes) {
-        lws_close_reason(c->wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
-                         (unsigned char *)"message too big", 15);
-        return -1;
+        cg_client_close(c, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message too big");
+        return 0;
     }
     if (!complete || in->rx) {
         if (!in->rx && !(in->rx = malloc(cfg->max_message_bytes)))

@@ -18,8 +18,8 @@ struct cg_dispatch;
 void cg_dispatch_init(struct cg_dispatch *d);
 /* A connection is established: its bucket starts full. */
 void cg_dispatch_open(struct cg_ws *w, struct cg_client *c);
-/* LWS_CALLBACK_RECEIVE: len bytes of a message of c. Returns 0, or -1 to close the connection
- * (the close reason is set: binary frame 1003, message too big 1009). */
+/* LWS_CALLBACK_RECEIVE: len bytes of a message of c. Returns 0, or -1 to drop the connection
+ * (out of memory); a binary frame (1003) or a message too big (1009) starts a polite close. */
 int cg_dispatch_receive(struct cg_client *c, const unsigned char *in, size_t len);
 /* c is closing: answers still waiting for Redis are dropped instead of sent, and its
  * reassembly buffer is freed. */

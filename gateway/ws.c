@@ -68,10 +68,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         return cg_client_writeable(c);
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
         /* lws echoes the close: nothing may be written after it (flush_cb writes directly). */
-        if (c && c->established) {
-            c->closing = 1;
-            cg_outq_finish(&c->q);
-        }
+        if (c)
+            cg_client_peer_closed(c);
         return 0;
     case LWS_CALLBACK_CLOSED:
         closed(w, c);
