@@ -405,6 +405,9 @@ static int apply(struct cg_config *c, const struct opt *o, const char *val, cons
                  val);
         return 0;
     case K_SERVICE:
+        if (cg_config_service_name_valid(val, strlen(val)) &&
+            cg_config_service(c, val, strlen(val)) >= 0)
+            return 0; /* given twice: once is enough */
         if (c->nservices >= CG_CONFIG_SERVICES_MAX ||
             !cg_config_service_name_valid(val, strlen(val))) {
             snprintf(err, errsz,
@@ -413,8 +416,7 @@ static int apply(struct cg_config *c, const struct opt *o, const char *val, cons
                      where, CG_CONFIG_SERVICE_MAX, CG_CONFIG_SERVICES_MAX, val);
             return -1;
         }
-        if (cg_config_service(c, val, strlen(val)) < 0)
-            snprintf(c->services[c->nservices++], sizeof(c->services[0]), "%s", val);
+        snprintf(c->services[c->nservices++], sizeof(c->services[0]), "%s", val);
         return 0;
     case K_SERVICE_EVENTS:
         if (!cg_config_service_name_valid(val, strlen(val))) {

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "instrument.h"
+#include "request.h"
 
 void cg_relay_init(struct cg_relay *r, struct cg_registry *reg, const struct cg_relay_hooks *hooks,
                    size_t max_payload)
@@ -242,30 +243,16 @@ static uint64_t conn_of(const char *epoch, json_t *v)
     return n;
 }
 
-/* The reply's id as JSON text (new), as the request rules have it: an integer, or a string of
- * at most 64 characters. NULL in *out when absent; -1 when malformed. */
-static int id_of(json_t *v, char **out)
-{
-    *out = NULL;
-    if (!v)
-        return 0;
-    if (!json_is_integer(v) && !(json_is_string(v) && json_string_length(v) <= 64 &&
-                                 strlen(json_string_value(v)) == json_string_length(v)))
-        return -1;
-    *out = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-    return *out ? 0 : -1;
-}
-
 int cg_relay_reply(struct cg_relay *r, const char *epoch, const char *payload, size_t plen)
 {
     enum cg_reply_result res = CG_REPLY_MALFORMED;
     json_t *root = parse(r, payload, plen, "reply");
     json_t *svc = json_object_get(root, "service"), *data = json_object_get(root, "data");
-    char *id = NULL, *text = NULL;
+    char id[CG_REQUEST_ID_JSON_MAX + 1], *text = NULL;
     struct cg_member *m = NULL;
     if (!json_is_object(root) || !json_is_string(svc) || !data ||
         !cg_config_service_name_valid(json_string_value(svc), json_string_length(svc)) ||
-        id_of(json_object_get(root, "id"), &id))
+        cg_request_id_json(json_object_get(root, "id"), id))
         goto done;
     uint64_t conn = conn_of(epoch, json_object_get(root, "conn"));
     if (!conn) {
@@ -279,7 +266,7 @@ int cg_relay_reply(struct cg_relay *r, const char *epoch, const char *payload, s
     }
     text = json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY);
     struct cg_frame *f =
-        text ? cg_frame_reply(json_string_value(svc), id, text, strlen(text)) : NULL;
+        text ? cg_frame_reply(json_string_value(svc), id[0] ? id : NULL, text, strlen(text)) : NULL;
     if (!f)
         goto done; /* out of memory: counted as malformed, the nearest honest bucket */
     r->hooks.deliver(r->hooks.data, m, f, NULL);
@@ -291,7 +278,6 @@ done:
         cg_log_limited(&r->drop_log, 5000, CG_LOG_INFO, "reply dropped", "reason=%s",
                        cg_reply_names[res]);
     free(text);
-    free(id);
     json_decref(root);
     return res == CG_REPLY_DELIVERED ? 0 : -1;
 }

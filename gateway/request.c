@@ -38,21 +38,27 @@ static size_t utf8_chars(const char *s, size_t len)
 }
 
 /* Copies a valid id's JSON text into req; returns -1 for an id of the wrong shape. */
-static int take_id(json_t *id, struct cg_request *req)
+int cg_request_id_json(json_t *id, char out[CG_REQUEST_ID_JSON_MAX + 1])
 {
+    out[0] = 0;
     if (!id)
         return 0;
     if (!(json_is_integer(id) ||
           (json_is_string(id) &&
            utf8_chars(json_string_value(id), json_string_length(id)) <= CG_REQUEST_ID_MAX)))
         return -1;
-    size_t n = json_dumpb(id, req->id_json, CG_REQUEST_ID_JSON_MAX, JSON_ENCODE_ANY | JSON_COMPACT);
+    size_t n = json_dumpb(id, out, CG_REQUEST_ID_JSON_MAX, JSON_ENCODE_ANY | JSON_COMPACT);
     if (!n || n > CG_REQUEST_ID_JSON_MAX) {
-        req->id_json[0] = 0;
+        out[0] = 0;
         return -1;
     }
-    req->id_json[n] = 0;
+    out[n] = 0;
     return 0;
+}
+
+static int take_id(json_t *id, struct cg_request *req)
+{
+    return cg_request_id_json(id, req->id_json);
 }
 
 /* The shape of "instruments": a non-empty array of strings (check 1 of PROTOCOL.md 3). */

@@ -64,6 +64,10 @@ struct cg_request_error {
  * whenever a well-formed id was present, so the error can echo it. */
 int cg_request_parse(const char *text, size_t len, const struct cg_config *cfg,
                      struct cg_request *req, struct cg_request_error *err);
+/* An id as the protocol allows it (PROTOCOL.md §5: an integer, or a string of at most 64
+ * characters) into out as compact JSON text; "" when id is NULL. Returns 0, or -1 (out "")
+ * when id is of another kind. Used for the ids of requests and of services' replies. */
+int cg_request_id_json(json_t *id, char out[CG_REQUEST_ID_JSON_MAX + 1]);
 /* The seq a subscribe's "since" names for instrument name: 1 and *seq, or 0. */
 int cg_request_since(const struct cg_request *req, const char *name, uint64_t *seq);
 void cg_request_finish(struct cg_request *req);

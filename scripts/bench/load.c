@@ -20,17 +20,26 @@
  *   - handshakes: status of every upgrade (101 checked against Sec-WebSocket-Accept with
  *     OpenSSL's SHA-1), connect errors by errno, connect-to-101 latency, handshakes per second.
  *
+ *   - send round trips (--send-rate R): once every socket is open, each sends R `send` actions
+ *     a second to --send-service (PROTOCOL.md §3 send, §16) for --send-for seconds, on one
+ *     open-loop schedule spread evenly over the sockets (send n is due at start + n / (R x
+ *     sockets), on socket n mod sockets). Its id is the *scheduled* send time (CLOCK_REALTIME
+ *     microseconds), so the `sent` answer carrying it back gives the round trip without any
+ *     per-send state, and a client or gateway that falls behind shows as latency. Answers are
+ *     counted by kind (sent, unavailable, rate_limited, other errors); sends whose socket has
+ *     closed are counted as skipped; the lateness of the client's own sending is reported.
+ *
  * Modes: hold (default: open --conns sockets, subscribe, print `ready ...` on stdout once every
- * socket is subscribed or failed, then receive until --duration or SIGTERM/SIGINT, then print
- * ONE JSON report line on stdout) and --churn (keep --concurrency handshakes in flight, close
- * each socket right after its 101 with close code 1000 and an RST so no TIME_WAIT piles up;
- * measures sustained authenticated handshakes per second).
+ * socket is subscribed or failed, then receive (and send, with --send-rate) until --duration or
+ * SIGTERM/SIGINT, then print ONE JSON report line on stdout) and --churn (keep --concurrency
+ * handshakes in flight, close each socket right after its 101 with close code 1000 and an RST so
+ * no TIME_WAIT piles up; measures sustained authenticated handshakes per second).
  *
  * Only loopback targets and sources; every run is bounded by --duration; sessions created in
  * Redis are deleted again at exit (and expire after an hour anyway).
  *
  * Map: options -> histogram -> sessions (Redis) -> sockets and handshake -> WebSocket frames ->
- * frame scanning and accounting -> the loop -> report -> main.
+ * frame scanning and accounting -> sends -> the loop -> report -> main.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -89,6 +98,9 @@ struct load_opts {
     double stats_s;
     uint64_t seed;
     char origin[160];
+    double send_rate;  /* sends per second per socket; 0: none */
+    double send_for_s; /* seconds of sending from ready; 0: until the end */
+    char send_service[65];
 };
 
 enum conn_state { C_IDLE, C_CONNECTING, C_HTTP, C_OPEN, C_DONE };
@@ -122,6 +134,8 @@ struct load_stats {
         other_frames, messages, tick_messages, bytes, pings, bad_frames;
     uint16_t close_code[LOAD_CLOSE_CODES];
     uint64_t close_count[LOAD_CLOSE_CODES];
+    /* --send-rate: sends made, skipped (socket closed), and their answers by kind */
+    uint64_t sends, send_skipped, sent, unavailable, rate_limited, send_errors, lag_max_us;
 };
 
 struct load {
@@ -133,8 +147,15 @@ struct load {
     uint64_t now_us; /* CLOCK_REALTIME of the current read */
     uint64_t t0_ns, t_ready_ns, t_first_ok_ns, t_last_ok_ns;
     int ready_printed;
-    struct hist lat; /* publish (scheduled) -> receive, microseconds */
-    struct hist hs;  /* connect -> 101, microseconds */
+    struct hist lat;  /* publish (scheduled) -> receive, microseconds */
+    struct hist hs;   /* connect -> 101, microseconds */
+    struct hist slat; /* send (scheduled) -> its sent answer, microseconds */
+    /* --send-rate: the schedule, from the ready line on */
+    int sending;
+    uint32_t *send_to; /* the sockets open at ready, in order; owned */
+    uint32_t nsend_to;
+    uint64_t send_t0_ns, send_t0_us, send_end_ns, send_n;
+    double send_period_ns; /* between two sends of the whole process */
     struct load_stats st;
     uint64_t *per_subs; /* per instrument: sockets subscribed */
     uint64_t *per_rx;   /* per instrument: ticks received */
@@ -172,6 +193,9 @@ static void usage(FILE *f)
           "  --origin O           Origin header                     [http://HOST:PORT of url]\n"
           "  --stats S            progress line on stderr every S seconds (0: off)        [0]\n"
           "  --seed N             PRNG seed                                               [1]\n"
+          "  --send-rate R        `send` actions per second per socket, from ready on     [0]\n"
+          "  --send-for S         seconds of sending (0: until the end)                  [0]\n"
+          "  --send-service NAME  the service sends go to                             [bench]\n"
           "Prints `ready ...` when every socket is subscribed (hold mode), then one JSON line\n"
           "with the report at the end (duration over, or SIGTERM/SIGINT).\n",
           f);
@@ -198,6 +222,9 @@ static void parse_opts(struct load_opts *o, int argc, char **argv)
         O_ORIGIN,
         O_STATS,
         O_SEED,
+        O_SEND_RATE,
+        O_SEND_FOR,
+        O_SEND_SERVICE,
         O_HELP
     };
     static const struct option opts[] = {{"url", required_argument, 0, O_URL},
@@ -218,6 +245,9 @@ static void parse_opts(struct load_opts *o, int argc, char **argv)
                                          {"origin", required_argument, 0, O_ORIGIN},
                                          {"stats", required_argument, 0, O_STATS},
                                          {"seed", required_argument, 0, O_SEED},
+                                         {"send-rate", required_argument, 0, O_SEND_RATE},
+                                         {"send-for", required_argument, 0, O_SEND_FOR},
+                                         {"send-service", required_argument, 0, O_SEND_SERVICE},
                                          {"help", no_argument, 0, O_HELP},
                                          {0, 0, 0, 0}};
     const char *url = NULL, *redis = NULL;
@@ -232,6 +262,7 @@ static void parse_opts(struct load_opts *o, int argc, char **argv)
     o->concurrency = 256;
     o->seed = 1;
     snprintf(o->session_prefix, sizeof(o->session_prefix), "session:");
+    snprintf(o->send_service, sizeof(o->send_service), "bench");
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
@@ -292,6 +323,22 @@ static void parse_opts(struct load_opts *o, int argc, char **argv)
         case O_SEED:
             o->seed = (uint64_t)bench_num_arg("seed", optarg, 0, 1e15);
             break;
+        case O_SEND_RATE:
+            o->send_rate = bench_num_arg("send-rate", optarg, 0, 100000);
+            break;
+        case O_SEND_FOR:
+            o->send_for_s = bench_num_arg("send-for", optarg, 0, 3600);
+            break;
+        case O_SEND_SERVICE: {
+            size_t n = strlen(optarg);
+            if (!n || n >= sizeof(o->send_service) ||
+                strspn(optarg,
+                       "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != n)
+                bench_die("--send-service: want a service name ([A-Za-z0-9._-], 1 to 64), got '%s'",
+                          optarg);
+            memcpy(o->send_service, optarg, n + 1);
+            break;
+        }
         case O_HELP:
             usage(stdout);
             exit(0);
@@ -310,6 +357,8 @@ static void parse_opts(struct load_opts *o, int argc, char **argv)
         bench_die("--subs %u is more than --instruments %u", o->subs, o->instruments);
     if (o->churn)
         o->subs = 0;
+    if (o->churn && o->send_rate > 0)
+        bench_die("--send-rate and --churn do not go together");
     if (!o->users)
         o->users = o->conns;
     if (!o->origin[0])
@@ -856,9 +905,36 @@ static int tick_fast(struct load *l, struct conn *c, const char *p, const char *
     return 1;
 }
 
+/* A send's answer {"type":"sent","id":<scheduled send time, us>}: its round trip. */
+static int sent_fast(struct load *l, const char *p, const char *end)
+{
+    static const char head[] = "{\"type\":\"sent\",\"id\":";
+    size_t hl = sizeof(head) - 1;
+    if ((size_t)(end - p) <= hl || memcmp(p, head, hl))
+        return 0;
+    int64_t sched = int_at(p + hl, end);
+    l->st.sent++;
+    hist_add(&l->slat, sched > 0 && l->now_us > (uint64_t)sched ? l->now_us - (uint64_t)sched : 0);
+    return 1;
+}
+
+/* An error frame: counted by code; the first few are shown. */
+static void on_error_frame(struct load *l, const char *p, const char *end)
+{
+    const char *code = member(p, end, KEY("\"code\""));
+    if (code && end - code > 12 && !memcmp(code, "\"unavailable\"", 13))
+        l->st.unavailable++;
+    else if (code && end - code > 13 && !memcmp(code, "\"rate_limited\"", 14))
+        l->st.rate_limited++;
+    else if (member(p, end, KEY("\"id\""))) /* an answer to a send (others carry no id) */
+        l->st.send_errors++;
+    if (l->st.error_frames++ < 5)
+        fprintf(stderr, "cg-load: error frame: %.*s\n", (int)(end - p), p);
+}
+
 static void on_json(struct load *l, struct conn *c, const char *p, const char *end)
 {
-    if (tick_fast(l, c, p, end))
+    if (tick_fast(l, c, p, end) || sent_fast(l, p, end))
         return;
     const char *t = member(p, end, KEY("\"type\""));
     if (!t || *t != '"') {
@@ -893,8 +969,7 @@ static void on_json(struct load *l, struct conn *c, const char *p, const char *e
             l->st.subscribed++;
         }
     } else if (end - t > 6 && !memcmp(t, "error\"", 6)) {
-        if (l->st.error_frames++ < 5)
-            fprintf(stderr, "cg-load: error frame: %.*s\n", (int)(end - p), p);
+        on_error_frame(l, p, end);
     } else {
         l->st.other_frames++;
     }
@@ -1051,6 +1126,62 @@ static void on_event(struct load *l, struct conn *c, uint32_t ev)
         on_readable(l, c);
 }
 
+/* ---- sends (--send-rate) ------------------------------------------------------------------- */
+
+/* From the ready line on: the sockets open now share one schedule. */
+static void send_start(struct load *l)
+{
+    if (l->o.send_rate <= 0)
+        return;
+    l->send_to = malloc((l->open ? l->open : 1) * sizeof(*l->send_to));
+    if (!l->send_to)
+        bench_die("out of memory");
+    for (uint32_t i = 0; i < l->o.conns; i++)
+        if (l->conns[i].state == C_OPEN && l->nsend_to < l->open)
+            l->send_to[l->nsend_to++] = i;
+    if (!l->nsend_to)
+        return;
+    l->send_period_ns = 1e9 / (l->o.send_rate * l->nsend_to);
+    l->send_t0_ns = bench_mono_ns();
+    l->send_t0_us = bench_real_us();
+    l->send_end_ns =
+        l->o.send_for_s > 0 ? l->send_t0_ns + (uint64_t)(l->o.send_for_s * 1e9) : UINT64_MAX;
+    l->sending = 1;
+}
+
+/* Every send due by now, each on its socket: {"action":"send",...,"id":<scheduled us>}. */
+static void send_due(struct load *l)
+{
+    if (!l->sending)
+        return;
+    uint64_t now = bench_mono_ns();
+    for (;;) {
+        uint64_t off = (uint64_t)((double)l->send_n * l->send_period_ns);
+        uint64_t at = l->send_t0_ns + off;
+        if (at >= l->send_end_ns) {
+            l->sending = 0;
+            return;
+        }
+        if (at > now)
+            return;
+        if ((now - at) / 1000 > l->st.lag_max_us)
+            l->st.lag_max_us = (now - at) / 1000;
+        struct conn *c = &l->conns[l->send_to[l->send_n % l->nsend_to]];
+        if (c->state == C_OPEN) {
+            char msg[160];
+            int n = snprintf(msg, sizeof(msg),
+                             "{\"action\":\"send\",\"service\":\"%s\",\"id\":%" PRIu64
+                             ",\"data\":{\"op\":\"bench\",\"n\":%" PRIu64 "}}",
+                             l->o.send_service, l->send_t0_us + off / 1000, l->send_n);
+            send_frame(l, c, 0x1, msg, (size_t)n);
+            l->st.sends++;
+        } else {
+            l->st.send_skipped++;
+        }
+        l->send_n++;
+    }
+}
+
 /* ---- the loop ------------------------------------------------------------------------------ */
 
 static void print_ready(struct load *l)
@@ -1061,6 +1192,7 @@ static void print_ready(struct load *l)
     fflush(stdout);
     l->ready_printed = 1;
     l->t_ready_ns = bench_mono_ns();
+    send_start(l);
 }
 
 static void maybe_ready(struct load *l)
@@ -1107,9 +1239,16 @@ static void progress(struct load *l)
 {
     fprintf(stderr,
             "cg-load: t=%.1fs open=%u inflight=%u ok=%" PRIu64 " ticks=%" PRIu64 " p99=%" PRIu64
-            "us missing=%" PRIu64 "\n",
+            "us missing=%" PRIu64,
             (double)(bench_mono_ns() - l->t0_ns) / 1e9, l->open, l->inflight, l->st.handshakes_ok,
             l->st.ticks, hist_pct(&l->lat, 99), l->st.missing);
+    if (l->o.send_rate > 0)
+        fprintf(stderr,
+                " sends=%" PRIu64 " sent=%" PRIu64 " unavailable=%" PRIu64 " send_p50=%" PRIu64
+                "us send_p99=%" PRIu64 "us lag_max=%" PRIu64 "us",
+                l->st.sends, l->st.sent, l->st.unavailable, hist_pct(&l->slat, 50),
+                hist_pct(&l->slat, 99), l->st.lag_max_us);
+    fputc('\n', stderr);
 }
 
 static void run(struct load *l)
@@ -1127,12 +1266,13 @@ static void run(struct load *l)
             progress(l);
             next_stats += (uint64_t)(l->o.stats_s * 1e9);
         }
-        int timeout = l->o.connect_rate > 0 || l->o.churn ? 1 : 50;
+        int timeout = l->o.connect_rate > 0 || l->o.churn || l->sending ? 1 : 50;
         int n = epoll_wait(l->ep, evs, LOAD_EVENTS, timeout);
         if (n < 0 && errno != EINTR)
             bench_die("epoll_wait: %s", strerror(errno));
         for (int i = 0; i < n; i++)
             on_event(l, evs[i].data.ptr, evs[i].events);
+        send_due(l);
     }
 }
 
@@ -1207,8 +1347,16 @@ static void report(struct load *l)
     printf("},\"cpu_s\":{\"user\":%.3f,\"sys\":%.3f}",
            (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6,
            (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6);
+    printf(",\"send\":{\"rate_per_socket\":%g,\"sockets\":%u,\"sends\":%" PRIu64
+           ",\"skipped\":%" PRIu64 ",\"sent\":%" PRIu64 ",\"unavailable\":%" PRIu64
+           ",\"rate_limited\":%" PRIu64 ",\"errors\":%" PRIu64 ",\"lag_max_us\":%" PRIu64
+           ",\"send_s\":%.3f}",
+           l->o.send_rate, l->nsend_to, s->sends, s->send_skipped, s->sent, s->unavailable,
+           s->rate_limited, s->send_errors, s->lag_max_us,
+           l->send_n && l->send_period_ns > 0 ? (double)l->send_n * l->send_period_ns / 1e9 : 0.0);
     print_hist("latency_us", &l->lat);
     print_hist("handshake_us", &l->hs);
+    print_hist("send_latency_us", &l->slat);
     print_u64_array("per_instrument_subs", l->per_subs, l->o.instruments);
     print_u64_array("per_instrument_rx", l->per_rx, l->o.instruments);
     printf("}\n");
@@ -1272,6 +1420,7 @@ int main(int argc, char **argv)
     sessions_delete(l);
     close(l->ep);
     free(l->zipf_cdf);
+    free(l->send_to);
     free(l->conns);
     free(l->per_subs);
     free(l->per_rx);

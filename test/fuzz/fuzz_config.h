@@ -47,6 +47,17 @@ static void fuzz_config_check_ok(const struct cg_config *c)
     FUZZ_CHECK(c->bars_depth >= 1 && c->history_depth >= 1 && c->history_max >= 1);
     FUZZ_CHECK(c->record_bars == 0 || c->record_bars == 1);
     FUZZ_CHECK(c->dev_login == 0 || c->dev_login == 1);
+    /* services: valid, distinct names; events only for configured ones */
+    FUZZ_CHECK(c->nservices <= CG_CONFIG_SERVICES_MAX);
+    for (uint32_t i = 0; i < c->nservices; i++) {
+        FUZZ_CHECK(FUZZ_TERMINATED(c->services[i]));
+        FUZZ_CHECK(cg_config_service_name_valid(c->services[i], strlen(c->services[i])));
+        FUZZ_CHECK(cg_config_service(c, c->services[i], strlen(c->services[i])) == (int)i);
+    }
+    FUZZ_CHECK(c->nservices == 32 || (c->service_events >> c->nservices) == 0);
+    FUZZ_CHECK(c->service_queue_max >= 1 && c->service_queue_max <= 100000000);
+    FUZZ_CHECK(FUZZ_TERMINATED(c->service_prefix) && FUZZ_TERMINATED(c->reply_prefix));
+    FUZZ_CHECK(FUZZ_TERMINATED(c->service_events_text));
 }
 
 /* Loads argv, checks the result, returns it. */

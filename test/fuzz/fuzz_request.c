@@ -1,10 +1,13 @@
 /* fuzz_request.c -- cg_request_parse (gateway/request.h) over hostile client messages.
  *
- * Input: one WebSocket text message. Parsed with the default configuration, then
- * answered the way ws.c answers: the error frame (code, message, echoed id), or the
+ * Input: one WebSocket text message. Parsed with the default configuration plus three
+ * services (--service alerts --service orders.v2 --service a-b_c), then answered the way
+ * dispatch.c answers: the error frame (code, message, echoed id), or the
  * reply of the action. Every frame must be one valid JSON object on one line, the
  * echoed id must be the JSON text of an integer or a short string, names must be valid
- * instrument names, and history and interval fields must respect the configuration. */
+ * instrument names, history and interval fields must respect the configuration, and a send
+ * must name a configured service (its sent answer and a reply carrying its data are encoded
+ * too); unknown_service only for a send whose service is a string naming none. */
 #include "fuzz_common.h"
 #include "instrument.h"
 #include "request.h"
@@ -15,7 +18,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    fuzz_default_config(&cfg);
+    char err[256], a0[] = "chartgate", f[] = "--service", s1[] = "alerts", s2[] = "orders.v2",
+                   s3[] = "a-b_c";
+    char *args[] = {a0, f, s1, f, s2, f, s3, NULL};
+    FUZZ_CHECK(cg_config_load(&cfg, 7, args, "web", err, sizeof(err), NULL) == CG_CONFIG_OK);
+    FUZZ_CHECK(cfg.nservices == 3);
     return 0;
 }
 
@@ -93,6 +100,21 @@ static void answer(struct cg_request *req)
         fuzz_check_new_frame(cg_frame_history(id, req->instrument, &fb));
         break;
     }
+    case CG_ACTION_SEND: {
+        FUZZ_CHECK(req->service < cfg.nservices);
+        json_t *svc = json_object_get(req->root, "service");
+        FUZZ_CHECK(json_is_string(svc) &&
+                   !strcmp(json_string_value(svc), cfg.services[req->service]));
+        FUZZ_CHECK(json_string_length(svc) == strlen(cfg.services[req->service]));
+        FUZZ_CHECK(req->data && req->data == json_object_get(req->root, "data"));
+        fuzz_check_new_frame(cg_frame_sent(id));
+        /* what a service's reply carrying the client's data would look like */
+        char *text = json_dumps(req->data, JSON_COMPACT | JSON_ENCODE_ANY);
+        FUZZ_CHECK(text);
+        fuzz_check_new_frame(cg_frame_reply(cfg.services[req->service], id, text, strlen(text)));
+        free(text);
+        break;
+    }
     default:
         FUZZ_CHECK(!"unknown action");
     }
@@ -109,6 +131,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (rc) {
         FUZZ_CHECK(err.code > CG_ERR_NONE && err.code < CG_ERR__COUNT);
         FUZZ_CHECK(FUZZ_TERMINATED(err.message) && err.message[0]);
+        if (err.code == CG_ERR_UNKNOWN_SERVICE) {
+            json_t *svc = json_object_get(req.root, "service");
+            FUZZ_CHECK(req.action == CG_ACTION_SEND && json_is_string(svc));
+            FUZZ_CHECK(json_object_get(req.root, "data")); /* bad_request comes first */
+            FUZZ_CHECK(cg_config_service(&cfg, json_string_value(svc), json_string_length(svc)) <
+                           0 ||
+                       strlen(json_string_value(svc)) != json_string_length(svc));
+        }
         fuzz_check_new_frame(
             cg_frame_error(cg_errcode_name(err.code), err.message, cg_request_id(&req)));
     } else {

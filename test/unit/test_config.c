@@ -117,6 +117,12 @@ static void test_defaults(void)
     CHECK_INT(cfg.log_level, CG_LOG_INFO);
     CHECK(cfg.max_instruments >= 1000);
     CHECK(cfg.redis_backoff_max_ms >= 1000 && cfg.redis_backoff_max_ms <= 10000);
+    /* services (PROTOCOL.md §16): none unless named */
+    CHECK_UINT(cfg.nservices, 0);
+    CHECK_UINT(cfg.service_events, 0);
+    CHECK_STR(cfg.service_prefix, "chartgate:service:");
+    CHECK_UINT(cfg.service_queue_max, 10000);
+    CHECK_STR(cfg.reply_prefix, "chartgate:reply:");
 
     char *argv[] = {"chartgate", NULL};
     CHECK_INT(cg_config_load(&cfg, 1, argv, NULL, err, sizeof(err), usage_cb), CG_CONFIG_OK);
@@ -154,6 +160,11 @@ static void test_help(void)
         "--idle-timeout-s",
         "--max-payload-bytes",
         "--log-level",
+        "--service",
+        "--service-events",
+        "--service-prefix",
+        "--service-queue-max",
+        "--reply-prefix",
         "--help",
     };
     for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++)
@@ -445,6 +456,191 @@ static void test_file_errors(void)
     ERR(LOAD("--config", file_with("{\"ping_s\":0}"), "--ping-s", "5"), "ping_s");
 }
 
+/* The services of cfg as "a,b,c". */
+static const char *services_text(void)
+{
+    static char buf[4096];
+    buf[0] = 0;
+    for (uint32_t i = 0; i < cfg.nservices; i++) {
+        size_t n = strlen(buf);
+        snprintf(buf + n, sizeof(buf) - n, "%s%s", i ? "," : "", cfg.services[i]);
+    }
+    return buf;
+}
+
+static void test_services_flags(void)
+{
+    /* Repeatable, in order; a repeated name counts once. */
+    CHECK_INT(LOAD("--service", "alerts", "--service", "orders.v2", "--service", "alerts",
+                   "--service=A-b_9"),
+              CG_CONFIG_OK);
+    CHECK_UINT(cfg.nservices, 3);
+    CHECK_STR(services_text(), "alerts,orders.v2,A-b_9");
+    CHECK_INT(cg_config_service(&cfg, "orders.v2", 9), 1);
+    CHECK_INT(cg_config_service(&cfg, "A-b_9", 5), 2);
+    CHECK_INT(cg_config_service(&cfg, "orders", 6), -1);
+    CHECK_INT(cg_config_service(&cfg, "alertsX", 6), 0); /* only len bytes */
+    CHECK_INT(cg_config_service(&cfg, "alerts", 5), -1);
+    CHECK_INT(cg_config_service(&cfg, "a-b_9", 5), -1); /* case-sensitive */
+    CHECK_UINT(cfg.service_events, 0);
+
+    /* The other settings. */
+    CHECK_INT(LOAD("--service", "s", "--service-prefix", "svc:", "--service-queue-max", "5",
+                   "--reply-prefix", "rep:"),
+              CG_CONFIG_OK);
+    CHECK_STR(cfg.service_prefix, "svc:");
+    CHECK_UINT(cfg.service_queue_max, 5);
+    CHECK_STR(cfg.reply_prefix, "rep:");
+    CHECK_INT(LOAD("--service-queue-max", "1"), CG_CONFIG_OK);
+    CHECK_UINT(cfg.service_queue_max, 1);
+    CHECK_INT(LOAD("--service-queue-max", "100000000"), CG_CONFIG_OK);
+    CHECK_UINT(cfg.service_queue_max, 100000000);
+    ERR(LOAD("--service-queue-max", "0"), "--service-queue-max");
+    ERR(LOAD("--service-queue-max", "100000001"), "--service-queue-max");
+    ERR(LOAD("--service-queue-max", "-1"), "--service-queue-max");
+
+    /* Names: [A-Za-z0-9._-], 1 to 64 characters. */
+    static const char *const bad[] = {"",   "a b",      "a/b",  "a,b", "a:b",
+                                      "a*", "\xc3\xa9", "a\"b", "a\nb"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        ERR(LOAD("--service", "ok", "--service", bad[i]), "--service");
+    char name[80];
+    memset(name, 'n', 64);
+    name[64] = 0;
+    CHECK_INT(LOAD("--service", name), CG_CONFIG_OK);
+    CHECK_STR(cfg.services[0], name);
+    name[64] = 'n';
+    name[65] = 0;
+    ERR(LOAD("--service", name), "--service");
+    ERR(LOAD("--service"), "--service"); /* missing value */
+
+    /* At most 32. */
+    char *argv[80];
+    static char vals[40][16];
+    int argc = 0;
+    argv[argc++] = "chartgate";
+    for (int i = 0; i < 33; i++) {
+        snprintf(vals[i], sizeof(vals[i]), "svc%d", i);
+        argv[argc++] = "--service";
+        argv[argc++] = vals[i];
+    }
+    err[0] = 0;
+    CHECK_INT(cg_config_load(&cfg, 1 + 2 * 32, argv, WEB, err, sizeof(err), usage_cb),
+              CG_CONFIG_OK);
+    CHECK_UINT(cfg.nservices, 32);
+    CHECK_STR(cfg.services[31], "svc31");
+    CHECK_INT(cg_config_load(&cfg, argc, argv, WEB, err, sizeof(err), usage_cb), CG_CONFIG_ERROR);
+    CHECK(strstr(err, "--service") != NULL);
+    CHECK(strstr(err, "svc32") != NULL);
+    /* A repeated name is ignored, also when 32 services are already configured. */
+    argv[1 + 2 * 32 + 1] = vals[0];
+    CHECK_INT(cg_config_load(&cfg, argc, argv, WEB, err, sizeof(err), usage_cb), CG_CONFIG_OK);
+    CHECK_UINT(cfg.nservices, 32);
+    argv[1 + 2 * 32 + 1] = vals[32];
+
+    /* --service-events names services given with --service (in any order), else an error
+     * line naming the stray name. */
+    CHECK_INT(LOAD("--service", "alerts", "--service", "orders", "--service-events", "orders"),
+              CG_CONFIG_OK);
+    CHECK_UINT(cfg.service_events, 2u);
+    CHECK_INT(LOAD("--service-events", "orders", "--service-events", "alerts", "--service",
+                   "alerts", "--service", "orders", "--service-events", "orders"),
+              CG_CONFIG_OK);
+    CHECK_UINT(cfg.service_events, 3u);
+    /* the bit is the service's index: the 32nd service's is the top bit */
+    argv[argc++] = "--service-events";
+    argv[argc++] = vals[31];
+    memmove(argv + 1 + 2 * 32, argv + 1 + 2 * 33, 2 * sizeof(char *)); /* drop svc32 */
+    CHECK_INT(cg_config_load(&cfg, argc - 2, argv, WEB, err, sizeof(err), usage_cb), CG_CONFIG_OK);
+    CHECK_UINT(cfg.nservices, 32);
+    CHECK_UINT(cfg.service_events, 1u << 31);
+    ERR(LOAD("--service", "alerts", "--service-events", "orders"), "--service-events");
+    CHECK(strstr(err, "orders") != NULL);
+    ERR(LOAD("--service-events", "alerts"), "--service-events");
+    CHECK(strstr(err, "alerts") != NULL);
+    ERR(LOAD("--service", "alerts", "--service-events", "alerts", "--service-events", "alertz"),
+        "alertz");
+    CHECK(strstr(err, "--service-events") != NULL);
+    ERR(LOAD("--service", "alerts", "--service-events", "a b"), "--service-events");
+    ERR(LOAD("--service", "alerts", "--service-events", "alerts,alerts"), "--service-events");
+    ERR(LOAD("--service", "alerts", "--service-events", ""), "--service-events");
+}
+
+static void test_services_file(void)
+{
+    const char *p = file_with("{\"services\":[\"alerts\",\"orders\",\"alerts\"],"
+                              "\"service_events\":[\"orders\"],\"service_prefix\":\"q:\","
+                              "\"service_queue_max\":7,\"reply_prefix\":\"r:\","
+                              "\"origins\":[\"http://a\",\"https://b\"]}");
+    CHECK_INT(LOAD("--config", p), CG_CONFIG_OK);
+    CHECK_STR(services_text(), "alerts,orders");
+    CHECK_UINT(cfg.service_events, 2u);
+    CHECK_STR(cfg.service_prefix, "q:");
+    CHECK_UINT(cfg.service_queue_max, 7);
+    CHECK_STR(cfg.reply_prefix, "r:");
+    CHECK_UINT(cfg.norigins, 2);
+    CHECK_STR(cfg.origins[1], "https://b");
+
+    /* The flag's own name works as a key too, with one string or an array; '-' or '_'. */
+    CHECK_INT(LOAD("--config", file_with("{\"service\":\"alerts\",\"service-events\":\"alerts\"}")),
+              CG_CONFIG_OK);
+    CHECK_STR(services_text(), "alerts");
+    CHECK_UINT(cfg.service_events, 1u);
+    CHECK_INT(LOAD("--config", file_with("{\"services\":\"alerts\"}")), CG_CONFIG_OK);
+    CHECK_STR(services_text(), "alerts");
+    CHECK_INT(LOAD("--config", file_with("{\"service\":[\"a\",\"b\"],\"trusted_proxy\":["
+                                         "\"127.0.0.1\",\"::1\"]}")),
+              CG_CONFIG_OK);
+    CHECK_STR(services_text(), "a,b");
+    CHECK_UINT(cfg.ntrusted_proxies, 2);
+    CHECK_INT(LOAD("--config", file_with("{\"services\":[]}")), CG_CONFIG_OK);
+    CHECK_UINT(cfg.nservices, 0);
+
+    /* Flags replace the file's list (they do not add to it), list by list. */
+    CHECK_INT(LOAD("--config", p, "--service", "orders"), CG_CONFIG_OK);
+    CHECK_STR(services_text(), "orders"); /* file's events: orders, index 0 now */
+    CHECK_UINT(cfg.service_events, 1u);
+    CHECK_UINT(cfg.norigins, 2); /* untouched: no --origin */
+    CHECK_INT(LOAD("--service", "x", "--service-events", "x", "--config", p), CG_CONFIG_OK);
+    CHECK_STR(services_text(), "x");
+    CHECK_UINT(cfg.service_events, 1u);
+    CHECK_INT(LOAD("--config", p, "--service-events", "alerts"), CG_CONFIG_OK);
+    CHECK_STR(services_text(), "alerts,orders");
+    CHECK_UINT(cfg.service_events, 1u);
+    CHECK_INT(LOAD("--config", p, "--origin", "http://c"), CG_CONFIG_OK);
+    CHECK_UINT(cfg.norigins, 1);
+    CHECK_STR(cfg.origins[0], "http://c");
+    CHECK_STR(services_text(), "alerts,orders");
+    /* ...so the file's events may name a service the flags dropped: an error. */
+    ERR(LOAD("--config", p, "--service", "alerts"), "--service-events");
+    CHECK(strstr(err, "orders") != NULL);
+
+    /* Errors name the key. */
+    ERR(LOAD("--config", file_with("{\"services\":[\"alerts\",5]}")), "services");
+    ERR(LOAD("--config", file_with("{\"services\":5}")), "services");
+    ERR(LOAD("--config", file_with("{\"services\":null}")), "services");
+    ERR(LOAD("--config", file_with("{\"services\":{\"a\":1}}")), "services");
+    ERR(LOAD("--config", file_with("{\"services\":[\"a b\"]}")), "services");
+    ERR(LOAD("--config", file_with("{\"service_events\":[\"x\"]}")), "--service-events");
+    CHECK(strstr(err, "\"x\"") != NULL);
+    ERR(LOAD("--config", file_with("{\"service_events\":[[\"x\"]]}")), "service_events");
+    ERR(LOAD("--config", file_with("{\"service_queue_max\":0}")), "service_queue_max");
+    ERR(LOAD("--config", file_with("{\"service_queue_max\":\"5\"}")), "service_queue_max");
+    ERR(LOAD("--config", file_with("{\"reply_prefix\":5}")), "reply_prefix");
+    /* Only repeatable settings have a plural key. */
+    ERR(LOAD("--config", file_with("{\"md_prefixs\":\"x:\"}")), "md_prefixs");
+    CHECK(strstr(err, "unknown setting") != NULL);
+    ERR(LOAD("--config", file_with("{\"service_prefixs\":\"x:\"}")), "service_prefixs");
+    ERR(LOAD("--config", file_with("{\"s\":1}")), "\"s\"");
+    /* More than 32 in a file. */
+    char buf[2048];
+    int n = snprintf(buf, sizeof(buf), "{\"services\":[");
+    for (int i = 0; i < 33; i++)
+        n += snprintf(buf + n, sizeof(buf) - (size_t)n, "%s\"svc%d\"", i ? "," : "", i);
+    snprintf(buf + n, sizeof(buf) - (size_t)n, "]}");
+    ERR(LOAD("--config", file_with(buf)), "services");
+}
+
 static void test_hostport(void)
 {
     char host[128];
@@ -543,6 +739,8 @@ int main(void)
     test_error_single_line();
     test_file();
     test_file_errors();
+    test_services_flags();
+    test_services_file();
     test_hostport();
     test_redis_url();
     for (int i = 1; i <= nfiles; i++) {

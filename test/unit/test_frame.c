@@ -173,6 +173,59 @@ static void test_pong(void)
     EXPECT(cg_frame_pong("\"abc\""), "{\"type\":\"pong\",\"id\":\"abc\"}", CG_FRAME_CONTROL, NULL);
 }
 
+/* send's answer and a service's reply (PROTOCOL.md §4, §16.2). */
+static void test_sent_reply(void)
+{
+    EXPECT(cg_frame_sent(NULL), "{\"type\":\"sent\"}", CG_FRAME_CONTROL, NULL);
+    EXPECT(cg_frame_sent("7"), "{\"type\":\"sent\",\"id\":7}", CG_FRAME_CONTROL, NULL);
+    EXPECT(cg_frame_sent("-9223372036854775808"), "{\"type\":\"sent\",\"id\":-9223372036854775808}",
+           CG_FRAME_CONTROL, NULL);
+    EXPECT(cg_frame_sent("\"a\\\"b\\\\c\\u0001\""),
+           "{\"type\":\"sent\",\"id\":\"a\\\"b\\\\c\\u0001\"}", CG_FRAME_CONTROL, NULL);
+
+    /* A reply is a message frame: never conflated, never dropped while the socket is open. */
+    const char *d = "{\"ok\":true,\"alert\":\"a-12\"}";
+    EXPECT(cg_frame_reply("alerts", "7", d, strlen(d)),
+           "{\"type\":\"reply\",\"service\":\"alerts\",\"id\":7,\"data\":{\"ok\":true,\"alert\":"
+           "\"a-12\"}}",
+           CG_FRAME_MESSAGE, NULL);
+    EXPECT(cg_frame_reply("alerts", NULL, d, strlen(d)),
+           "{\"type\":\"reply\",\"service\":\"alerts\",\"data\":{\"ok\":true,\"alert\":\"a-12\"}}",
+           CG_FRAME_MESSAGE, NULL);
+    EXPECT(cg_frame_reply("orders.v2-x_Y", "\"r-1\"", "null", 4),
+           "{\"type\":\"reply\",\"service\":\"orders.v2-x_Y\",\"id\":\"r-1\",\"data\":null}",
+           CG_FRAME_MESSAGE, NULL);
+    EXPECT(cg_frame_reply("a", "0", "[1,\"x\"]", 7),
+           "{\"type\":\"reply\",\"service\":\"a\",\"id\":0,\"data\":[1,\"x\"]}", CG_FRAME_MESSAGE,
+           NULL);
+    /* Only data_len bytes of data_json are copied. */
+    EXPECT(cg_frame_reply("a", NULL, "\"hi\"GARBAGE", 4),
+           "{\"type\":\"reply\",\"service\":\"a\",\"data\":\"hi\"}", CG_FRAME_MESSAGE, NULL);
+    /* The longest service name and id, and a large data: exact length, copied intact. */
+    char svc[65], id[80], want[300];
+    memset(svc, 's', 64);
+    svc[64] = 0;
+    snprintf(id, sizeof(id), "\"%064d\"", 5);
+    snprintf(want, sizeof(want), "{\"type\":\"reply\",\"service\":\"%s\",\"id\":%s,\"data\":1.5}",
+             svc, id);
+    EXPECT(cg_frame_reply(svc, id, "1.5", 3), want, CG_FRAME_MESSAGE, NULL);
+    size_t big = 100000;
+    char *data = malloc(big + 1), *w = malloc(big + 100);
+    if (!CHECK(data && w)) {
+        free(data);
+        free(w);
+        return;
+    }
+    data[0] = '"';
+    memset(data + 1, 'z', big - 2);
+    data[big - 1] = '"';
+    data[big] = 0;
+    snprintf(w, big + 100, "{\"type\":\"reply\",\"service\":\"big\",\"id\":1,\"data\":%s}", data);
+    EXPECT(cg_frame_reply("big", "1", data, big), w, CG_FRAME_MESSAGE, NULL);
+    free(data);
+    free(w);
+}
+
 static void test_names(void)
 {
     const char *two[] = {"rb2501", "au2412"};
@@ -519,6 +572,7 @@ int main(void)
     test_message();
     test_error();
     test_pong();
+    test_sent_reply();
     test_names();
     test_shared();
     test_bar_array();

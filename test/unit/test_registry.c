@@ -431,9 +431,114 @@ static void test_instrument_lookup(void)
     cg_registry_finish(&r);
 }
 
+/* Socket numbers (PROTOCOL.md §16: "<epoch>.<n>" names a socket): from 1, increasing, never
+ * handed out twice by one registry, and cg_registry_member finds a joined member only. */
+static void test_conns(void)
+{
+    enum { M = 200 };
+    static struct cg_member m[M];
+    struct cg_registry r;
+    int o;
+    cg_registry_init(&r, NULL, 100);
+    CHECK(cg_registry_member(&r, 0) == NULL);
+    CHECK(cg_registry_member(&r, 1) == NULL);
+    CHECK_INT(cg_registry_join(&r, &m[0], &o, "u1"), CG_REG_OK);
+    CHECK_INT(cg_registry_join(&r, &m[1], &o, "u1"), CG_REG_OK);
+    CHECK_INT(cg_registry_join(&r, &m[2], &o, "u2"), CG_REG_OK);
+    CHECK_UINT(m[0].conn, 1);
+    CHECK_UINT(m[1].conn, 2);
+    CHECK_UINT(m[2].conn, 3);
+    CHECK_PTR(cg_registry_member(&r, 1), &m[0]);
+    CHECK_PTR(cg_registry_member(&r, 2), &m[1]);
+    CHECK_PTR(cg_registry_member(&r, 3), &m[2]);
+    CHECK(cg_registry_member(&r, 0) == NULL);
+    CHECK(cg_registry_member(&r, 4) == NULL);
+    CHECK(cg_registry_member(&r, UINT64_MAX) == NULL);
+    CHECK(cg_registry_member(&r, (1ULL << 32) + 1) == NULL); /* all 64 bits count */
+
+    /* A departed member is not found, and its number is not reused: not by the next join,
+     * and not by the same member struct joining again. */
+    cg_registry_leave(&r, &m[1]);
+    CHECK(cg_registry_member(&r, 2) == NULL);
+    CHECK_PTR(cg_registry_member(&r, 1), &m[0]);
+    CHECK_PTR(cg_registry_member(&r, 3), &m[2]);
+    CHECK_INT(cg_registry_join(&r, &m[3], &o, "u1"), CG_REG_OK);
+    CHECK_UINT(m[3].conn, 4);
+    CHECK_INT(cg_registry_join(&r, &m[1], &o, "u3"), CG_REG_OK);
+    CHECK_UINT(m[1].conn, 5);
+    CHECK(cg_registry_member(&r, 2) == NULL);
+    CHECK_PTR(cg_registry_member(&r, 5), &m[1]);
+    /* The last one leaving does not give its number back either (nor do all of them). */
+    cg_registry_leave(&r, &m[1]);
+    cg_registry_leave(&r, &m[3]);
+    cg_registry_leave(&r, &m[0]);
+    cg_registry_leave(&r, &m[2]);
+    CHECK_UINT(r.nmembers, 0);
+    for (uint64_t k = 0; k <= 6; k++)
+        CHECK(cg_registry_member(&r, k) == NULL);
+    CHECK_INT(cg_registry_join(&r, &m[0], &o, "u1"), CG_REG_OK);
+    CHECK_UINT(m[0].conn, 6);
+    CHECK_PTR(cg_registry_member(&r, 6), &m[0]);
+
+    /* A failed join (user id over 128 bytes) numbers nothing that could be found. */
+    char longid[200];
+    memset(longid, 'u', 129);
+    longid[129] = 0;
+    CHECK_INT(cg_registry_join(&r, &m[1], &o, longid), CG_REG_NOMEM);
+    CHECK(cg_registry_member(&r, 7) == NULL);
+    CHECK(cg_registry_member(&r, m[1].conn) == NULL || m[1].conn == 0);
+    cg_registry_leave(&r, &m[1]);
+    CHECK_INT(cg_registry_join(&r, &m[2], &o, "u2"), CG_REG_OK);
+    CHECK(m[2].conn > 6);
+    CHECK_PTR(cg_registry_member(&r, m[2].conn), &m[2]);
+    cg_registry_leave(&r, &m[0]);
+    cg_registry_leave(&r, &m[2]);
+
+    /* Churn: members come and go in a mixed order; every number is new, every lookup right. */
+    uint64_t last = m[2].conn, bad = 0;
+    int joined[M] = {0};
+    for (int round = 0; round < 5; round++) {
+        for (int i = round % 2; i < M; i += 1 + round % 3) {
+            if (joined[i]) {
+                uint64_t n = m[i].conn;
+                cg_registry_leave(&r, &m[i]);
+                bad += cg_registry_member(&r, n) != NULL;
+                joined[i] = 0;
+            } else {
+                char uid[16];
+                snprintf(uid, sizeof(uid), "user%d", i % 7);
+                bad += cg_registry_join(&r, &m[i], &o, uid) != CG_REG_OK;
+                bad += m[i].conn != last + 1;
+                last = m[i].conn;
+                joined[i] = 1;
+            }
+        }
+        for (int i = 0; i < M; i++)
+            if (joined[i])
+                bad += cg_registry_member(&r, m[i].conn) != &m[i];
+    }
+    CHECK_UINT(bad, 0);
+    CHECK_UINT(r.conns.count, r.nmembers);
+    for (int i = 0; i < M; i++)
+        if (joined[i])
+            cg_registry_leave(&r, &m[i]);
+    CHECK_UINT(r.conns.count, 0);
+    CHECK(cg_registry_member(&r, last) == NULL);
+    cg_registry_finish(&r);
+
+    /* Each registry counts on its own (one per process: the epoch tells processes apart). */
+    struct cg_registry r2;
+    cg_registry_init(&r2, NULL, 100);
+    CHECK_INT(cg_registry_join(&r2, &m[0], &o, "u1"), CG_REG_OK);
+    CHECK_UINT(m[0].conn, 1);
+    cg_registry_leave(&r2, &m[0]);
+    cg_registry_finish(&r2);
+}
+
 int main(void)
 {
     test_join_leave_users();
+    test_conns();
     test_subscribe_hooks();
     test_duplicates_and_limit();
     test_many_members();

@@ -487,6 +487,261 @@ static void test_envelopes(void)
     teardown();
 }
 
+/* ---- service replies (PROTOCOL.md §16.2) ---------------------------------------------------- */
+
+#define EPOCH "0123456789abcdef"
+
+static uint64_t replies(enum cg_reply_result res)
+{
+    return cg_metrics.replies[res] - before.replies[res];
+}
+
+static int reply(const char *payload)
+{
+    return cg_relay_reply(&relay, EPOCH, payload, strlen(payload));
+}
+
+/* payload reaches member m alone, as exactly want; counted delivered. */
+static void expect_reply(const char *payload, struct cg_member *m, const char *want, int line)
+{
+    forget();
+    snap();
+    check_int_(reply(payload), 0, __FILE__, line, payload, "0");
+    if (!check_int_(ndl, 1, __FILE__, line, "deliveries", "1")) {
+        forget();
+        return;
+    }
+    check_(dl[0].m == m, __FILE__, line, "delivered to the member named by conn");
+    check_(dl[0].slot == NULL, __FILE__, line, "no conflation slot");
+    check_int_(dl[0].f->kind, CG_FRAME_MESSAGE, __FILE__, line, "f->kind", "CG_FRAME_MESSAGE");
+    check_int_(dl[0].f->refs, 1, __FILE__, line, "f->refs", "1 (the relay dropped its own)");
+    check_mem_(dl[0].bytes, strlen(dl[0].bytes), want, __FILE__, line, "reply frame");
+    check_uint_(replies(CG_REPLY_DELIVERED), 1, __FILE__, line, "replies delivered", "1");
+    check_uint_(replies(CG_REPLY_NO_SOCKET) + replies(CG_REPLY_MALFORMED), 0, __FILE__, line,
+                "replies dropped", "0");
+    forget();
+}
+
+/* payload reaches nobody; counted once, under res. */
+static void expect_reply_drop(const char *payload, size_t len, enum cg_reply_result res, int line)
+{
+    forget();
+    snap();
+    int rc = cg_relay_reply(&relay, EPOCH, payload, len);
+    if (!check_int_(rc, -1, __FILE__, line, "dropped", "-1"))
+        fprintf(stderr, "    payload: %.*s\n", (int)len, payload);
+    check_int_(ndl, 0, __FILE__, line, "deliveries", "0");
+    for (int r = 0; r < CG_REPLY__COUNT; r++)
+        if (!check_uint_(replies((enum cg_reply_result)r), r == (int)res, __FILE__, line,
+                         cg_reply_names[r], r == (int)res ? "1" : "0"))
+            fprintf(stderr, "    payload: %.*s\n", (int)len, payload);
+    forget();
+}
+
+#define REPLY(payload, m, want) expect_reply((payload), (m), (want), __LINE__)
+#define REPLY_DROP(payload, res) expect_reply_drop((payload), strlen(payload), (res), __LINE__)
+
+static void test_replies(void)
+{
+    setup(); /* m1 (conn 1) and m2 (conn 2) of u1, m3 (conn 3) of u2 */
+    CHECK_STR(cg_reply_names[CG_REPLY_DELIVERED], "delivered");
+    CHECK_STR(cg_reply_names[CG_REPLY_NO_SOCKET], "no_socket");
+    CHECK_STR(cg_reply_names[CG_REPLY_MALFORMED], "malformed");
+    CHECK_UINT(m1.conn, 1);
+    CHECK_UINT(m2.conn, 2);
+    CHECK_UINT(m3.conn, 3);
+
+    /* To exactly the socket named: not its user's other socket, not everyone. */
+    REPLY("{\"service\":\"alerts\",\"conn\":\"" EPOCH ".2\",\"id\":7,\"data\":{\"ok\":true,"
+          "\"alert\":\"a-12\"}}",
+          &m2,
+          "{\"type\":\"reply\",\"service\":\"alerts\",\"id\":7,\"data\":{\"ok\":true,\"alert\":"
+          "\"a-12\"}}");
+    REPLY("{\"service\":\"alerts\",\"conn\":\"" EPOCH ".1\",\"data\":1}", &m1,
+          "{\"type\":\"reply\",\"service\":\"alerts\",\"data\":1}");
+    REPLY("{\"data\":null,\"conn\":\"" EPOCH ".3\",\"service\":\"orders.v2\",\"id\":\"r-1\"}", &m3,
+          "{\"type\":\"reply\",\"service\":\"orders.v2\",\"id\":\"r-1\",\"data\":null}");
+    /* data re-encoded compactly (no raw line break may reach a batch); other members
+     * ignored; integer ids of any size, string ids up to 64 characters. */
+    REPLY("{ \"service\" : \"a\" ,\n\"conn\":\"" EPOCH ".1\", \"user\":\"u1\", \"ts\":5,\n"
+          "\"data\" : { \"x\" : [ 1 , 2 ],\n \"s\":\"l1\\nl2\" } }",
+          &m1, "{\"type\":\"reply\",\"service\":\"a\",\"data\":{\"x\":[1,2],\"s\":\"l1\\nl2\"}}");
+    REPLY("{\"service\":\"a\",\"conn\":\"" EPOCH ".1\",\"id\":-9223372036854775808,\"data\":[]}",
+          &m1, "{\"type\":\"reply\",\"service\":\"a\",\"id\":-9223372036854775808,\"data\":[]}");
+    char buf[1024], want[1024], id64[70];
+    memset(id64, 'i', 64);
+    id64[64] = 0;
+    snprintf(buf, sizeof(buf),
+             "{\"service\":\"a\",\"conn\":\"" EPOCH ".1\",\"id\":\"%s\","
+             "\"data\":\"x\"}",
+             id64);
+    snprintf(want, sizeof(want),
+             "{\"type\":\"reply\",\"service\":\"a\",\"id\":\"%s\","
+             "\"data\":\"x\"}",
+             id64);
+    REPLY(buf, &m1, want);
+    REPLY("{\"service\":\"a\",\"conn\":\"" EPOCH ".1\",\"id\":\"q\\\"\\u0007\",\"data\":0}", &m1,
+          "{\"type\":\"reply\",\"service\":\"a\",\"id\":\"q\\\"\\u0007\",\"data\":0}");
+    /* The service need not be one this gateway sends to; it must be a valid name (it goes
+     * into the frame unescaped). */
+    char svc[80];
+    memset(svc, 's', 64);
+    svc[64] = 0;
+    snprintf(buf, sizeof(buf), "{\"service\":\"%s\",\"conn\":\"" EPOCH ".3\",\"data\":1}", svc);
+    snprintf(want, sizeof(want), "{\"type\":\"reply\",\"service\":\"%s\",\"data\":1}", svc);
+    REPLY(buf, &m3, want);
+
+    /* Not this process's socket: dropped as no_socket. */
+    REPLY_DROP("{\"service\":\"a\",\"conn\":\"fedcba9876543210.1\",\"data\":1}",
+               CG_REPLY_NO_SOCKET);
+    REPLY_DROP("{\"service\":\"a\",\"conn\":\"0123456789ABCDEF.1\",\"data\":1}",
+               CG_REPLY_NO_SOCKET);
+    REPLY_DROP("{\"service\":\"a\",\"conn\":\"" EPOCH ".4\",\"data\":1}", CG_REPLY_NO_SOCKET);
+    REPLY_DROP("{\"service\":\"a\",\"conn\":\"" EPOCH ".0\",\"data\":1}", CG_REPLY_NO_SOCKET);
+    REPLY_DROP("{\"service\":\"a\",\"conn\":\"" EPOCH ".99\",\"data\":1}", CG_REPLY_NO_SOCKET);
+    /* A conn that is not <epoch>.<digits> names no socket here, whatever follows or precedes. */
+    static const char *const odd[] = {
+        " " EPOCH ".1",
+        "x" EPOCH ".1",
+        EPOCH "x.1",
+        EPOCH ".+1",
+        EPOCH ". 1",
+        EPOCH ".1 ",
+        EPOCH ".1x",
+        EPOCH ".-1",
+        EPOCH "..1",
+        EPOCH ".",
+        EPOCH,
+        "",
+        EPOCH "x1",
+        EPOCH "01",
+        EPOCH "_2",
+        EPOCH ":3",
+        EPOCH "/1",
+        "0123456789abcde.1",
+        "0123456789abcdef0.1",
+        EPOCH ".0x1",
+        EPOCH ".1.2",
+        EPOCH ".1e0",
+        /* overflowing digits must not wrap around onto a live socket (1, 2 or 3) */
+        EPOCH ".18446744073709551617", /* 2^64 + 1 */
+        EPOCH ".18446744073709551618", /* 2^64 + 2 */
+        EPOCH ".36893488147419103233", /* 2^65 + 1 */
+        EPOCH ".99999999999999999999",
+        EPOCH ".4294967297",            /* 2^32 + 1: no 32-bit truncation either */
+        EPOCH ".000000000000000000001", /* 21 digits */
+        EPOCH ".1000000000000000000000000000001",
+    };
+    for (size_t i = 0; i < sizeof(odd) / sizeof(odd[0]); i++) {
+        snprintf(buf, sizeof(buf), "{\"service\":\"a\",\"conn\":\"%s\",\"data\":1}", odd[i]);
+        expect_reply_drop(buf, strlen(buf), CG_REPLY_NO_SOCKET, __LINE__);
+    }
+
+    /* A departed socket: its number names nobody any more (and is not reused). */
+    cg_registry_leave(&reg, &m2);
+    REPLY_DROP("{\"service\":\"a\",\"conn\":\"" EPOCH ".2\",\"data\":1}", CG_REPLY_NO_SOCKET);
+    REPLY("{\"service\":\"a\",\"conn\":\"" EPOCH ".1\",\"data\":1}", &m1,
+          "{\"type\":\"reply\",\"service\":\"a\",\"data\":1}");
+    CHECK_INT(cg_registry_join(&reg, &m2, NULL, "u1"), CG_REG_OK); /* back, as conn 4 */
+    CHECK_UINT(m2.conn, 4);
+    REPLY_DROP("{\"service\":\"a\",\"conn\":\"" EPOCH ".2\",\"data\":1}", CG_REPLY_NO_SOCKET);
+    REPLY("{\"service\":\"a\",\"conn\":\"" EPOCH ".4\",\"data\":1}", &m2,
+          "{\"type\":\"reply\",\"service\":\"a\",\"data\":1}");
+
+    /* Malformed: not an object with a string service (a valid name), a string conn and data;
+     * an id, when present, must be one a request may carry. */
+    static const char *const malformed[] = {
+        "{\"service\":\"a\",\"conn\":\"" EPOCH ".1\"}",
+        "{\"service\":\"a\",\"conn\":\"" EPOCH ".1\",\"dat\":1}",
+        "{\"conn\":\"" EPOCH ".1\",\"data\":1}",
+        "{\"service\":5,\"conn\":\"" EPOCH ".1\",\"data\":1}",
+        "{\"service\":null,\"conn\":\"" EPOCH ".1\",\"data\":1}",
+        "{\"service\":[\"a\"],\"conn\":\"" EPOCH ".1\",\"data\":1}",
+        "{\"service\":\"\",\"conn\":\"" EPOCH ".1\",\"data\":1}",
+        "{\"service\":\"a b\",\"conn\":\"" EPOCH ".1\",\"data\":1}",
+        "{\"service\":\"a\\\"b\",\"conn\":\"" EPOCH ".1\",\"data\":1}",
+        "{\"service\":\"a\\\\b\",\"conn\":\"" EPOCH ".1\",\"data\":1}",
+        "{\"service\":\"a\\nb\",\"conn\":\"" EPOCH ".1\",\"data\":1}",
+        "{\"service\":\"\xc3\xa9\",\"conn\":\"" EPOCH ".1\",\"data\":1}",
+        "{\"service\":\"a\\u0000b\",\"conn\":\"" EPOCH ".1\",\"data\":1}",
+        "{\"service\":\"a\",\"data\":1}",
+        "{\"service\":\"a\",\"conn\":1,\"data\":1}",
+        "{\"service\":\"a\",\"conn\":null,\"data\":1}",
+        "{\"service\":\"a\",\"conn\":[\"" EPOCH ".1\"],\"data\":1}",
+        "{\"service\":\"a\",\"conn\":\"" EPOCH ".1\",\"id\":7.5,\"data\":1}",
+        "{\"service\":\"a\",\"conn\":\"" EPOCH ".1\",\"id\":1.0,\"data\":1}",
+        "{\"service\":\"a\",\"conn\":\"" EPOCH ".1\",\"id\":1e3,\"data\":1}",
+        "{\"service\":\"a\",\"conn\":\"" EPOCH ".1\",\"id\":null,\"data\":1}",
+        "{\"service\":\"a\",\"conn\":\"" EPOCH ".1\",\"id\":true,\"data\":1}",
+        "{\"service\":\"a\",\"conn\":\"" EPOCH ".1\",\"id\":{},\"data\":1}",
+        "{\"service\":\"a\",\"conn\":\"" EPOCH ".1\",\"id\":[7],\"data\":1}",
+        /* malformed wins over a conn of another process */
+        "{\"service\":\"a b\",\"conn\":\"fedcba9876543210.1\",\"data\":1}",
+        "{\"service\":\"a\",\"conn\":\"fedcba9876543210.1\"}",
+        /* a NUL in the conn (jansson refuses \u0000 as bad JSON; the digits check would too) */
+        "{\"service\":\"a\",\"conn\":\"" EPOCH ".1\\u0000\",\"data\":1}",
+        "{\"service\":\"a\",\"conn\":\"" EPOCH ".\\u00001\",\"data\":1}",
+        /* not an object, not JSON */
+        "[{\"service\":\"a\",\"conn\":\"" EPOCH ".1\",\"data\":1}]",
+        "\"" EPOCH ".1\"",
+        "5",
+        "null",
+        "{\"service\":\"a\",\"conn\":\"" EPOCH ".1\",\"data\":1",
+        "{\"service\":\"a\",\"conn\":\"" EPOCH ".1\",\"data\":1}{}",
+        "",
+    };
+    for (size_t i = 0; i < sizeof(malformed) / sizeof(malformed[0]); i++)
+        expect_reply_drop(malformed[i], strlen(malformed[i]), CG_REPLY_MALFORMED, __LINE__);
+    /* Too long a service name or string id. */
+    svc[64] = 's';
+    svc[65] = 0;
+    snprintf(buf, sizeof(buf), "{\"service\":\"%s\",\"conn\":\"" EPOCH ".1\",\"data\":1}", svc);
+    REPLY_DROP(buf, CG_REPLY_MALFORMED);
+    id64[64] = 'i';
+    id64[65] = 0;
+    snprintf(buf, sizeof(buf),
+             "{\"service\":\"a\",\"conn\":\"" EPOCH ".1\",\"id\":\"%s\","
+             "\"data\":1}",
+             id64);
+    REPLY_DROP(buf, CG_REPLY_MALFORMED);
+    /* An id is "a string of at most 64
+     * CHARACTERS" (PROTOCOL.md §5, common.schema.json maxLength) and a client may send 64
+     * two-byte characters; the service echoes that id, and its reply must not be dropped. */
+    char ide[200];
+    int k = 0;
+    for (int i = 0; i < 64; i++)
+        k += snprintf(ide + k, sizeof(ide) - (size_t)k, "\xc3\xa9");
+    snprintf(buf, sizeof(buf),
+             "{\"service\":\"a\",\"conn\":\"" EPOCH ".1\",\"id\":\"%s\","
+             "\"data\":1}",
+             ide);
+    snprintf(want, sizeof(want),
+             "{\"type\":\"reply\",\"service\":\"a\",\"id\":\"%s\","
+             "\"data\":1}",
+             ide);
+    REPLY(buf, &m1, want);
+    /* Only plen bytes are read: the same reply cut short is bad JSON. */
+    const char *ok = "{\"service\":\"a\",\"conn\":\"" EPOCH ".1\",\"data\":1}";
+    expect_reply_drop(ok, strlen(ok) - 1, CG_REPLY_MALFORMED, __LINE__);
+    /* Over --max-payload-bytes: dropped unparsed (and counted as a too-large payload too). */
+    char big[MAXP + 40];
+    int n = snprintf(big, sizeof(big), "{\"service\":\"a\",\"conn\":\"" EPOCH ".1\",\"data\":\"");
+    memset(big + n, 'z', sizeof(big) - (size_t)n);
+    memcpy(big + MAXP - 2, "\"}", 3); /* exactly MAXP bytes */
+    snprintf(want, sizeof(want), "{\"type\":\"reply\",\"service\":\"a\",\"data\":%s}", big + n - 1);
+    want[strlen(want) - 2] = '}'; /* the string ends where the payload's object does */
+    want[strlen(want) - 1] = 0;
+    REPLY(big, &m1, want);
+    memcpy(big + MAXP - 2, "z\"}", 4); /* MAXP + 1 */
+    REPLY_DROP(big, CG_REPLY_MALFORMED);
+    CHECK_UINT(dropped(CG_DROP_TOO_LARGE), 1);
+    /* Bad JSON is also counted with the other dropped payloads. */
+    snap();
+    REPLY_DROP("{", CG_REPLY_MALFORMED);
+    CHECK_UINT(dropped(CG_DROP_BAD_JSON), 1);
+    teardown();
+}
+
 int main(void)
 {
     cg_log_set_level(CG_LOG_ERROR); /* drops log at warn: keep the test output readable */
@@ -496,5 +751,6 @@ int main(void)
     test_tick_unsubscribed();
     test_user_and_broadcast();
     test_envelopes();
+    test_replies();
     return check_summary("relay");
 }

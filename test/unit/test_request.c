@@ -10,13 +10,14 @@
 
 static struct cg_request req;
 static struct cg_request_error err;
+static const struct cg_config *parse_cfg; /* NULL: test_cfg(), the defaults (no services) */
 
 /* Parses text (len bytes); on error, checks that the message is non-empty printable
  * ASCII (it goes into an error frame). The caller releases req with done(). */
 static int parse_n(const char *text, size_t len, int line)
 {
     memset(&err, 0x7f, sizeof(err));
-    int rc = cg_request_parse(text, len, test_cfg(), &req, &err);
+    int rc = cg_request_parse(text, len, parse_cfg ? parse_cfg : test_cfg(), &req, &err);
     if (rc) {
         check_(err.message[0] != 0, __FILE__, line, "error message non-empty");
         int ascii = 1;
@@ -70,6 +71,8 @@ static void test_errcode_names(void)
     CHECK_STR(cg_errcode_name(CG_ERR_INVALID_INSTRUMENT), "invalid_instrument");
     CHECK_STR(cg_errcode_name(CG_ERR_TOO_MANY_SUBSCRIPTIONS), "too_many_subscriptions");
     CHECK_STR(cg_errcode_name(CG_ERR_RATE_LIMITED), "rate_limited");
+    CHECK_STR(cg_errcode_name(CG_ERR_UNKNOWN_SERVICE), "unknown_service");
+    CHECK_STR(cg_errcode_name(CG_ERR_UNAVAILABLE), "unavailable");
     CHECK_STR(cg_errcode_name(CG_ERR__COUNT), "bad_request");
     CHECK_STR(cg_errcode_name((enum cg_errcode) - 1), "bad_request");
 }
@@ -611,6 +614,158 @@ static void test_after(void)
     done();
 }
 
+/* A gateway started with --service alerts --service orders.v2 --service a-b_c (PROTOCOL.md
+ * §16); borrowed, valid for the whole process. */
+static const struct cg_config *services_cfg(void)
+{
+    static struct cg_config cfg;
+    static int done;
+    if (!done) {
+        char *argv[] = {"test",      "--service", "alerts", "--service",
+                        "orders.v2", "--service", "a-b_c",  NULL};
+        char msg[256];
+        CHECK_INT(cg_config_load(&cfg, 7, argv, "web", msg, sizeof(msg), NULL), CG_CONFIG_OK);
+        CHECK_UINT(cfg.nservices, 3);
+        done = 1;
+    }
+    return &cfg;
+}
+
+/* A send that parses: the service's index, and data equal to want_data (JSON text). */
+static void expect_send(const char *text, uint32_t service, const char *want_data,
+                        const char *id_json, int line)
+{
+    if (!check_int_(parse_at(text, line), 0, __FILE__, line, text, "0")) {
+        fprintf(stderr, "    %s: %s\n", cg_errcode_name(err.code), err.message);
+        cg_request_finish(&req);
+        return;
+    }
+    check_int_(req.action, CG_ACTION_SEND, __FILE__, line, "req.action", "CG_ACTION_SEND");
+    check_uint_(req.service, service, __FILE__, line, "req.service", "service");
+    check_mem_(req.id_json, strlen(req.id_json), id_json, __FILE__, line, "req.id_json");
+    /* data is borrowed from the parsed request, as is: the very member, not a copy */
+    check_(req.data != NULL && req.data == json_object_get(req.root, "data"), __FILE__, line,
+           "req.data is the request's data member");
+    json_t *want = json_loads(want_data, JSON_DECODE_ANY, NULL);
+    check_(want && req.data && json_equal(req.data, want), __FILE__, line, "data as sent");
+    json_decref(want);
+    cg_request_finish(&req);
+    check_(req.root == NULL, __FILE__, line, "root released");
+}
+
+#define SEND_OK(text, service, data, id) expect_send((text), (service), (data), (id), __LINE__)
+
+static void test_send(void)
+{
+    parse_cfg = services_cfg();
+    /* PROTOCOL.md §3 send: service a configured name, data any JSON value, id echoed. */
+    SEND_OK("{\"action\":\"send\",\"service\":\"alerts\",\"data\":{\"op\":\"set\",\"instrument\":"
+            "\"rb2501\",\"above\":3600},\"id\":7}",
+            0, "{\"op\":\"set\",\"instrument\":\"rb2501\",\"above\":3600}", "7");
+    SEND_OK("{\"action\":\"send\",\"service\":\"orders.v2\",\"data\":{}}", 1, "{}", "");
+    SEND_OK("{\"id\":\"s-1\",\"data\":[1,\"x\",null],\"service\":\"a-b_c\",\"action\":\"send\"}", 2,
+            "[1,\"x\",null]", "\"s-1\"");
+    SEND_OK("{\"action\":\"send\",\"service\":\"alerts\",\"data\":null,\"id\":-1}", 0, "null",
+            "-1");
+    SEND_OK("{\"action\":\"send\",\"service\":\"alerts\",\"data\":3.25}", 0, "3.25", "");
+    SEND_OK("{\"action\":\"send\",\"service\":\"alerts\",\"data\":0}", 0, "0", "");
+    SEND_OK("{\"action\":\"send\",\"service\":\"alerts\",\"data\":false}", 0, "false", "");
+    SEND_OK("{\"action\":\"send\",\"service\":\"alerts\",\"data\":\"\"}", 0, "\"\"", "");
+    SEND_OK("{\"action\":\"send\",\"service\":\"alerts\",\"data\":[]}", 0, "[]", "");
+    /* other members are ignored, like in every action */
+    SEND_OK("{\"action\":\"send\",\"service\":\"alerts\",\"data\":1,\"instruments\":5}", 0, "1",
+            "");
+
+    /* The shape first: service a string and data present, else bad_request (id echoed). */
+    ERR("{\"action\":\"send\",\"id\":1}", CG_ERR_BAD_REQUEST, "1");
+    ERR("{\"action\":\"send\",\"data\":{},\"id\":1}", CG_ERR_BAD_REQUEST, "1");
+    CHECK(strstr(err.message, "service") != NULL);
+    ERR("{\"action\":\"send\",\"service\":\"alerts\",\"id\":\"q\"}", CG_ERR_BAD_REQUEST, "\"q\"");
+    CHECK(strstr(err.message, "data") != NULL);
+    static const char *const not_string[] = {"5", "null", "true", "[\"alerts\"]",
+                                             "{\"name\":\"alerts\"}"};
+    for (size_t i = 0; i < sizeof(not_string) / sizeof(not_string[0]); i++) {
+        char t[200];
+        snprintf(t, sizeof(t), "{\"action\":\"send\",\"service\":%s,\"data\":1,\"id\":3}",
+                 not_string[i]);
+        ERR(t, CG_ERR_BAD_REQUEST, "3");
+    }
+
+    /* Then the name: a service this gateway is not configured with is unknown_service. */
+    static const char *const unknown[] = {
+        "\"nope\"",       "\"\"", "\"ALERTS\"", /* case-sensitive */
+        "\"alert\"",                            /* a prefix of a configured name */
+        "\"alertsx\"",                          /* a configured name is a prefix */
+        "\"alerts \"",                          /* trailing space */
+        "\"orders\"",                           /* orders.v2 without its suffix */
+        "\"orders.v\"",                         /* ... or part of it */
+        "\"a/b\"",                              /* not a valid name at all */
+        "\"al\\\"erts\"",                       /* a quote */
+        "\"\xc3\xa9\"",                         /* non-ASCII */
+    };
+    for (size_t i = 0; i < sizeof(unknown) / sizeof(unknown[0]); i++) {
+        char t[200];
+        snprintf(t, sizeof(t), "{\"action\":\"send\",\"service\":%s,\"data\":{},\"id\":9}",
+                 unknown[i]);
+        ERR(t, CG_ERR_UNKNOWN_SERVICE, "9");
+    }
+    /* A NUL inside the name: the bytes before it name a service, the name does not. jansson
+     * (without JSON_ALLOW_NUL) refuses the whole message as bad_json before the action is
+     * read; were NULs let through, take_send's own length check must answer unknown_service.
+     * Either way the message never reaches "alerts". */
+    static const char *const with_nul[] = {"\"alerts\\u0000\"", "\"alerts\\u0000orders\"",
+                                           "\"\\u0000\""};
+    for (size_t i = 0; i < sizeof(with_nul) / sizeof(with_nul[0]); i++) {
+        char t[200];
+        snprintf(t, sizeof(t), "{\"action\":\"send\",\"service\":%s,\"data\":{},\"id\":9}",
+                 with_nul[i]);
+        int line = __LINE__;
+        check_int_(parse_at(t, line), -1, __FILE__, line, t, "-1");
+        if (!check_(err.code == CG_ERR_BAD_JSON || err.code == CG_ERR_UNKNOWN_SERVICE, __FILE__,
+                    line, "NUL in a service name: bad_json or unknown_service"))
+            fprintf(stderr, "    for %s: %s\n", t, cg_errcode_name(err.code));
+        cg_request_finish(&req);
+    }
+    ERR("{\"action\":\"send\",\"service\":\"nope\",\"data\":{}}", CG_ERR_UNKNOWN_SERVICE, "");
+    CHECK(strstr(err.message, "nope") != NULL); /* the message names it */
+    /* A long name (here 5000 bytes) is shortened in the message, which stays one short line. */
+    char *big = malloc(6000);
+    if (CHECK(big != NULL)) {
+        int n = snprintf(big, 6000, "{\"action\":\"send\",\"data\":1,\"id\":2,\"service\":\"");
+        memset(big + n, 's', 5000);
+        snprintf(big + n + 5000, 6000 - (size_t)n - 5000, "\"}");
+        ERR(big, CG_ERR_UNKNOWN_SERVICE, "2");
+        CHECK(strlen(err.message) < 100);
+        free(big);
+    }
+    /* 65 characters cannot be a service name: unknown, even when 64 of them would be one. */
+    char t[300], name[80];
+    memset(name, 'n', 65);
+    name[65] = 0;
+    snprintf(t, sizeof(t), "{\"action\":\"send\",\"service\":\"%s\",\"data\":1}", name);
+    ERR(t, CG_ERR_UNKNOWN_SERVICE, "");
+
+    /* Check order (PROTOCOL.md §3, §6): bad_request before unknown_service, whatever the
+     * members' order, and the id's own check before both. */
+    ERR("{\"action\":\"send\",\"service\":\"nope\",\"id\":4}", CG_ERR_BAD_REQUEST, "4");
+    ERR("{\"service\":\"nope\",\"id\":4,\"action\":\"send\"}", CG_ERR_BAD_REQUEST, "4");
+    ERR("{\"action\":\"send\",\"service\":\"\",\"id\":4}", CG_ERR_BAD_REQUEST, "4");
+    ERR("{\"action\":\"send\",\"service\":\"nope\",\"data\":1,\"id\":4.5}", CG_ERR_BAD_REQUEST, "");
+    ERR("{\"action\":\"send\",\"service\":\"alerts\",\"data\":1,\"id\":null}", CG_ERR_BAD_REQUEST,
+        "");
+
+    /* The action's name is exact; with no service configured every send is unknown. */
+    ERR("{\"action\":\"SEND\",\"service\":\"alerts\",\"data\":1,\"id\":5}", CG_ERR_UNKNOWN_ACTION,
+        "5");
+    ERR("{\"action\":\"sent\",\"service\":\"alerts\",\"data\":1,\"id\":5}", CG_ERR_UNKNOWN_ACTION,
+        "5");
+    parse_cfg = NULL;
+    CHECK_UINT(test_cfg()->nservices, 0);
+    ERR("{\"action\":\"send\",\"service\":\"alerts\",\"data\":1,\"id\":5}", CG_ERR_UNKNOWN_SERVICE,
+        "5");
+    ERR("{\"action\":\"send\",\"service\":\"alerts\",\"id\":5}", CG_ERR_BAD_REQUEST, "5");
+}
+
 int main(void)
 {
     test_errcode_names();
@@ -625,5 +780,6 @@ int main(void)
     test_epoch();
     test_pattern();
     test_after();
+    test_send();
     return check_summary("request");
 }

@@ -247,6 +247,135 @@ static void test_bad(void)
     CHECK_UINT(strlen(small), sizeof(small) - 1);
 }
 
+/* "services" (PROTOCOL.md §16): the same glob allowlist as "instruments", for the configured
+ * services a session may send to; the two lists are independent. */
+static void test_services(void)
+{
+    struct cg_session *s;
+    /* Absent: every service; the instruments list does not narrow it. */
+    CHECK_INT(parse("{\"user_id\":\"u\",\"instruments\":[]}", NOW, &s), CG_SESSION_OK);
+    if (CHECK(s != NULL)) {
+        CHECK_INT(s->all_services, 1);
+        CHECK_UINT(s->nservice_patterns, 0);
+        CHECK_INT(cg_session_allows_service(s, "alerts"), 1);
+        CHECK_INT(cg_session_allows_service(s, "x"), 1);
+        CHECK_INT(cg_session_allows(s, "rb2501"), 0);
+        cg_session_destroy(s);
+    }
+    /* []: none; the instruments (absent) are still all. */
+    CHECK_INT(parse("{\"user_id\":\"u\",\"services\":[]}", NOW, &s), CG_SESSION_OK);
+    if (CHECK(s != NULL)) {
+        CHECK_INT(s->all_services, 0);
+        CHECK_UINT(s->nservice_patterns, 0);
+        CHECK_INT(cg_session_allows_service(s, "alerts"), 0);
+        CHECK_INT(cg_session_allows_service(s, "a"), 0);
+        CHECK_INT(s->all_instruments, 1);
+        CHECK_INT(cg_session_allows(s, "rb2501"), 1);
+        cg_session_destroy(s);
+    }
+    /* Patterns: whole-name, case-sensitive globs. */
+    CHECK_INT(parse("{\"user_id\":\"u\",\"instruments\":[\"rb*\"],\"services\":[\"alerts\","
+                    "\"ord*\",\"v?.api\",\"[ab]x\"],\"exp\":1767225600}",
+                    NOW, &s),
+              CG_SESSION_OK);
+    if (CHECK(s != NULL)) {
+        CHECK_INT(s->all_services, 0);
+        CHECK_UINT(s->nservice_patterns, 4);
+        CHECK_STR(s->service_patterns[0], "alerts");
+        CHECK_STR(s->service_patterns[3], "[ab]x");
+        CHECK_INT(cg_session_allows_service(s, "alerts"), 1);
+        CHECK_INT(cg_session_allows_service(s, "alert"), 0);
+        CHECK_INT(cg_session_allows_service(s, "alerts2"), 0);
+        CHECK_INT(cg_session_allows_service(s, "ALERTS"), 0);
+        CHECK_INT(cg_session_allows_service(s, "orders"), 1);
+        CHECK_INT(cg_session_allows_service(s, "ord"), 1);
+        CHECK_INT(cg_session_allows_service(s, "orders.v2"), 1);
+        CHECK_INT(cg_session_allows_service(s, "xorders"), 0);
+        CHECK_INT(cg_session_allows_service(s, "v2.api"), 1);
+        CHECK_INT(cg_session_allows_service(s, "v22.api"), 0);
+        CHECK_INT(cg_session_allows_service(s, "bx"), 1);
+        CHECK_INT(cg_session_allows_service(s, "cx"), 0);
+        /* each list answers for its own kind of name only */
+        CHECK_INT(cg_session_allows_service(s, "rb2501"), 0);
+        CHECK_INT(cg_session_allows(s, "alerts"), 0);
+        CHECK_INT(cg_session_allows(s, "rb2501"), 1);
+        CHECK_UINT(s->npatterns, 1);
+        cg_session_destroy(s);
+    }
+    /* "*" allows every service; 64 patterns are the most. */
+    CHECK_INT(parse("{\"user_id\":\"u\",\"services\":[\"*\"]}", NOW, &s), CG_SESSION_OK);
+    if (CHECK(s != NULL)) {
+        CHECK_INT(s->all_services, 0);
+        CHECK_INT(cg_session_allows_service(s, "anything.at-all_9"), 1);
+        cg_session_destroy(s);
+    }
+    char buf[4096];
+    int n = snprintf(buf, sizeof(buf), "{\"user_id\":\"u\",\"services\":[");
+    for (int i = 0; i < 64; i++)
+        n += snprintf(buf + n, sizeof(buf) - (size_t)n, "%s\"s%d\"", i ? "," : "", i);
+    snprintf(buf + n, sizeof(buf) - (size_t)n, "]}");
+    CHECK_INT(parse(buf, NOW, &s), CG_SESSION_OK);
+    if (CHECK(s != NULL)) {
+        CHECK_UINT(s->nservice_patterns, 64);
+        CHECK_STR(s->service_patterns[63], "s63");
+        CHECK_INT(cg_session_allows_service(s, "s63"), 1);
+        CHECK_INT(cg_session_allows_service(s, "s64"), 0);
+        cg_session_destroy(s);
+    }
+    /* An expired session with services is refused (and frees what it had copied). */
+    CHECK_INT(parse("{\"user_id\":\"u\",\"services\":[\"a\",\"b\"],\"exp\":5}", NOW, &s),
+              CG_SESSION_EXPIRED);
+    CHECK(s == NULL);
+}
+
+/* A malformed "services": CG_SESSION_BAD with a reason that names services (what the
+ * handshake's log line says), not instruments. */
+static void bad_services_case(const char *json, int line)
+{
+    bad_case(json, line);
+    if (!check_(strstr(why, "services") != NULL, __FILE__, line, "why names services"))
+        fprintf(stderr, "    why: %s\n", why);
+    check_(strstr(why, "instruments") == NULL, __FILE__, line, "why does not blame instruments");
+}
+
+#define BAD_SERVICES(json) bad_services_case((json), __LINE__)
+
+static void test_services_bad(void)
+{
+    /* A wrong type never means "all" (null included), nor does a wrong element. */
+    BAD_SERVICES("{\"user_id\":\"u\",\"services\":null}");
+    BAD_SERVICES("{\"user_id\":\"u\",\"services\":\"alerts\"}");
+    BAD_SERVICES("{\"user_id\":\"u\",\"services\":{\"alerts\":true}}");
+    BAD_SERVICES("{\"user_id\":\"u\",\"services\":true}");
+    BAD_SERVICES("{\"user_id\":\"u\",\"services\":1}");
+    BAD_SERVICES("{\"user_id\":\"u\",\"services\":[1]}");
+    BAD_SERVICES("{\"user_id\":\"u\",\"services\":[\"alerts\",null]}");
+    BAD_SERVICES("{\"user_id\":\"u\",\"services\":[[\"alerts\"]]}");
+    BAD_SERVICES("{\"user_id\":\"u\",\"services\":[\"\"]}");
+    BAD_SERVICES("{\"user_id\":\"u\",\"services\":[\"al erts\"]}");
+    BAD_SERVICES("{\"user_id\":\"u\",\"services\":[\"a/b\"]}");
+    BAD_SERVICES("{\"user_id\":\"u\",\"services\":[\"!a\"]}");
+    BAD_SERVICES("{\"user_id\":\"u\",\"services\":[\"\xc3\xa9\"]}");
+    BAD_SERVICES("{\"user_id\":\"u\",\"services\":[\"alerts\\n\"]}");
+    BAD_SERVICES("{\"user_id\":\"u\",\"services\":[\"pppppppppppppppppppppppppppppppp"
+                 "ppppppppppppppppppppppppppppppppp\"]}"); /* 65 */
+    /* ...also next to a valid instruments list */
+    BAD_SERVICES("{\"user_id\":\"u\",\"instruments\":[\"rb*\"],\"services\":\"*\"}");
+    /* More than 64 patterns. */
+    char buf[4096];
+    int n = snprintf(buf, sizeof(buf), "{\"user_id\":\"u\",\"services\":[");
+    for (int i = 0; i < 65; i++)
+        n += snprintf(buf + n, sizeof(buf) - (size_t)n, "%s\"s%d\"", i ? "," : "", i);
+    snprintf(buf + n, sizeof(buf) - (size_t)n, "]}");
+    BAD_SERVICES(buf);
+    CHECK(strstr(why, "64") != NULL);
+    /* A bad instruments list is reported as such, even with a bad services list too. */
+    bad_case("{\"user_id\":\"u\",\"instruments\":null,\"services\":null}", __LINE__);
+    CHECK(strstr(why, "instruments") != NULL);
+    bad_case("{\"user_id\":\"u\",\"instruments\":[\"a b\"],\"services\":[]}", __LINE__);
+    CHECK(strstr(why, "instruments") != NULL);
+}
+
 static void test_length_param(void)
 {
     /* Only len bytes are parsed. */
@@ -309,6 +438,8 @@ int main(void)
     test_allowlist_shapes();
     test_expiry();
     test_bad();
+    test_services();
+    test_services_bad();
     test_length_param();
     test_session_id();
     test_instrument_name();
