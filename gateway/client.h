@@ -56,6 +56,7 @@ struct cg_dispatch_client {
     uint64_t refill_ms;
     uint32_t strikes; /* messages refused in this strike window */
     uint64_t strike_start_ms;
+    uint64_t alive_ms; /* last time a message was reported to lws as proof of life */
 };
 
 #define CG_HTTP_CALLBACK_MOUNTS 4
