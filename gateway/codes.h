@@ -48,6 +48,11 @@ enum cg_drop_reason {
 enum cg_link { CG_LINK_PUBSUB, CG_LINK_COMMAND, CG_LINK_INBOX, CG_LINK_SESSION, CG_LINK__COUNT };
 #define CG_LINK_BRIDGE_COUNT (CG_LINK_INBOX + 1) /* links the bridge owns */
 
+/* The connections AUTH is sent on, as counted in chartgate_redis_auth_failures_total: every
+ * link, then the sentinels (address queries and the +switch-master watch). */
+#define CG_AUTH_PEER_SENTINEL CG_LINK__COUNT
+#define CG_AUTH_PEER__COUNT (CG_LINK__COUNT + 1)
+
 /* Where a published payload came from. */
 enum cg_source { CG_SOURCE_PUBSUB, CG_SOURCE_INBOX, CG_SOURCE__COUNT };
 
@@ -57,6 +62,7 @@ const char *cg_errcode_name(enum cg_errcode code);
 extern const char *const cg_reject_names[CG_REJECT__COUNT];
 extern const char *const cg_drop_names[CG_DROP__COUNT];
 extern const char *const cg_link_names[CG_LINK__COUNT];
+extern const char *const cg_auth_peer_names[CG_AUTH_PEER__COUNT];
 extern const char *const cg_source_names[CG_SOURCE__COUNT];
 
 #endif
