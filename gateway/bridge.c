@@ -149,14 +149,6 @@ static void on_role(redisAsyncContext *ac, void *r, void *priv)
     link_ready(l);
 }
 
-static void after_auth(struct cg_bridge_link *l)
-{
-    if (cg_sentinel_enabled(l->bridge->sentinel))
-        command(l, on_role, "ROLE", "ROLE");
-    else
-        link_ready(l);
-}
-
 static void on_auth(redisAsyncContext *ac, void *r, void *priv)
 {
     (void)priv;
@@ -174,7 +166,24 @@ static void on_auth(redisAsyncContext *ac, void *r, void *priv)
         drop_quietly(l);
         return;
     }
-    after_auth(l);
+    if (!cg_sentinel_enabled(l->bridge->sentinel))
+        link_ready(l); /* else ROLE's reply, queued behind AUTH, decides */
+}
+
+/* Queues the handshake on a new context: hiredis sends it once connected, and its replies
+ * carry the link on (never the connect callback: hiredis does not defer a free made there).
+ * Returns 1 when something was queued, 0 when there is nothing to send, -1 when hiredis
+ * refused (out of memory). */
+static int queue_handshake(struct cg_bridge_link *l, redisAsyncContext *ac)
+{
+    const char *argv[3];
+    size_t lens[3];
+    int argc = cg_sentinel_auth_argv(&l->bridge->cfg->redis_auth, argv, lens);
+    if (argc && redisAsyncCommandArgv(ac, on_auth, NULL, argc, argv, lens) != REDIS_OK)
+        return -1;
+    if (!cg_sentinel_enabled(l->bridge->sentinel))
+        return argc ? 1 : 0;
+    return redisAsyncCommand(ac, on_role, NULL, "ROLE") == REDIS_OK ? 1 : -1;
 }
 
 static void on_connect(const redisAsyncContext *ac, int status)
@@ -190,15 +199,8 @@ static void on_connect(const redisAsyncContext *ac, int status)
         cg_sentinel_resolve(l->bridge->sentinel);
         return;
     }
-    const char *argv[3];
-    size_t lens[3];
-    int argc = cg_sentinel_auth_argv(&l->bridge->cfg->redis_auth, argv, lens);
-    if (!argc) {
-        after_auth(l);
-        return;
-    }
-    if (redisAsyncCommandArgv(l->ac, on_auth, NULL, argc, argv, lens) != REDIS_OK)
-        drop_link(l, "AUTH could not be sent");
+    if (!l->handshake)
+        link_ready(l); /* no AUTH, no ROLE: up as soon as connected */
 }
 
 static void on_disconnect(const redisAsyncContext *ac, int status)
@@ -246,6 +248,14 @@ static void connect_link(struct cg_bridge_link *l)
         return;
     }
     ac->data = l;
+    int hs = queue_handshake(l, ac);
+    if (hs < 0) {
+        ac->data = NULL;
+        redisAsyncFree(ac);
+        schedule_retry(l);
+        return;
+    }
+    l->handshake = hs;
     l->ac = ac;
     l->up = 0;
     l->since_ms = now_ms(b);

@@ -44,6 +44,7 @@ struct cg_bridge_link {
     int up;                /* connected, handshake passed, initialised */
     int ever_up;           /* a later up is a reconnection */
     int awaiting;          /* waits for the sentinels' answer to connect */
+    int handshake;         /* AUTH and/or ROLE queued: their replies bring the link up */
     char host[128];        /* the address ac is connected to */
     uint32_t port;
     uint32_t backoff_ms;
