@@ -211,16 +211,18 @@ void cg_auth_master_resolved(struct cg_auth *a, int changed)
     uint32_t port;
     if (cg_sentinel_addr(a->sentinel, &host, &port))
         return;
-    if (a->rc && (a->port != port || strcmp(a->host, host))) {
+    int moved = a->rc && (a->port != port || strcmp(a->host, host));
+    if (moved) {
         cg_log(CG_LOG_INFO, "redis link moving", "link=session from=%s:%u to=%s:%u", a->host,
                a->port, host, port);
         redisFree(a->rc);
         a->rc = NULL;
+    }
+    if (!a->rc && (moved || changed) && !a->auth_refused) {
+        /* Now, rather than in the next handshake (and /metrics shows the link up). */
         a->hold_ms = 0;
         a->down_until_ms = 0;
-        ensure_rc(a); /* now, rather than in the next handshake */
-    } else if (!a->rc && changed && !a->auth_refused) {
-        a->down_until_ms = 0;
+        ensure_rc(a);
     }
 }
 
