@@ -211,11 +211,13 @@ class SentinelCase(harness.GatewayTestCase):
         self.assertEqual(m.value("chartgate_connections"), 2)
         self.assertIn('msg="redis master moved"', gw.log_text())
         dup = len([1 for _, f in readers[0].frames if is_message("user")(f)]) - len(got)
+        unowed = set(load.items) - owed
         print("\n  stack %.1fs; sentinels switched %.2fs after the event; first tick from the "
               "new master %.2fs after it; longest tick gap %.2fs; inbox: %d owed, all "
-              "delivered (%d duplicates); %d ticks published, %d load errors"
+              "delivered (%d duplicates; %d more, unreplicated on the old master, %d of them "
+              "delivered too); %d ticks published, %d load errors"
               % (self.stack_start_s, t_switched - t_event, recovery, max(gaps), len(owed), dup,
-                 len(load.ticks), load.errors), flush=True)
+                 len(unowed), len(unowed & got), len(load.ticks), load.errors), flush=True)
         return gw
 
 
