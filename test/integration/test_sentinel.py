@@ -23,7 +23,7 @@ from harness import is_message, is_tick, wait_for  # noqa: E402
 DATA_PW = "data-Pw"  # requirepass of master and replica
 SENTINEL_PW = "sentinel-Pw"
 # From the failover (or kill) until the first tick published to the new master reaches a
-# client. Measured on the 2-core development machine: ~1.2 s (failover) and ~2.5 s (kill),
+# client. Measured on the 2-core development machine: 1.15-1.35 s (failover), 2.25-2.4 s (kill),
 # nearly all of it Sentinel's own detection and promotion; the gateway moves within ms of
 # +switch-master. The bound leaves room for shared, noisy CI machines.
 RECOVERY_BOUND_S = 15.0
