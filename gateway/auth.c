@@ -13,8 +13,10 @@
 #include "metrics.h"
 #include "random.h"
 
+/* The first hold after a failure; it doubles up to --redis-backoff-max-ms. */
 #define DOWN_HOLD_MS 1000
 #define MAX_IDLE_ENTRIES 100000
+#define LOG_EVERY_MS 60000
 
 void cg_auth_tag(const char *sid, char out[9])
 {
@@ -82,15 +84,74 @@ static void revoke_entry(struct cg_auth *a, struct cg_auth_entry *e, const char 
     cg_auth_release(a, e);
 }
 
+/* Holds the session link off after a failure, for longer each time in a row. */
+static void hold(struct cg_auth *a)
+{
+    uint32_t cap =
+        a->cfg->redis_backoff_max_ms > DOWN_HOLD_MS ? a->cfg->redis_backoff_max_ms : DOWN_HOLD_MS;
+    if (!a->hold_ms)
+        a->hold_ms = DOWN_HOLD_MS;
+    a->down_until_ms = uv_now(a->loop) + a->hold_ms;
+    a->hold_ms = a->hold_ms * 2 > cap ? cap : a->hold_ms * 2;
+}
+
 static void drop_rc(struct cg_auth *a, const char *why)
 {
     if (a->rc) {
-        cg_log(CG_LOG_WARN, "redis link lost", "link=session reason=\"%s\"",
-               a->rc->errstr[0] ? a->rc->errstr : why);
+        cg_log(CG_LOG_WARN, "redis link lost", "link=session addr=%s:%u reason=\"%s\"", a->host,
+               a->port, a->rc->errstr[0] ? a->rc->errstr : why);
         redisFree(a->rc);
         a->rc = NULL;
     }
-    a->down_until_ms = uv_now(a->loop) + DOWN_HOLD_MS;
+    hold(a);
+}
+
+/* The handshake of a new session link: AUTH, ROLE with sentinels, SELECT. Returns 0, or -1
+ * (logged, rate-limited) when rc is not to be used. */
+static int handshake(struct cg_auth *a, redisContext *rc, const char *host, uint32_t port)
+{
+    const char *argv[3];
+    size_t lens[3];
+    int argc = cg_sentinel_auth_argv(&a->cfg->redis_auth, argv, lens);
+    redisReply *r = argc ? redisCommandArgv(rc, argc, argv, lens) : NULL;
+    if (argc && (!r || r->type == REDIS_REPLY_ERROR)) {
+        if (r) {
+            cg_metrics.redis_auth_failures[CG_LINK_SESSION]++;
+            a->auth_refused = 1;
+            cg_log_limited(&a->auth_log, LOG_EVERY_MS, CG_LOG_ERROR, "redis authentication failed",
+                           "link=session addr=%s:%u error=\"%.200s\"", host, port, r->str);
+            freeReplyObject(r);
+        }
+        return -1;
+    }
+    if (r)
+        freeReplyObject(r);
+    if (cg_sentinel_enabled(a->sentinel)) {
+        r = redisCommand(rc, "ROLE");
+        int role = cg_sentinel_role(r);
+        if (role == 0 && r)
+            cg_log_limited(&a->fail_log, LOG_EVERY_MS, CG_LOG_WARN, "redis is not the master",
+                           "link=session addr=%s:%u", host, port);
+        else if (role < 0)
+            cg_log_limited(&a->fail_log, LOG_EVERY_MS, CG_LOG_WARN, "redis role unchecked",
+                           "link=session error=\"%.200s\" hint=\"grant +role to the ACL user\"",
+                           r->str);
+        if (r)
+            freeReplyObject(r);
+        if (!role || !r) {
+            cg_sentinel_resolve(a->sentinel);
+            return -1;
+        }
+    }
+    if (a->cfg->redis_db) {
+        r = redisCommand(rc, "SELECT %u", a->cfg->redis_db);
+        int ok = r && r->type != REDIS_REPLY_ERROR;
+        if (r)
+            freeReplyObject(r);
+        if (!ok)
+            return -1;
+    }
+    return 0;
 }
 
 static int ensure_rc(struct cg_auth *a)
@@ -99,34 +160,76 @@ static int ensure_rc(struct cg_auth *a)
         return 0;
     uv_update_time(a->loop);
     /* Held off for a moment after a failure, unless the bridge already sees Redis
-     * back: a storm of handshakes while Redis is away costs no connect attempts. */
-    if (uv_now(a->loop) < a->down_until_ms && !cg_bridge_up(a->bridge, CG_LINK_COMMAND))
+     * back: a storm of handshakes while Redis is away costs no connect attempts. A
+     * refused AUTH is not retried early: the bridge has its own credentials' luck. */
+    if (uv_now(a->loop) < a->down_until_ms &&
+        (a->auth_refused || !cg_bridge_up(a->bridge, CG_LINK_COMMAND)))
         return -1;
+    const char *host;
+    uint32_t port;
+    if (cg_sentinel_addr(a->sentinel, &host, &port)) {
+        cg_sentinel_resolve(a->sentinel);
+        hold(a);
+        return -1;
+    }
     struct timeval tv = {a->cfg->session_timeout_ms / 1000,
                          (long)(a->cfg->session_timeout_ms % 1000) * 1000};
-    redisContext *rc = redisConnectWithTimeout(a->cfg->redis_host, (int)a->cfg->redis_port, tv);
+    redisContext *rc = redisConnectWithTimeout(host, (int)port, tv);
     if (!rc || rc->err) {
+        cg_log_limited(&a->fail_log, LOG_EVERY_MS, CG_LOG_INFO, "redis link failed",
+                       "link=session addr=%s:%u reason=\"%s\"", host, port,
+                       rc ? rc->errstr : "out of memory");
         if (rc)
             redisFree(rc);
-        a->down_until_ms = uv_now(a->loop) + DOWN_HOLD_MS;
+        cg_sentinel_resolve(a->sentinel);
+        hold(a);
         return -1;
     }
     redisSetTimeout(rc, tv);
-    if (a->cfg->redis_db) {
-        redisReply *r = redisCommand(rc, "SELECT %u", a->cfg->redis_db);
-        int ok = r && r->type != REDIS_REPLY_ERROR;
-        if (r)
-            freeReplyObject(r);
-        if (!ok) {
-            redisFree(rc);
-            a->down_until_ms = uv_now(a->loop) + DOWN_HOLD_MS;
-            return -1;
-        }
+    a->auth_refused = 0;
+    if (handshake(a, rc, host, port)) {
+        redisFree(rc);
+        hold(a);
+        return -1;
     }
-    if (a->down_until_ms)
+    if (a->ever_up)
         cg_metrics.redis_reconnects[CG_LINK_SESSION]++;
+    a->ever_up = 1;
+    a->hold_ms = 0;
+    a->down_until_ms = 0;
+    a->fail_log.last_ms = a->auth_log.last_ms = 0;
+    a->fail_log.suppressed = a->auth_log.suppressed = 0;
+    snprintf(a->host, sizeof(a->host), "%s", host);
+    a->port = port;
     a->rc = rc;
     return 0;
+}
+
+void cg_auth_master_resolved(struct cg_auth *a, int changed)
+{
+    const char *host;
+    uint32_t port;
+    if (cg_sentinel_addr(a->sentinel, &host, &port))
+        return;
+    int moved = a->rc && (a->port != port || strcmp(a->host, host));
+    if (moved) {
+        cg_log(CG_LOG_INFO, "redis link moving", "link=session from=%s:%u to=%s:%u", a->host,
+               a->port, host, port);
+        redisFree(a->rc);
+        a->rc = NULL;
+    }
+    if (!a->rc && (moved || changed) && !a->auth_refused) {
+        /* Now, rather than in the next handshake (and /metrics shows the link up). */
+        a->hold_ms = 0;
+        a->down_until_ms = 0;
+        ensure_rc(a);
+    }
+}
+
+void cg_auth_retry_now(struct cg_auth *a)
+{
+    a->down_until_ms = 0;
+    a->auth_refused = 0;
 }
 
 /* 1 when a failed command means the peer had closed the connection (not a timeout). */
@@ -172,6 +275,7 @@ enum cg_auth_result cg_auth_lookup(struct cg_auth *a, const char *sid, struct cg
          * first handshake after a restart should not be refused for our stale socket. */
         drop_rc(a, "stale connection");
         a->down_until_ms = 0;
+        a->hold_ms = 0;
         if (ensure_rc(a))
             return CG_AUTH_DOWN;
         r = redisCommand(a->rc, "GET %b", key, (size_t)klen);
@@ -316,12 +420,14 @@ static void check_cb(uv_timer_t *t)
 }
 
 void cg_auth_init(struct cg_auth *a, uv_loop_t *loop, const struct cg_config *cfg,
-                  struct cg_bridge *bridge, const struct cg_auth_hooks *hooks)
+                  struct cg_bridge *bridge, struct cg_sentinel *sentinel,
+                  const struct cg_auth_hooks *hooks)
 {
     memset(a, 0, sizeof(*a));
     a->loop = loop;
     a->cfg = cfg;
     a->bridge = bridge;
+    a->sentinel = sentinel;
     a->hooks = *hooks;
     cg_map_init(&a->entries);
     uv_timer_init(loop, &a->check);

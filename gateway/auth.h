@@ -7,7 +7,12 @@
  * with sockets are "live" and re-checked every --session-check-s over the bridge's
  * command link (deleted, malformed or expired: every socket on it is revoked);
  * entries without sockets serve as the positive cache for --session-cache-ms.
- * Session ids appear in no log: cg_auth_entry.tag is a short SHA-256 prefix. */
+ * Session ids appear in no log: cg_auth_entry.tag is a short SHA-256 prefix.
+ *
+ * The session link connects to the master the sentinel module names and sends AUTH first
+ * (then ROLE with sentinels, then SELECT), on every new connection. After a failure it is
+ * held off with exponential back-off; an AUTH refusal is logged once a minute at most and is
+ * not retried early because the bridge is up (SIGHUP does: cg_auth_retry_now). */
 #ifndef CG_AUTH_H
 #define CG_AUTH_H
 
@@ -17,7 +22,9 @@
 #include "bridge.h"
 #include "config.h"
 #include "list.h"
+#include "log.h"
 #include "map.h"
+#include "sentinel.h"
 #include "session.h"
 
 struct cg_auth_entry {
@@ -49,12 +56,19 @@ struct cg_auth_hooks {
 };
 
 struct cg_auth {
-    const struct cg_config *cfg; /* borrowed */
-    uv_loop_t *loop;             /* borrowed */
-    struct cg_bridge *bridge;    /* borrowed */
+    const struct cg_config *cfg;  /* borrowed */
+    uv_loop_t *loop;              /* borrowed */
+    struct cg_bridge *bridge;     /* borrowed */
+    struct cg_sentinel *sentinel; /* borrowed: where the master is */
     struct cg_auth_hooks hooks;
     redisContext *rc;
+    char host[128]; /* the address rc is connected to */
+    uint32_t port;
     uint64_t down_until_ms;
+    uint32_t hold_ms; /* the next hold after a failure (exponential back-off) */
+    int auth_refused; /* the last attempt failed AUTH: no early retry */
+    int ever_up;
+    struct cg_log_limit fail_log, auth_log;
     struct cg_map entries;
     uv_timer_t check;
 };
@@ -62,7 +76,13 @@ struct cg_auth {
 /* Initialises a (pointers borrowed, hooks copied). Cannot fail: the session link connects
  * on first use and reconnects by itself. */
 void cg_auth_init(struct cg_auth *a, uv_loop_t *loop, const struct cg_config *cfg,
-                  struct cg_bridge *bridge, const struct cg_auth_hooks *hooks);
+                  struct cg_bridge *bridge, struct cg_sentinel *sentinel,
+                  const struct cg_auth_hooks *hooks);
+/* Sentinel hook (through main): a session link to another address than the master's is
+ * closed and the next lookup connects to the master. */
+void cg_auth_master_resolved(struct cg_auth *a, int changed);
+/* The session link may connect again at once (SIGHUP: the password file was re-read). */
+void cg_auth_retry_now(struct cg_auth *a);
 /* Frees every entry; sockets must have been detached. Closes the timer handle. */
 void cg_auth_finish(struct cg_auth *a);
 

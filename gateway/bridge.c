@@ -1,4 +1,4 @@
-/* bridge.c -- Redis links (pub/sub, command, inbox), reconnection and watchdogs. */
+/* bridge.c -- Redis links (pub/sub, command, inbox): handshake, reconnection, watchdogs. */
 #include "bridge.h"
 
 #include <hiredis/hiredis.h>
@@ -19,6 +19,7 @@
 #define BLOCK_S 5 /* BLMOVE timeout; the pop must answer within BLOCK_S + REPLY_TIMEOUT */
 #define INSTRUMENTS_EVERY_MS 30000
 #define SUB_BATCH 512
+#define LOG_EVERY_MS 60000 /* a link failing over and over: one line a minute */
 
 static uint64_t now_ms(const struct cg_bridge *b)
 {
@@ -28,23 +29,51 @@ static uint64_t now_ms(const struct cg_bridge *b)
 static void schedule_retry(struct cg_bridge_link *l);
 static void connect_link(struct cg_bridge_link *l);
 
-/* Drops the link now (it may be mid-connect or up) and schedules a reconnect.
- * Pending callbacks run with a NULL reply, which every callback here ignores. */
-static void drop_link(struct cg_bridge_link *l, const char *why)
+/* The link is gone (ac already released or being freed by hiredis): state reset. */
+static void link_down(struct cg_bridge_link *l)
 {
-    redisAsyncContext *ac = l->ac;
-    if (!ac)
-        return;
-    cg_log(l->up ? CG_LOG_WARN : CG_LOG_INFO, "redis link lost", "link=%s reason=\"%s\"",
-           cg_link_names[l->id], why);
     l->ac = NULL;
     l->up = 0;
     l->pending_ms = 0;
     if (l->id == CG_LINK_PUBSUB)
         l->bridge->pubsub_ready = 0;
+}
+
+/* A link that was up is lost: one line each time. One that never came up (Redis away, a
+ * connect timeout): rate-limited, so that a long outage is not a log storm. */
+static void log_lost(struct cg_bridge_link *l, const char *why)
+{
+    if (l->up)
+        cg_log(CG_LOG_WARN, "redis link lost", "link=%s addr=%s:%u reason=\"%s\"",
+               cg_link_names[l->id], l->host, l->port, why);
+    else
+        cg_log_limited(&l->fail_log, LOG_EVERY_MS, CG_LOG_INFO, "redis link failed",
+                       "link=%s addr=%s:%u reason=\"%s\"", cg_link_names[l->id], l->host, l->port,
+                       why);
+}
+
+/* Drops the link now, without a line (the caller logged why), and schedules a reconnect.
+ * Pending callbacks run with a NULL reply, which every callback here ignores. */
+static void drop_quietly(struct cg_bridge_link *l)
+{
+    redisAsyncContext *ac = l->ac;
+    if (!ac)
+        return;
+    link_down(l);
     ac->data = NULL;
     redisAsyncFree(ac);
     schedule_retry(l);
+}
+
+/* Drops the link now (it may be mid-connect or up), asks where the master is, and schedules
+ * a reconnect. */
+static void drop_link(struct cg_bridge_link *l, const char *why)
+{
+    if (!l->ac)
+        return;
+    log_lost(l, why);
+    drop_quietly(l);
+    cg_sentinel_resolve(l->bridge->sentinel);
 }
 
 /* Queues a command on l (printf-style, as redisAsyncCommand). When hiredis cannot take it (out
@@ -90,20 +119,88 @@ static void link_ready(struct cg_bridge_link *l);
 static void start_pop(struct cg_bridge_link *l);
 static void heartbeat(struct cg_bridge *b);
 
+/* ---- the handshake: AUTH, then ROLE with sentinels, then link_ready -------------------- */
+
+static void on_role(redisAsyncContext *ac, void *r, void *priv)
+{
+    (void)priv;
+    struct cg_bridge_link *l = ac->data;
+    redisReply *reply = r;
+    if (!l || l->ac != ac || !reply)
+        return;
+    int role = cg_sentinel_role(reply);
+    if (role == 0) {
+        /* A demoted master, or a replica the sentinels have not caught up with. */
+        const char *what = reply->type == REDIS_REPLY_ARRAY && reply->elements &&
+                                   reply->element[0]->type == REDIS_REPLY_STRING
+                               ? reply->element[0]->str
+                               : "?";
+        cg_log_limited(&l->fail_log, LOG_EVERY_MS, CG_LOG_WARN, "redis is not the master",
+                       "link=%s addr=%s:%u role=%.20s", cg_link_names[l->id], l->host, l->port,
+                       what);
+        drop_quietly(l);
+        cg_sentinel_resolve(l->bridge->sentinel);
+        return;
+    }
+    if (role < 0) /* NOPERM: the sentinels' word is all there is */
+        cg_log_limited(&l->fail_log, LOG_EVERY_MS, CG_LOG_WARN, "redis role unchecked",
+                       "link=%s error=\"%.200s\" hint=\"grant +role to the ACL user\"",
+                       cg_link_names[l->id], reply->str);
+    link_ready(l);
+}
+
+static void on_auth(redisAsyncContext *ac, void *r, void *priv)
+{
+    (void)priv;
+    struct cg_bridge_link *l = ac->data;
+    redisReply *reply = r;
+    if (!l || l->ac != ac || !reply)
+        return;
+    if (reply->type == REDIS_REPLY_ERROR) {
+        /* WRONGPASS / NOPERM / "ERR AUTH <password> called without any password configured":
+         * nothing a reconnect changes until the password does, so once a minute is enough. */
+        cg_metrics.redis_auth_failures[l->id]++;
+        cg_log_limited(&l->auth_log, LOG_EVERY_MS, CG_LOG_ERROR, "redis authentication failed",
+                       "link=%s addr=%s:%u error=\"%.200s\"", cg_link_names[l->id], l->host,
+                       l->port, reply->str);
+        drop_quietly(l);
+        return;
+    }
+    if (!cg_sentinel_enabled(l->bridge->sentinel))
+        link_ready(l); /* else ROLE's reply, queued behind AUTH, decides */
+}
+
+/* Queues the handshake on a new context: hiredis sends it once connected, and its replies
+ * carry the link on (never the connect callback: hiredis does not defer a free made there).
+ * Returns 1 when something was queued, 0 when there is nothing to send, -1 when hiredis
+ * refused (out of memory). */
+static int queue_handshake(struct cg_bridge_link *l, redisAsyncContext *ac)
+{
+    const char *argv[3];
+    size_t lens[3];
+    int argc = cg_sentinel_auth_argv(&l->bridge->cfg->redis_auth, argv, lens);
+    if (argc && redisAsyncCommandArgv(ac, on_auth, NULL, argc, argv, lens) != REDIS_OK)
+        return -1;
+    if (!cg_sentinel_enabled(l->bridge->sentinel))
+        return argc ? 1 : 0;
+    return redisAsyncCommand(ac, on_role, NULL, "ROLE") == REDIS_OK ? 1 : -1;
+}
+
 static void on_connect(const redisAsyncContext *ac, int status)
 {
     struct cg_bridge_link *l = ac->data;
     if (!l || l->ac != ac)
         return;
     if (status != REDIS_OK) {
-        cg_log(CG_LOG_DEBUG, "redis connect failed", "link=%s error=\"%s\"", cg_link_names[l->id],
-               ac->errstr);
-        l->ac = NULL; /* hiredis frees the context after this callback */
-        l->up = 0;
+        cg_log(CG_LOG_DEBUG, "redis connect failed", "link=%s addr=%s:%u error=\"%s\"",
+               cg_link_names[l->id], l->host, l->port, ac->errstr);
+        link_down(l); /* hiredis frees the context after this callback */
         schedule_retry(l);
+        cg_sentinel_resolve(l->bridge->sentinel);
         return;
     }
-    link_ready(l);
+    if (!l->handshake)
+        link_ready(l); /* no AUTH, no ROLE: up as soon as connected */
 }
 
 static void on_disconnect(const redisAsyncContext *ac, int status)
@@ -111,14 +208,10 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
     struct cg_bridge_link *l = ac->data;
     if (!l || l->ac != ac)
         return; /* dropped on purpose: already handled */
-    cg_log(CG_LOG_WARN, "redis link lost", "link=%s reason=\"%s\"", cg_link_names[l->id],
-           status == REDIS_OK ? "closed" : ac->errstr);
-    l->ac = NULL;
-    l->up = 0;
-    l->pending_ms = 0;
-    if (l->id == CG_LINK_PUBSUB)
-        l->bridge->pubsub_ready = 0;
+    log_lost(l, status == REDIS_OK ? "closed" : ac->errstr);
+    link_down(l);
     schedule_retry(l);
+    cg_sentinel_resolve(l->bridge->sentinel);
 }
 
 static void connect_link(struct cg_bridge_link *l)
@@ -126,10 +219,24 @@ static void connect_link(struct cg_bridge_link *l)
     struct cg_bridge *b = l->bridge;
     if (b->stopping || l->ac)
         return;
-    redisAsyncContext *ac = redisAsyncConnect(b->cfg->redis_host, (int)b->cfg->redis_port);
+    const char *host;
+    uint32_t port;
+    if (cg_sentinel_busy(b->sentinel)) {
+        l->awaiting = 1; /* cg_bridge_master_resolved connects it */
+        return;
+    }
+    l->awaiting = 0;
+    if (cg_sentinel_addr(b->sentinel, &host, &port)) {
+        cg_sentinel_resolve(b->sentinel); /* no sentinel has answered yet */
+        schedule_retry(l);
+        return;
+    }
+    snprintf(l->host, sizeof(l->host), "%s", host);
+    l->port = port;
+    redisAsyncContext *ac = redisAsyncConnect(l->host, (int)l->port);
     if (!ac || ac->err) {
-        cg_log(CG_LOG_DEBUG, "redis connect failed", "link=%s error=\"%s\"", cg_link_names[l->id],
-               ac ? ac->errstr : "out of memory");
+        cg_log(CG_LOG_DEBUG, "redis connect failed", "link=%s addr=%s:%u error=\"%s\"",
+               cg_link_names[l->id], l->host, l->port, ac ? ac->errstr : "out of memory");
         if (ac)
             redisAsyncFree(ac);
         schedule_retry(l);
@@ -141,11 +248,25 @@ static void connect_link(struct cg_bridge_link *l)
         return;
     }
     ac->data = l;
+    int hs = queue_handshake(l, ac);
+    if (hs < 0) {
+        ac->data = NULL;
+        redisAsyncFree(ac);
+        schedule_retry(l);
+        return;
+    }
+    l->handshake = hs;
     l->ac = ac;
     l->up = 0;
     l->since_ms = now_ms(b);
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
+}
+
+/* 1 when links a and b are connected to the same server. */
+static int same_server(const struct cg_bridge_link *a, const struct cg_bridge_link *b)
+{
+    return a->ac && b->ac && a->port == b->port && !strcmp(a->host, b->host);
 }
 
 /* ---- pub/sub link ------------------------------------------------------- */
@@ -441,14 +562,14 @@ static void on_pop(redisAsyncContext *ac, void *r, void *priv)
         start_pop(l);
 }
 
-/* Pops the next inbox item -- only while the pub/sub link is ready: an item is
- * republished on pub/sub, and right after a Redis restart the inbox link can be
- * back before this gateway's own subscriptions are, which would lose the item for
- * its sockets. Popping resumes when a heartbeat comes back through pub/sub. */
+/* Pops the next inbox item -- only while the pub/sub link is ready, on the same server: an
+ * item is republished on pub/sub, and right after a Redis restart or a move to a new master
+ * the inbox link can be back before this gateway's own subscriptions are, which would lose
+ * the item for its sockets. Popping resumes when a heartbeat comes back through pub/sub. */
 static void start_pop(struct cg_bridge_link *l)
 {
     struct cg_bridge *b = l->bridge;
-    if (!b->pubsub_ready) {
+    if (!b->pubsub_ready || !same_server(l, &b->links[CG_LINK_PUBSUB])) {
         b->pop_waiting = 1;
         return;
     }
@@ -487,13 +608,16 @@ static void on_recover(redisAsyncContext *ac, void *r, void *priv)
 static void link_ready(struct cg_bridge_link *l)
 {
     struct cg_bridge *b = l->bridge;
-    if (l->backoff_ms)
+    if (l->ever_up)
         cg_metrics.redis_reconnects[l->id]++;
+    l->ever_up = 1;
     l->backoff_ms = 0;
     l->up = 1;
     l->pending_ms = 0;
-    cg_log(CG_LOG_INFO, "redis link up", "link=%s addr=%s:%u", cg_link_names[l->id],
-           b->cfg->redis_host, b->cfg->redis_port);
+    l->fail_log.last_ms = l->auth_log.last_ms = 0; /* the next failure is news again */
+    l->fail_log.suppressed = l->auth_log.suppressed = 0;
+    cg_log(CG_LOG_INFO, "redis link up", "link=%s addr=%s:%u", cg_link_names[l->id], l->host,
+           l->port);
     if (l->id != CG_LINK_PUBSUB && b->cfg->redis_db &&
         command(l, NULL, "SELECT", "SELECT %u", b->cfg->redis_db))
         return;
@@ -553,12 +677,13 @@ static void watchdog_cb(uv_timer_t *t)
 
 void cg_bridge_start(struct cg_bridge *b, uv_loop_t *loop, const struct cg_config *cfg,
                      struct cg_registry *reg, struct cg_relay *relay, const char *epoch,
-                     const struct cg_bridge_hooks *hooks)
+                     struct cg_sentinel *sentinel, const struct cg_bridge_hooks *hooks)
 {
     memset(b, 0, sizeof(*b));
     b->hooks = *hooks;
     snprintf(b->epoch, sizeof(b->epoch), "%s", epoch);
     snprintf(b->reply_channel, sizeof(b->reply_channel), "%.180s%s", cfg->reply_prefix, epoch);
+    b->sentinel = sentinel;
     b->loop = loop;
     b->cfg = cfg;
     b->reg = reg;
@@ -597,6 +722,39 @@ void cg_bridge_stop(struct cg_bridge *b)
     }
     uv_timer_stop(&b->watchdog);
     uv_close((uv_handle_t *)&b->watchdog, NULL);
+}
+
+void cg_bridge_master_resolved(struct cg_bridge *b, int changed)
+{
+    (void)changed; /* the addresses are compared: a move and back is no move */
+    const char *host;
+    uint32_t port;
+    if (b->stopping || cg_sentinel_addr(b->sentinel, &host, &port))
+        return;
+    for (int i = 0; i < CG_LINK_BRIDGE_COUNT; i++) {
+        struct cg_bridge_link *l = &b->links[i];
+        int elsewhere = l->port != port || strcmp(l->host, host);
+        if (l->ac && elsewhere) {
+            cg_log(CG_LOG_INFO, "redis link moving", "link=%s from=%s:%u to=%s:%u",
+                   cg_link_names[l->id], l->host, l->port, host, port);
+            drop_quietly(l); /* schedules a retry: replaced by the connect below */
+        }
+        if (!l->ac && (l->awaiting || elsewhere)) {
+            uv_timer_stop(&l->retry);
+            connect_link(l);
+        }
+    }
+}
+
+void cg_bridge_retry_now(struct cg_bridge *b)
+{
+    for (int i = 0; i < CG_LINK_BRIDGE_COUNT; i++) {
+        struct cg_bridge_link *l = &b->links[i];
+        if (!l->ac && !b->stopping) {
+            uv_timer_stop(&l->retry);
+            connect_link(l);
+        }
+    }
 }
 
 int cg_bridge_up(const struct cg_bridge *b, enum cg_link link)

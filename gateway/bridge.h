@@ -10,7 +10,13 @@
  * hiredis 0.14 has no timeouts: a 1 s watchdog drops a link whose connect, heartbeat
  * or blocking pop is overdue, and every lost link reconnects with jittered
  * exponential back-off, re-subscribing everything active. Client sockets are not
- * touched by any of this. */
+ * touched by any of this.
+ *
+ * Each link connects to the address the sentinel module gives (sentinel.h), and is up only
+ * once its handshake passed: AUTH when credentials are configured (a refusal is logged once,
+ * counted, and retried with the same back-off), then ROLE with sentinels (a link to anything
+ * but a master is dropped and the master asked for again). A failed link also asks the
+ * sentinels again before its retry; when the master moves, every link moves to it at once. */
 #ifndef CG_BRIDGE_H
 #define CG_BRIDGE_H
 
@@ -21,6 +27,7 @@
 #include "metrics.h"
 #include "registry.h"
 #include "relay.h"
+#include "sentinel.h"
 
 struct cg_bridge;
 
@@ -37,11 +44,18 @@ struct cg_bridge_link {
     struct cg_bridge *bridge;
     enum cg_link id;
     redisAsyncContext *ac; /* NULL while down */
-    int up;                /* connected and initialised */
+    int up;                /* connected, handshake passed, initialised */
+    int ever_up;           /* a later up is a reconnection */
+    int awaiting;          /* waits for the sentinels' answer to connect */
+    int handshake;         /* AUTH and/or ROLE queued: their replies bring the link up */
+    char host[128];        /* the address ac is connected to */
+    uint32_t port;
     uint32_t backoff_ms;
     uint64_t since_ms;   /* when the current connect attempt / wait started */
     uint64_t pending_ms; /* when the oldest outstanding liveness probe was sent; 0 = none */
     uv_timer_t retry;
+    struct cg_log_limit fail_log; /* connect failures while down */
+    struct cg_log_limit auth_log; /* AUTH refusals: once, then once a minute */
 };
 
 struct cg_bridge {
@@ -49,6 +63,7 @@ struct cg_bridge {
     const struct cg_config *cfg;                       /* borrowed */
     struct cg_registry *reg;                           /* borrowed */
     struct cg_relay *relay;                            /* borrowed */
+    struct cg_sentinel *sentinel;                      /* borrowed: where the master is */
     struct cg_bridge_link links[CG_LINK_BRIDGE_COUNT]; /* indexed by enum cg_link */
     uv_timer_t watchdog;
     uint64_t last_heartbeat_ms; /* last heartbeat seen on the pub/sub link */
@@ -70,7 +85,14 @@ struct cg_bridge {
  * copied. */
 void cg_bridge_start(struct cg_bridge *b, uv_loop_t *loop, const struct cg_config *cfg,
                      struct cg_registry *reg, struct cg_relay *relay, const char *epoch,
-                     const struct cg_bridge_hooks *hooks);
+                     struct cg_sentinel *sentinel, const struct cg_bridge_hooks *hooks);
+/* Sentinel hook (through main): the sentinels answered. Links waiting for that connect; links
+ * connected elsewhere than the master's address move to it now (changed or not: the address
+ * is compared), re-subscribing and resuming the inbox as after any reconnection. */
+void cg_bridge_master_resolved(struct cg_bridge *b, int changed);
+/* Links that are down retry now instead of at the end of their back-off (SIGHUP: the password
+ * file was re-read). */
+void cg_bridge_retry_now(struct cg_bridge *b);
 /* Closes the links and the timers; the loop must run on to let handles close. */
 void cg_bridge_stop(struct cg_bridge *b);
 

@@ -48,6 +48,11 @@ const char *const cg_reply_names[CG_REPLY__COUNT] = {
     [CG_REPLY_MALFORMED] = "malformed",
 };
 
+const char *const cg_auth_peer_names[CG_AUTH_PEER__COUNT] = {
+    [CG_LINK_PUBSUB] = "pubsub",   [CG_LINK_COMMAND] = "command",        [CG_LINK_INBOX] = "inbox",
+    [CG_LINK_SESSION] = "session", [CG_AUTH_PEER_SENTINEL] = "sentinel",
+};
+
 const char *const cg_source_names[CG_SOURCE__COUNT] = {
     [CG_SOURCE_PUBSUB] = "pubsub",
     [CG_SOURCE_INBOX] = "inbox",

@@ -58,6 +58,11 @@ enum cg_reply_result {
     CG_REPLY__COUNT
 };
 
+/* The connections AUTH is sent on, as counted in chartgate_redis_auth_failures_total: every
+ * link, then the sentinels (address queries and the +switch-master watch). */
+#define CG_AUTH_PEER_SENTINEL CG_LINK__COUNT
+#define CG_AUTH_PEER__COUNT (CG_LINK__COUNT + 1)
+
 /* Where a published payload came from. */
 enum cg_source { CG_SOURCE_PUBSUB, CG_SOURCE_INBOX, CG_SOURCE__COUNT };
 
@@ -67,6 +72,7 @@ const char *cg_errcode_name(enum cg_errcode code);
 extern const char *const cg_reject_names[CG_REJECT__COUNT];
 extern const char *const cg_drop_names[CG_DROP__COUNT];
 extern const char *const cg_link_names[CG_LINK__COUNT];
+extern const char *const cg_auth_peer_names[CG_AUTH_PEER__COUNT];
 extern const char *const cg_source_names[CG_SOURCE__COUNT];
 extern const char *const cg_reply_names[CG_REPLY__COUNT];
 

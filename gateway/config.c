@@ -1,6 +1,11 @@
-/* config.c -- the settings table, flag and JSON-file parsing, and --help. */
+/* config.c -- the settings table, flag and JSON-file parsing, secret files, and --help.
+ *
+ * Credentials (the --redis URL's USER:PASSWORD, the password files) are secrets: no error line
+ * echoes them (URLs are masked before they are quoted, jansson's "near '...'" context is cut)
+ * and their read buffers are wiped. */
 #include "config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <jansson.h>
 #include <stdarg.h>
@@ -21,14 +26,19 @@ enum kind {
     K_PROXY,
     K_SERVICE,
     K_SERVICE_EVENTS,
+    K_SENTINEL,
 };
 
 /* Kinds that may be given several times; a config file gives them as an array, under the
- * flag's name or its plural ("origins", "services"), and flags replace the file's list. */
+ * flag's name or its plural ("origins", "services", "redis_sentinels"), and flags replace the
+ * file's list. */
 static int repeatable(enum kind k)
 {
-    return k == K_ORIGIN || k == K_PROXY || k == K_SERVICE || k == K_SERVICE_EVENTS;
+    return k == K_ORIGIN || k == K_PROXY || k == K_SERVICE || k == K_SERVICE_EVENTS ||
+           k == K_SENTINEL;
 }
+
+#define SECRET_MAX 1024 /* bytes read from a secret file */
 
 struct opt {
     const char *name; /* flag without "--"; the JSON key is the same with '_' */
@@ -44,7 +54,19 @@ struct opt {
 
 static const struct opt opts[] = {
     {"listen", K_HOSTPORT, 0, 0, 0, 0, "HOST:PORT to serve HTTP and WebSocket on"},
-    {"redis", K_REDIS, 0, 0, 0, 0, "redis://HOST:PORT[/DB] of the shared Redis"},
+    {"redis", K_REDIS, 0, 0, 0, 0,
+     "redis://[USER[:PASSWORD]@]HOST:PORT[/DB] of the shared Redis (a password here is visible "
+     "to every local user in /proc: prefer --redis-password-file)"},
+    {"redis-password-file", K_STR, F(redis_password_file), S(redis_password_file), 0, 0,
+     "file holding the Redis password, or USER:PASSWORD, on one line (re-read on SIGHUP; wins "
+     "over a password in --redis)"},
+    {"redis-sentinel", K_SENTINEL, 0, 0, 0, 0,
+     "HOST:PORT of a Redis Sentinel that knows --redis-master (repeatable, at most 8); the "
+     "master's address then comes from the sentinels"},
+    {"redis-master", K_STR, F(redis_master), S(redis_master), 0, 0,
+     "name of the master the sentinels monitor (required with --redis-sentinel)"},
+    {"sentinel-password-file", K_STR, F(sentinel_password_file), S(sentinel_password_file), 0, 0,
+     "file holding the sentinels' password, or USER:PASSWORD (re-read on SIGHUP)"},
     {"web-root", K_STR, F(web_root), S(web_root), 0, 0, "directory served at /"},
     {"origin", K_ORIGIN, 0, 0, 0, 0,
      "allowed Origin for WebSocket handshakes (repeatable; none = any origin)"},
@@ -306,38 +328,165 @@ int cg_config_parse_hostport(const char *s, char *host, size_t hostsz, uint32_t 
     return 0;
 }
 
+/* Percent-decodes in[0..len) into out (outsz bytes with the NUL). Returns 0, or -1 on a bad
+ * escape, a decoded NUL or no room. */
+static int pct_decode(const char *in, size_t len, char *out, size_t outsz)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)in[i];
+        if (ch == '%') {
+            char hex[3] = {0, 0, 0};
+            char *end;
+            if (i + 2 >= len)
+                return -1;
+            hex[0] = in[i + 1];
+            hex[1] = in[i + 2];
+            unsigned long v = strtoul(hex, &end, 16);
+            if (*end || !isxdigit((unsigned char)hex[0]) || !v)
+                return -1;
+            ch = (unsigned char)v;
+            i += 2;
+        }
+        if (o + 1 >= outsz)
+            return -1;
+        out[o++] = (char)ch;
+    }
+    out[o] = 0;
+    return 0;
+}
+
 int cg_config_parse_redis_url(const char *s, char *host, size_t hostsz, uint32_t *port,
-                              uint32_t *db)
+                              uint32_t *db, struct cg_config_credentials *cred)
 {
     static const char scheme[] = "redis://";
     if (strncmp(s, scheme, sizeof(scheme) - 1))
         return -1;
     s += sizeof(scheme) - 1;
+    /* The last '@' ends the credentials: neither host nor DB holds one. */
+    const char *at = strrchr(s, '@');
+    struct cg_config_credentials c;
+    memset(&c, 0, sizeof(c));
+    if (at) {
+        if (!cred)
+            return -1;
+        const char *colon = memchr(s, ':', (size_t)(at - s));
+        size_t ul = colon ? (size_t)(colon - s) : (size_t)(at - s);
+        if (pct_decode(s, ul, c.user, sizeof(c.user)) ||
+            (colon &&
+             pct_decode(colon + 1, (size_t)(at - colon - 1), c.password, sizeof(c.password))) ||
+            (colon && !c.password[0]) || (!colon && !c.user[0])) {
+            explicit_bzero(&c, sizeof(c));
+            return -1;
+        }
+        s = at + 1;
+    }
     char hp[200];
     const char *slash = strchr(s, '/');
     size_t hl = slash ? (size_t)(slash - s) : strlen(s);
-    if (hl >= sizeof(hp) || strchr(s, '@'))
-        return -1; /* credentials are not supported in the URL */
+    if (hl >= sizeof(hp))
+        goto bad;
     memcpy(hp, s, hl);
     hp[hl] = 0;
     const char *rb = strrchr(hp, ']');
     if (!strchr(rb ? rb : hp, ':')) { /* no port: [::1] or host */
         if (hl + 6 >= sizeof(hp))
-            return -1;
+            goto bad;
         strcat(hp, ":6379");
     }
-    if (cg_config_parse_hostport(hp, host, hostsz, port))
-        return -1;
-    *db = 0;
+    uint32_t p, d = 0;
+    if (cg_config_parse_hostport(hp, host, hostsz, &p))
+        goto bad;
     if (slash && slash[1]) {
         char *end;
         errno = 0;
-        unsigned long d = strtoul(slash + 1, &end, 10);
-        if (errno || *end || d > 15)
-            return -1;
-        *db = (uint32_t)d;
+        unsigned long v = strtoul(slash + 1, &end, 10);
+        if (errno || *end || v > 15 || !isdigit((unsigned char)slash[1]))
+            goto bad;
+        d = (uint32_t)v;
     }
+    *port = p;
+    *db = d;
+    if (cred)
+        *cred = c;
+    explicit_bzero(&c, sizeof(c));
     return 0;
+bad:
+    explicit_bzero(&c, sizeof(c));
+    return -1;
+}
+
+/* Copies s into out with the password of a URL's credentials (everything from the first ':'
+ * up to the last '@' after "://"), or the whole of credentials without ':', replaced by
+ * "***": for quoting a value in an error line. */
+static const char *mask_url(const char *s, char *out, size_t outsz)
+{
+    const char *from = strstr(s, "://");
+    from = from ? from + 3 : s;
+    const char *at = strrchr(from, '@');
+    if (!at) {
+        snprintf(out, outsz, "%s", s);
+        return out;
+    }
+    const char *colon = memchr(from, ':', (size_t)(at - from));
+    const char *cut = colon ? colon + 1 : from;
+    snprintf(out, outsz, "%.*s***%s", (int)(cut - s), s, at);
+    return out;
+}
+
+int cg_config_read_secret(const char *path, struct cg_config_credentials *out, char *err,
+                          size_t errsz)
+{
+    char buf[SECRET_MAX + 1];
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        snprintf(err, errsz, "cannot read %.200s: %s", path, strerror(errno));
+        return -1;
+    }
+    size_t n = fread(buf, 1, sizeof(buf), f);
+    int rerr = ferror(f);
+    fclose(f);
+    int rc = -1;
+    if (rerr) {
+        snprintf(err, errsz, "cannot read %.200s", path);
+        goto out;
+    }
+    if (n > SECRET_MAX) {
+        snprintf(err, errsz, "%.200s: longer than %d bytes", path, SECRET_MAX);
+        goto out;
+    }
+    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+        n--;
+    buf[n] = 0;
+    if (!n) {
+        snprintf(err, errsz, "%.200s: empty", path);
+        goto out;
+    }
+    if (memchr(buf, 0, n) || memchr(buf, '\n', n) || memchr(buf, '\r', n)) {
+        snprintf(err, errsz, "%.200s: expected one line, PASSWORD or USER:PASSWORD", path);
+        goto out;
+    }
+    struct cg_config_credentials c;
+    memset(&c, 0, sizeof(c));
+    const char *colon = strchr(buf, ':');
+    const char *pw = colon ? colon + 1 : buf;
+    size_t ul = colon ? (size_t)(colon - buf) : 0;
+    if (ul >= sizeof(c.user) || strlen(pw) >= sizeof(c.password)) {
+        snprintf(err, errsz, "%.200s: user or password too long", path);
+        goto out;
+    }
+    if (!*pw) {
+        snprintf(err, errsz, "%.200s: no password after \"USER:\"", path);
+        goto out;
+    }
+    memcpy(c.user, buf, ul);
+    memcpy(c.password, pw, strlen(pw) + 1);
+    *out = c;
+    explicit_bzero(&c, sizeof(c));
+    rc = 0;
+out:
+    explicit_bzero(buf, sizeof(buf));
+    return rc;
 }
 
 /* Applies one value. where is "--flag" or "FILE: key \"k\""; returns 0 or -1 with err. */
@@ -372,14 +521,27 @@ static int apply(struct cg_config *c, const struct opt *o, const char *val, cons
             return -1;
         }
         return 0;
-    case K_REDIS:
+    case K_REDIS: {
         if (cg_config_parse_redis_url(val, c->redis_host, sizeof(c->redis_host), &c->redis_port,
-                                      &c->redis_db)) {
-            snprintf(err, errsz,
-                     "chartgate: %s: expected redis://HOST:PORT[/DB] (DB 0-15), got \"%.80s\"",
-                     where, val);
+                                      &c->redis_db, &c->redis_url_auth) == 0)
+            return 0;
+        char masked[120];
+        snprintf(err, errsz,
+                 "chartgate: %s: expected redis://[USER[:PASSWORD]@]HOST:PORT[/DB] (DB 0-15; "
+                 "percent-encode reserved characters), got \"%.80s\"",
+                 where, mask_url(val, masked, sizeof(masked)));
+        return -1;
+    }
+    case K_SENTINEL:
+        if (c->nsentinels >= CG_CONFIG_SENTINELS_MAX ||
+            cg_config_parse_hostport(val, c->sentinel_hosts[c->nsentinels],
+                                     sizeof(c->sentinel_hosts[0]),
+                                     &c->sentinel_ports[c->nsentinels])) {
+            snprintf(err, errsz, "chartgate: %s: expected HOST:PORT (at most %d), got \"%.80s\"",
+                     where, CG_CONFIG_SENTINELS_MAX, val);
             return -1;
         }
+        c->nsentinels++;
         return 0;
     case K_ORIGIN:
         if (c->norigins >= CG_CONFIG_ORIGINS_MAX || strlen(val) >= sizeof(c->origins[0]) ||
@@ -510,6 +672,8 @@ static void clear_list(struct cg_config *c, enum kind k)
         c->nservices = 0;
     else if (k == K_SERVICE_EVENTS)
         c->service_events_text[0] = 0;
+    else if (k == K_SENTINEL)
+        c->nsentinels = 0;
 }
 
 static int load_file(struct cg_config *c, const char *path, char *err, size_t errsz)
@@ -517,8 +681,12 @@ static int load_file(struct cg_config *c, const char *path, char *err, size_t er
     json_error_t je;
     json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
     if (!root) {
+        /* jansson quotes the text "near" the error, which may be a password: cut it. */
+        char *near = strstr(je.text, " near ");
+        if (near)
+            *near = 0;
         if (je.line > 0)
-            snprintf(err, errsz, "chartgate: %s:%d: %s", path, je.line, je.text);
+            snprintf(err, errsz, "chartgate: %s:%d:%d: %s", path, je.line, je.column, je.text);
         else
             snprintf(err, errsz, "chartgate: %s: %s", path, je.text);
         return -1;
@@ -615,6 +783,88 @@ static int service_events(struct cg_config *c, char *err, size_t errsz)
     return 0;
 }
 
+/* Effective credentials: the URL's, then the file's (a file naming no user keeps the URL's).
+ * Returns 0, or -1 with err ("chartgate: --flag: ..."); cfg unchanged on -1. */
+static int load_secrets(struct cg_config *cfg, char *err, size_t errsz)
+{
+    struct cg_config_credentials redis = cfg->redis_url_auth, sentinel;
+    memset(&sentinel, 0, sizeof(sentinel));
+    char why[300];
+    int rc = -1;
+    if (cfg->redis_password_file[0]) {
+        struct cg_config_credentials f;
+        if (cg_config_read_secret(cfg->redis_password_file, &f, why, sizeof(why))) {
+            snprintf(err, errsz, "chartgate: --redis-password-file: %s", why);
+            goto out;
+        }
+        if (f.user[0])
+            memcpy(redis.user, f.user, sizeof(redis.user));
+        memcpy(redis.password, f.password, sizeof(redis.password));
+        explicit_bzero(&f, sizeof(f));
+    }
+    if (redis.user[0] && !redis.password[0]) {
+        snprintf(err, errsz,
+                 "chartgate: --redis: user \"%.64s\" has no password (give USER:PASSWORD in the "
+                 "URL, or --redis-password-file)",
+                 redis.user);
+        goto out;
+    }
+    if (cfg->sentinel_password_file[0] &&
+        cg_config_read_secret(cfg->sentinel_password_file, &sentinel, why, sizeof(why))) {
+        snprintf(err, errsz, "chartgate: --sentinel-password-file: %s", why);
+        goto out;
+    }
+    cfg->redis_auth = redis;
+    cfg->sentinel_auth = sentinel;
+    rc = 0;
+out:
+    explicit_bzero(&redis, sizeof(redis));
+    explicit_bzero(&sentinel, sizeof(sentinel));
+    return rc;
+}
+
+int cg_config_reload_secrets(struct cg_config *cfg, char *err, size_t errsz)
+{
+    err[0] = 0;
+    return load_secrets(cfg, err, errsz);
+}
+
+/* The Redis settings that go together: sentinels and a master name, the secret files. */
+static int check_redis(struct cg_config *cfg, char *err, size_t errsz)
+{
+    if (cfg->nsentinels && !cfg->redis_master[0]) {
+        snprintf(err, errsz, "chartgate: --redis-master: required with --redis-sentinel");
+        return -1;
+    }
+    if (cfg->redis_master[0] && !cfg->nsentinels) {
+        snprintf(err, errsz, "chartgate: --redis-master: needs at least one --redis-sentinel");
+        return -1;
+    }
+    for (const char *p = cfg->redis_master; *p; p++)
+        if ((unsigned char)*p <= ' ' || *p == 0x7f) {
+            snprintf(err, errsz, "chartgate: --redis-master: a name without spaces expected");
+            return -1;
+        }
+    if (cfg->sentinel_password_file[0] && !cfg->nsentinels) {
+        snprintf(err, errsz, "chartgate: --sentinel-password-file: needs --redis-sentinel");
+        return -1;
+    }
+    return load_secrets(cfg, err, errsz);
+}
+
+void cg_config_scrub_argv(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        char *u = strstr(argv[i], "redis://");
+        char *at = u ? strrchr(u, '@') : NULL;
+        if (!at)
+            continue;
+        char *colon = memchr(u + 8, ':', (size_t)(at - u - 8));
+        for (char *p = colon ? colon + 1 : u + 8; p < at; p++)
+            *p = '*';
+    }
+}
+
 static void usage(void (*out)(const char *))
 {
     char line[512];
@@ -684,7 +934,9 @@ static enum cg_config_result load(struct cg_config *cfg, int argc, char **argv,
         if (!strncmp(a, "--config=", 9))
             continue;
         if (strncmp(a, "--", 2)) {
-            snprintf(err, errsz, "chartgate: unexpected argument \"%.80s\" (see --help)", a);
+            char masked[120];
+            snprintf(err, errsz, "chartgate: unexpected argument \"%.80s\" (see --help)",
+                     mask_url(a, masked, sizeof(masked)));
             return CG_CONFIG_ERROR;
         }
         const char *eq = strchr(a + 2, '=');
@@ -737,6 +989,8 @@ static enum cg_config_result load(struct cg_config *cfg, int argc, char **argv,
         }
         fclose(f);
     }
+    if (check_redis(cfg, err, errsz))
+        return CG_CONFIG_ERROR;
     if (!cfg->norigins && !cfg->allow_any_origin && !cfg->dev_login &&
         !cg_config_loopback(cfg->listen_host)) {
         snprintf(err, errsz,

@@ -3,7 +3,11 @@
  * Defaults, then the --config JSON file (keys are the flag names with '_' for '-'),
  * then command-line flags, later winning. Every setting is a row of one table in
  * config.c, which also generates --help. A bad setting yields one line naming the
- * flag (or the file and key) and what was expected. Pure (jansson only). */
+ * flag (or the file and key) and what was expected. Pure (jansson only).
+ *
+ * Redis credentials come from the --redis URL or, preferably, from --redis-password-file (a
+ * command line is readable by every local user); the files are re-read on SIGHUP. No error
+ * line, log line or /metrics text carries a password: config errors mask it. */
 #ifndef CG_CONFIG_H
 #define CG_CONFIG_H
 
@@ -15,6 +19,15 @@
 #define CG_CONFIG_PREFIXES_MAX 32
 #define CG_CONFIG_SERVICES_MAX 32
 #define CG_CONFIG_SERVICE_MAX 64 /* characters of a service name: [A-Za-z0-9._-] */
+#define CG_CONFIG_SENTINELS_MAX 8
+#define CG_CONFIG_USER_MAX 128
+#define CG_CONFIG_PASSWORD_MAX 512
+
+/* Credentials for Redis's AUTH. Secret: never printed, logged or echoed in an error. */
+struct cg_config_credentials {
+    char user[CG_CONFIG_USER_MAX];         /* ACL user; empty: the default user (AUTH password) */
+    char password[CG_CONFIG_PASSWORD_MAX]; /* empty: no AUTH */
+};
 
 struct cg_config {
     char listen_host[128];
@@ -22,6 +35,18 @@ struct cg_config {
     char redis_host[128];
     uint32_t redis_port;
     uint32_t redis_db;
+    /* AUTH for every Redis link: the URL's credentials, overridden by the password file's
+     * (re-read on SIGHUP by cg_config_reload_secrets). */
+    struct cg_config_credentials redis_auth;     /* effective */
+    struct cg_config_credentials redis_url_auth; /* as given in --redis */
+    char redis_password_file[512];
+    /* Sentinel mode: the master's address comes from these, by name (redis_host/port unused). */
+    char sentinel_hosts[CG_CONFIG_SENTINELS_MAX][128];
+    uint32_t sentinel_ports[CG_CONFIG_SENTINELS_MAX];
+    uint32_t nsentinels;
+    char redis_master[128];
+    struct cg_config_credentials sentinel_auth; /* from sentinel_password_file */
+    char sentinel_password_file[512];
     char web_root[512];
     char origins[CG_CONFIG_ORIGINS_MAX][256];
     uint32_t norigins;
@@ -121,9 +146,25 @@ enum cg_config_result cg_config_load(struct cg_config *cfg, int argc, char **arg
                                      const char *default_web_root, char *err, size_t errsz,
                                      void (*usage_out)(const char *text));
 
-/* Parses "HOST:PORT" / "redis://HOST:PORT[/DB]". Return 0 or -1. Exposed for tests. */
+/* Re-reads --redis-password-file and --sentinel-password-file (SIGHUP) into cfg's effective
+ * credentials. All or nothing: on -1, err holds one line (naming the flag and file, never the
+ * content) and cfg is unchanged. Returns 0 when there is no file to read. */
+int cg_config_reload_secrets(struct cg_config *cfg, char *err, size_t errsz);
+
+/* Overwrites the password of any redis:// URL among argv with '*' in place, so that
+ * /proc/PID/cmdline stops showing it (it did until this call: prefer the password file). */
+void cg_config_scrub_argv(int argc, char **argv);
+
+/* Parses "HOST:PORT" / "redis://[USER[:PASSWORD]@]HOST:PORT[/DB]" (USER and PASSWORD
+ * percent-decoded). cred receives the credentials (both empty without "@"); with cred NULL a
+ * URL holding credentials is refused. Return 0 or -1. Exposed for tests. */
 int cg_config_parse_hostport(const char *s, char *host, size_t hostsz, uint32_t *port);
 int cg_config_parse_redis_url(const char *s, char *host, size_t hostsz, uint32_t *port,
-                              uint32_t *db);
+                              uint32_t *db, struct cg_config_credentials *cred);
+/* Reads a secret file: one line, "PASSWORD" or "USER:PASSWORD" (a trailing newline is
+ * dropped; a password holding ':' needs the USER: form, e.g. "default:pa:ss"). Returns 0, or
+ * -1 with a reason in err (never the content). The read buffer is wiped. */
+int cg_config_read_secret(const char *path, struct cg_config_credentials *out, char *err,
+                          size_t errsz);
 
 #endif

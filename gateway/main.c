@@ -2,7 +2,10 @@
  *
  * Everything runs on one thread and one libuv loop owned here: libwebsockets is
  * attached to it as a foreign loop, hiredis through its libuv adapter. Scale-out
- * is more processes behind nginx sharing one Redis, not threads. */
+ * is more processes behind nginx sharing one Redis, not threads.
+ *
+ * SIGHUP reloads the TLS certificate and re-reads the Redis password files; links that are
+ * down then retry at once with the new credentials (links that are up keep their session). */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +22,7 @@
 #include "registry.h"
 #include "random.h"
 #include "relay.h"
+#include "sentinel.h"
 #include "service.h"
 #include "tls.h"
 #include "ws.h"
@@ -35,6 +39,7 @@ struct app {
     struct cg_config cfg;
     struct cg_registry reg;
     struct cg_relay relay;
+    struct cg_sentinel sentinel;
     struct cg_bridge bridge;
     struct cg_auth auth;
     struct cg_agent agent;
@@ -79,6 +84,7 @@ static void finish_shutdown(uv_timer_t *t)
     close_handle((uv_handle_t *)&a->shutdown_timer);
     cg_ws_stop(&a->ws);
     cg_bridge_stop(&a->bridge);
+    cg_sentinel_stop(&a->sentinel);
     cg_auth_finish(&a->auth);
     cg_agent_finish(&a->agent);
 }
@@ -116,11 +122,40 @@ static void command_up(void *data)
     cg_service_command_up(&a->service);
 }
 
+/* The sentinels answered: links not on the master's address move to it. */
+static void master_resolved(void *data, int changed)
+{
+    struct app *a = data;
+    cg_bridge_master_resolved(&a->bridge, changed);
+    cg_auth_master_resolved(&a->auth, changed);
+}
+
+/* Re-reads the password files; a file that cannot be read keeps the old credentials. */
+static void reload_secrets(struct app *a)
+{
+    if (!a->cfg.redis_password_file[0] && !a->cfg.sentinel_password_file[0])
+        return;
+    char err[512], q[520];
+    if (cg_config_reload_secrets(&a->cfg, err, sizeof(err))) {
+        const char *why = strncmp(err, "chartgate: ", 11) ? err : err + 11;
+        cg_log(CG_LOG_ERROR, "password file reload failed", "reason=%s",
+               cg_log_quote(q, sizeof(q), why, strlen(why)));
+        return;
+    }
+    cg_log(CG_LOG_INFO, "password files reloaded", "redis=%s sentinel=%s",
+           a->cfg.redis_password_file[0] ? "yes" : "no",
+           a->cfg.sentinel_password_file[0] ? "yes" : "no");
+    cg_sentinel_retry_now(&a->sentinel);
+    cg_bridge_retry_now(&a->bridge);
+    cg_auth_retry_now(&a->auth);
+}
+
 static void on_sighup(uv_signal_t *s, int signum)
 {
     (void)signum;
     struct app *a = s->data;
     cg_tls_reload(a->ws.ctx, &a->cfg);
+    reload_secrets(a);
 }
 
 static void on_signal(uv_signal_t *s, int signum)
@@ -157,6 +192,7 @@ int main(int argc, char **argv)
     case CG_CONFIG_OK:
         break;
     }
+    cg_config_scrub_argv(argc, argv);
     cg_log_set_level((enum cg_log_level)a.cfg.log_level);
     if (a.cfg.dev_login)
         cg_log(CG_LOG_WARN, "DEV LOGIN ENABLED: anyone who reaches this port can log in as anyone",
@@ -179,11 +215,15 @@ int main(int argc, char **argv)
         fprintf(stderr, "chartgate: no random bytes for this process's epoch\n");
         return 1;
     }
+    /* The links ask the sentinel module where the master is; with sentinels they wait for the
+     * first answer, which comes once the loop runs. */
+    struct cg_sentinel_hooks sh = {master_resolved, &a};
+    cg_sentinel_init(&a.sentinel, &a.loop, &a.cfg, &sh);
     struct cg_bridge_hooks bh = {pubsub_up, command_up, &a};
-    cg_bridge_start(&a.bridge, &a.loop, &a.cfg, &a.reg, &a.relay, a.epoch, &bh);
+    cg_bridge_start(&a.bridge, &a.loop, &a.cfg, &a.reg, &a.relay, a.epoch, &a.sentinel, &bh);
     cg_service_init(&a.service, &a.cfg, &a.bridge, a.epoch);
     struct cg_auth_hooks ah = {cg_client_revoked, &a.ws};
-    cg_auth_init(&a.auth, &a.loop, &a.cfg, &a.bridge, &ah);
+    cg_auth_init(&a.auth, &a.loop, &a.cfg, &a.bridge, &a.sentinel, &ah);
     struct cg_ws_deps wd = {&a.cfg, &a.reg, &a.auth, &a.bridge, &a.agent, &a.service, a.epoch};
     if (cg_ws_start(&a.ws, &a.loop, &wd)) {
         fprintf(stderr, "chartgate: --listen: cannot listen on %s:%u\n", a.cfg.listen_host,

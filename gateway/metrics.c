@@ -101,6 +101,12 @@ size_t cg_metrics_render(const struct cg_metrics_gauges *g, char *buf, size_t bu
              cg_link_names, up, CG_LINK__COUNT);
     labelled(&o, "chartgate_redis_reconnects_total", "counter", "Redis reconnections, by link.",
              "link", cg_link_names, m->redis_reconnects, CG_LINK__COUNT);
+    labelled(&o, "chartgate_redis_auth_failures_total", "counter",
+             "Redis AUTH refusals (wrong password, unknown or disabled user), by link.", "link",
+             cg_auth_peer_names, m->redis_auth_failures, CG_AUTH_PEER__COUNT);
+    one(&o, "chartgate_redis_master_switches_total", "counter",
+        "Times every Redis link moved to a new master address given by Sentinel.",
+        m->redis_master_switches);
     labelled(&o, "chartgate_published_total", "counter", "Payloads received from Redis, by source.",
              "source", cg_source_names, m->published, CG_SOURCE__COUNT);
     labelled(&o, "chartgate_payloads_dropped_total", "counter",

@@ -21,6 +21,8 @@ struct cg_metrics {
     uint64_t handshakes;
     uint64_t rejections[CG_REJECT__COUNT];
     uint64_t redis_reconnects[CG_LINK__COUNT];
+    uint64_t redis_auth_failures[CG_AUTH_PEER__COUNT]; /* AUTH refused, by link (or sentinel) */
+    uint64_t redis_master_switches; /* moves of the links to a new master address */
     uint64_t published[CG_SOURCE__COUNT];
     uint64_t dropped[CG_DROP__COUNT];
     uint64_t sessions_revoked;

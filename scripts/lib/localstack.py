@@ -14,6 +14,10 @@ The one place that knows how to run the private redis-server and pick loopback p
     ...
     gw.stop(); rs.cleanup()                   # SIGTERM by PID, SIGKILL after the timeout
 
+    rs = localstack.RedisServer(password="pw").start()    # requirepass (PING and client() AUTH)
+    st = localstack.SentinelStack(password="pw").start()  # master, replica, 3 sentinels
+    st.master_port(); st.failover(); st.kill_master(); st.cleanup()
+
 Every process started here is also SIGKILLed at interpreter exit if still running (an
 interrupted run leaves nothing behind). Failures to start raise AssertionError with the tail of
 the process's log, so that in a test they count as failures. Only the standard library is
@@ -185,22 +189,61 @@ def redis_argv(port, workdir, logfile, extra=()):
             "--logfile", logfile] + list(extra)
 
 
+def _resp(*args):
+    """One command in RESP (binary-safe: passwords may hold anything)."""
+    out = b"*%d\r\n" % len(args)
+    for a in args:
+        a = a.encode() if isinstance(a, str) else a
+        out += b"$%d\r\n%s\r\n" % (len(a), a)
+    return out
+
+
+def _ping(port, password=None, timeout=0.5):
+    """True when 127.0.0.1:port answers PING with PONG (after AUTH password when given)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout) as s:
+            s.sendall((_resp("AUTH", password) if password else b"") + _resp("PING"))
+            buf = b""
+            deadline = time.monotonic() + timeout
+            while buf.count(b"\r\n") < (2 if password else 1) and time.monotonic() < deadline:
+                chunk = s.recv(256)
+                if not chunk:
+                    break
+                buf += chunk
+            return buf.split(b"\r\n")[-2 if buf.endswith(b"\r\n") else -1].startswith(b"+PONG")
+    except (OSError, IndexError):
+        return False
+
+
 class RedisServer:
     """A private redis-server on 127.0.0.1:<port>; persistence off; stopped by PID.
 
     port: default a free one. workdir: default a new temporary directory, removed by
     cleanup() (a given one is left alone). logfile: default redis.log in workdir; the
     process's own stdout and stderr are appended to it too. extra: more redis-server flags.
-    cpu: pin the process to this CPU number."""
+    cpu: pin the process to this CPU number. password: requirepass (and masterauth), used by
+    ping() and client(); change it and restart() to rotate it. replicaof: a master's port on
+    127.0.0.1 to replicate."""
 
-    def __init__(self, port=None, workdir=None, logfile=None, extra=(), cpu=None):
+    def __init__(self, port=None, workdir=None, logfile=None, extra=(), cpu=None, password=None,
+                 replicaof=None):
         self.port = port or free_port()
         self.own_dir = workdir is None
         self.dir = workdir or tempfile.mkdtemp(prefix="cg-redis-")
         self.log = logfile or os.path.join(self.dir, "redis.log")
         self.extra = list(extra)
         self.cpu = None if cpu is None else int(cpu)
+        self.password = password
+        self.replicaof = replicaof
         self.proc = None
+
+    def argv(self):
+        extra = list(self.extra)
+        if self.password:
+            extra += ["--requirepass", self.password, "--masterauth", self.password]
+        if self.replicaof:
+            extra += ["--replicaof", "127.0.0.1", str(self.replicaof)]
+        return redis_argv(self.port, self.dir, self.log, extra)
 
     @property
     def url(self):
@@ -212,12 +255,7 @@ class RedisServer:
 
     def ping(self, timeout=0.5):
         """True when the server answers PING with PONG (not while it loads its dump)."""
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout) as s:
-                s.sendall(b"PING\r\n")
-                return s.recv(64).startswith(b"+PONG")
-        except OSError:
-            return False
+        return _ping(self.port, self.password, timeout)
 
     def start(self, timeout=None):
         """Start and wait for PONG (timeout default 10 s, scaled). Returns self; AssertionError
@@ -226,7 +264,7 @@ class RedisServer:
         cpu = self.cpu
         with open(self.log, "ab") as out:
             self.proc = track(subprocess.Popen(
-                redis_argv(self.port, self.dir, self.log, self.extra), stdin=subprocess.DEVNULL,
+                self.argv(), stdin=subprocess.DEVNULL,
                 stdout=out, stderr=out, cwd=self.dir,
                 preexec_fn=None if cpu is None else lambda: os.sched_setaffinity(0, {cpu})))
         deadline = time.monotonic() + timeout
@@ -245,7 +283,8 @@ class RedisServer:
         """A new redis-py client (decode_responses) for this server; the caller closes it."""
         import redis
         return redis.Redis(host="127.0.0.1", port=self.port, decode_responses=True,
-                           socket_timeout=timeout, socket_connect_timeout=timeout)
+                           socket_timeout=timeout, socket_connect_timeout=timeout,
+                           password=self.password)
 
     def running(self):
         return self.proc is not None and self.proc.poll() is None
@@ -278,6 +317,204 @@ class RedisServer:
         self.stop()
         if self.own_dir:
             shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Redis Sentinel
+
+
+class SentinelServer:
+    """A private redis-server --sentinel on 127.0.0.1:<port>, monitoring master_name at
+    127.0.0.1:master_port, from a config generated in its own directory (Sentinel rewrites it).
+    data_password: the data nodes' requirepass (auth-pass); password: the sentinel's own
+    requirepass (also given to its peers as sentinel-pass). Quick timings for tests:
+    down_after_ms before a master is subjectively down, failover_timeout_ms."""
+
+    def __init__(self, master_port, master_name="mymaster", quorum=2, port=None,
+                 down_after_ms=1000, failover_timeout_ms=3000, data_password=None, password=None):
+        self.port = port or free_port()
+        self.monitor_port = master_port
+        self.name = master_name
+        self.quorum = quorum
+        self.down_after_ms = down_after_ms
+        self.failover_timeout_ms = failover_timeout_ms
+        self.data_password = data_password
+        self.password = password
+        self.dir = tempfile.mkdtemp(prefix="cg-sentinel-")
+        self.log = os.path.join(self.dir, "sentinel.log")
+        self.conf = os.path.join(self.dir, "sentinel.conf")
+        self.proc = None
+
+    @property
+    def addr(self):
+        return "127.0.0.1:%d" % self.port
+
+    def write_conf(self):
+        n = self.name
+        lines = ["port %d" % self.port, "bind 127.0.0.1", "daemonize no",
+                 "logfile %s" % self.log, "dir %s" % self.dir,
+                 "sentinel monitor %s 127.0.0.1 %d %d" % (n, self.monitor_port, self.quorum),
+                 "sentinel down-after-milliseconds %s %d" % (n, self.down_after_ms),
+                 "sentinel failover-timeout %s %d" % (n, self.failover_timeout_ms),
+                 "sentinel parallel-syncs %s 1" % n]
+        if self.data_password:
+            lines.append("sentinel auth-pass %s %s" % (n, self.data_password))
+        if self.password:
+            lines += ["requirepass %s" % self.password, "sentinel sentinel-pass %s" % self.password]
+        with open(self.conf, "w") as f:
+            f.write("\n".join(lines) + "\n")
+
+    def start(self, timeout=None):
+        """Start and wait for PONG; AssertionError with the log tail on failure."""
+        timeout = timeout or scaled(10)
+        self.write_conf()
+        with open(self.log, "ab") as out:
+            self.proc = track(subprocess.Popen(
+                ["redis-server", self.conf, "--sentinel"], stdin=subprocess.DEVNULL, stdout=out,
+                stderr=out, cwd=self.dir))
+        deadline = time.monotonic() + timeout
+        while not _ping(self.port, self.password):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise AssertionError("sentinel on port %d not answering PING:\n%s" % (
+                    self.port, tail(self.log)))
+            time.sleep(0.02)
+        return self
+
+    def client(self, timeout=5.0):
+        import redis
+        return redis.Redis(host="127.0.0.1", port=self.port, decode_responses=True,
+                           socket_timeout=timeout, socket_connect_timeout=timeout,
+                           password=self.password)
+
+    def command(self, *args):
+        """One command on a fresh connection (redis-py's reply)."""
+        c = self.client()
+        try:
+            return c.execute_command(*args)
+        finally:
+            c.close()
+
+    def master_port(self):
+        """The master's port as this sentinel sees it."""
+        host, port = self.command("SENTINEL", "get-master-addr-by-name", self.name)
+        return int(port)
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout=5.0):
+        if self.proc is not None:
+            stop_proc(self.proc, signal.SIGTERM, timeout)
+
+    def cleanup(self):
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class SentinelStack:
+    """A master, its replica and nsentinels sentinels on loopback, all private and stopped by
+    PID. password: requirepass of master and replica; sentinel_password: the sentinels'.
+    start() returns once every sentinel knows the replica and the other sentinels, so that a
+    failover can start at once."""
+
+    def __init__(self, nsentinels=3, master_name="mymaster", password=None,
+                 sentinel_password=None, down_after_ms=1000, failover_timeout_ms=3000):
+        self.name = master_name
+        self.password = password
+        fast_sync = ["--repl-diskless-sync-delay", "0"]  # not Redis 7's 5 s wait for more replicas
+        self.master = RedisServer(password=password, extra=fast_sync)
+        self.replica = RedisServer(password=password, replicaof=self.master.port, extra=fast_sync)
+        self.nodes = {self.master.port: self.master, self.replica.port: self.replica}
+        self.sentinels = [SentinelServer(self.master.port, master_name, quorum=2,
+                                         down_after_ms=down_after_ms,
+                                         failover_timeout_ms=failover_timeout_ms,
+                                         data_password=password, password=sentinel_password)
+                          for _ in range(nsentinels)]
+
+    def sentinel_args(self):
+        """The gateway's flags naming the sentinels and the master."""
+        args = []
+        for s in self.sentinels:
+            args += ["--redis-sentinel", s.addr]
+        return args + ["--redis-master", self.name]
+
+    def start(self, timeout=None):
+        timeout = timeout or scaled(30)
+        self.master.start()
+        self.replica.start()
+        wait_for(lambda: self.node_role(self.replica) == "slave" and self._replica_synced(),
+                 scaled(10), "the replica to sync")
+        for s in self.sentinels:
+            s.start()
+        n = len(self.sentinels)
+
+        def ready():
+            for s in self.sentinels:
+                if len(s.command("SENTINEL", "replicas", self.name)) < 1:
+                    return False
+                if len(s.command("SENTINEL", "sentinels", self.name)) < n - 1:
+                    return False
+            return True
+        wait_for(ready, timeout, "the sentinels to discover the replica and each other",
+                 interval=0.1)
+        return self
+
+    def _replica_synced(self):
+        c = self.replica.client()
+        try:
+            return c.info("replication").get("master_link_status") == "up"
+        finally:
+            c.close()
+
+    def node_role(self, node):
+        c = node.client(timeout=1)
+        try:
+            return c.execute_command("ROLE")[0]
+        finally:
+            c.close()
+
+    def master_port(self):
+        """The master's port according to the first sentinel that answers."""
+        last = None
+        for s in self.sentinels:
+            try:
+                return s.master_port()
+            except Exception as e:  # a sentinel down: the next one
+                last = e
+        raise AssertionError("no sentinel answered: %r" % last)
+
+    def current_master(self):
+        """The RedisServer the sentinels name as master."""
+        return self.nodes[self.master_port()]
+
+    def failover(self):
+        """SENTINEL FAILOVER (a graceful switch); returns at once."""
+        return self.sentinels[0].command("SENTINEL", "FAILOVER", self.name)
+
+    def kill_master(self):
+        """SIGKILL the current master by PID; returns the RedisServer killed."""
+        m = self.current_master()
+        m.kill(save=False)
+        return m
+
+    def wait_switched(self, old_port, timeout=None):
+        """Wait until every running sentinel names a master other than old_port that answers
+        ROLE as master; returns its port."""
+        def switched():
+            ports = {s.master_port() for s in self.sentinels if s.running()}
+            if len(ports) != 1 or old_port in ports:
+                return None
+            port = ports.pop()
+            return port if self.node_role(self.nodes[port]) == "master" else None
+        return wait_for(switched, timeout or scaled(30), "the sentinels to switch master",
+                        interval=0.1)
+
+    def cleanup(self):
+        for s in self.sentinels:
+            s.cleanup()
+        self.replica.cleanup()
+        self.master.cleanup()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -18,6 +18,10 @@ static void fuzz_config_check_ok(const struct cg_config *c)
     FUZZ_CHECK(c->listen_port >= 1 && c->listen_port <= 65535);
     FUZZ_CHECK(FUZZ_TERMINATED(c->redis_host) && c->redis_host[0]);
     FUZZ_CHECK(c->redis_port >= 1 && c->redis_port <= 65535 && c->redis_db <= 15);
+    FUZZ_CHECK(c->nsentinels <= CG_CONFIG_SENTINELS_MAX);
+    FUZZ_CHECK(!c->nsentinels == !c->redis_master[0]);
+    FUZZ_CHECK(FUZZ_TERMINATED(c->redis_auth.user) && FUZZ_TERMINATED(c->redis_auth.password));
+    FUZZ_CHECK(!c->redis_auth.user[0] || c->redis_auth.password[0]);
     FUZZ_CHECK(FUZZ_TERMINATED(c->web_root));
     FUZZ_CHECK(c->norigins <= CG_CONFIG_ORIGINS_MAX);
     for (uint32_t i = 0; i < c->norigins; i++)

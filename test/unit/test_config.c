@@ -165,6 +165,10 @@ static void test_help(void)
         "--service-prefix",
         "--service-queue-max",
         "--reply-prefix",
+        "--redis-password-file",
+        "--redis-sentinel",
+        "--redis-master",
+        "--sentinel-password-file",
         "--help",
     };
     for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++)
@@ -680,48 +684,270 @@ static void test_redis_url(void)
 {
     char host[128];
     uint32_t port = 0, db = 99;
-    CHECK_INT(cg_config_parse_redis_url("redis://h", host, sizeof(host), &port, &db), 0);
+    CHECK_INT(cg_config_parse_redis_url("redis://h", host, sizeof(host), &port, &db, NULL), 0);
     CHECK_STR(host, "h");
     CHECK_UINT(port, 6379);
     CHECK_UINT(db, 0);
     db = 99;
-    CHECK_INT(cg_config_parse_redis_url("redis://h:7000", host, sizeof(host), &port, &db), 0);
+    CHECK_INT(cg_config_parse_redis_url("redis://h:7000", host, sizeof(host), &port, &db, NULL), 0);
     CHECK_STR(host, "h");
     CHECK_UINT(port, 7000);
     CHECK_UINT(db, 0);
-    CHECK_INT(cg_config_parse_redis_url("redis://10.1.2.3:7001/3", host, sizeof(host), &port, &db),
-              0);
+    CHECK_INT(
+        cg_config_parse_redis_url("redis://10.1.2.3:7001/3", host, sizeof(host), &port, &db, NULL),
+        0);
     CHECK_STR(host, "10.1.2.3");
     CHECK_UINT(port, 7001);
     CHECK_UINT(db, 3);
-    CHECK_INT(cg_config_parse_redis_url("redis://h/15", host, sizeof(host), &port, &db), 0);
+    CHECK_INT(cg_config_parse_redis_url("redis://h/15", host, sizeof(host), &port, &db, NULL), 0);
     CHECK_UINT(port, 6379);
     CHECK_UINT(db, 15);
-    CHECK_INT(cg_config_parse_redis_url("redis://h:1/", host, sizeof(host), &port, &db), 0);
+    CHECK_INT(cg_config_parse_redis_url("redis://h:1/", host, sizeof(host), &port, &db, NULL), 0);
     CHECK_UINT(db, 0);
-    CHECK_INT(cg_config_parse_redis_url("redis://[::1]:6380/1", host, sizeof(host), &port, &db), 0);
+    CHECK_INT(
+        cg_config_parse_redis_url("redis://[::1]:6380/1", host, sizeof(host), &port, &db, NULL), 0);
     CHECK_STR(host, "::1");
     CHECK_UINT(port, 6380);
     CHECK_UINT(db, 1);
-    CHECK_INT(cg_config_parse_redis_url("redis://h:1/16", host, sizeof(host), &port, &db), -1);
-    CHECK_INT(cg_config_parse_redis_url("redis://h:1/-1", host, sizeof(host), &port, &db), -1);
-    CHECK_INT(cg_config_parse_redis_url("redis://h:1/x", host, sizeof(host), &port, &db), -1);
-    CHECK_INT(cg_config_parse_redis_url("redis://h:1/3/4", host, sizeof(host), &port, &db), -1);
-    CHECK_INT(cg_config_parse_redis_url("rediss://h:1", host, sizeof(host), &port, &db), -1);
-    CHECK_INT(cg_config_parse_redis_url("http://h:1", host, sizeof(host), &port, &db), -1);
-    CHECK_INT(cg_config_parse_redis_url("REDIS://h:1", host, sizeof(host), &port, &db), -1);
-    CHECK_INT(cg_config_parse_redis_url("h:6379", host, sizeof(host), &port, &db), -1);
-    CHECK_INT(cg_config_parse_redis_url("redis://", host, sizeof(host), &port, &db), -1);
-    CHECK_INT(cg_config_parse_redis_url("redis://:6379", host, sizeof(host), &port, &db), -1);
-    CHECK_INT(cg_config_parse_redis_url("redis://h:0", host, sizeof(host), &port, &db), -1);
-    CHECK_INT(cg_config_parse_redis_url("redis://u:pw@h:6379", host, sizeof(host), &port, &db), -1);
+    CHECK_INT(cg_config_parse_redis_url("redis://h:1/16", host, sizeof(host), &port, &db, NULL),
+              -1);
+    CHECK_INT(cg_config_parse_redis_url("redis://h:1/-1", host, sizeof(host), &port, &db, NULL),
+              -1);
+    CHECK_INT(cg_config_parse_redis_url("redis://h:1/x", host, sizeof(host), &port, &db, NULL), -1);
+    CHECK_INT(cg_config_parse_redis_url("redis://h:1/3/4", host, sizeof(host), &port, &db, NULL),
+              -1);
+    CHECK_INT(cg_config_parse_redis_url("rediss://h:1", host, sizeof(host), &port, &db, NULL), -1);
+    CHECK_INT(cg_config_parse_redis_url("http://h:1", host, sizeof(host), &port, &db, NULL), -1);
+    CHECK_INT(cg_config_parse_redis_url("REDIS://h:1", host, sizeof(host), &port, &db, NULL), -1);
+    CHECK_INT(cg_config_parse_redis_url("h:6379", host, sizeof(host), &port, &db, NULL), -1);
+    CHECK_INT(cg_config_parse_redis_url("redis://", host, sizeof(host), &port, &db, NULL), -1);
+    CHECK_INT(cg_config_parse_redis_url("redis://:6379", host, sizeof(host), &port, &db, NULL), -1);
+    CHECK_INT(cg_config_parse_redis_url("redis://h:0", host, sizeof(host), &port, &db, NULL), -1);
+    CHECK_INT(
+        cg_config_parse_redis_url("redis://u:pw@h:6379", host, sizeof(host), &port, &db, NULL), -1);
     /* An IPv6 literal without a port gets the default port, like any other host. */
-    CHECK_INT(cg_config_parse_redis_url("redis://[::1]", host, sizeof(host), &port, &db), 0);
+    CHECK_INT(cg_config_parse_redis_url("redis://[::1]", host, sizeof(host), &port, &db, NULL), 0);
     CHECK_STR(host, "::1");
     CHECK_UINT(port, 6379);
-    CHECK_INT(cg_config_parse_redis_url("redis://[::1]/2", host, sizeof(host), &port, &db), 0);
+    CHECK_INT(cg_config_parse_redis_url("redis://[::1]/2", host, sizeof(host), &port, &db, NULL),
+              0);
     CHECK_STR(host, "::1");
     CHECK_UINT(db, 2);
+}
+
+/* Writes text (as is, no newline added) to a new temporary file; returns its path. */
+static const char *secret_with(const char *text)
+{
+    static char paths[16][128];
+    static int n;
+    char *p = paths[n % 16];
+    snprintf(p, 128, "%s/secret%d", tmpdir, n++);
+    FILE *f = fopen(p, "w");
+    if (!f)
+        return "/nonexistent";
+    fputs(text, f);
+    fclose(f);
+    return p;
+}
+
+static void test_redis_credentials(void)
+{
+    char host[128];
+    uint32_t port = 0, db = 0;
+    struct cg_config_credentials c;
+    memset(&c, 'x', sizeof(c));
+    /* No "@": both empty. */
+    CHECK_INT(cg_config_parse_redis_url("redis://h:1/2", host, sizeof(host), &port, &db, &c), 0);
+    CHECK_STR(c.user, "");
+    CHECK_STR(c.password, "");
+    CHECK_INT(
+        cg_config_parse_redis_url("redis://gw:pw@h:7000/3", host, sizeof(host), &port, &db, &c), 0);
+    CHECK_STR(c.user, "gw");
+    CHECK_STR(c.password, "pw");
+    CHECK_STR(host, "h");
+    CHECK_UINT(port, 7000);
+    CHECK_UINT(db, 3);
+    /* A password alone (the default user), percent-decoding, ':' and '@' inside. */
+    CHECK_INT(cg_config_parse_redis_url("redis://:s%40cr%3At@[::1]:6380", host, sizeof(host), &port,
+                                        &db, &c),
+              0);
+    CHECK_STR(c.user, "");
+    CHECK_STR(c.password, "s@cr:t");
+    CHECK_STR(host, "::1");
+    /* The last '@' ends the credentials; the password keeps later ':'. */
+    CHECK_INT(cg_config_parse_redis_url("redis://u:a:b@c@h", host, sizeof(host), &port, &db, &c),
+              0);
+    CHECK_STR(c.user, "u");
+    CHECK_STR(c.password, "a:b@c");
+    CHECK_STR(host, "h");
+    /* A user alone parses (its password may come from the file). */
+    CHECK_INT(cg_config_parse_redis_url("redis://gw@h", host, sizeof(host), &port, &db, &c), 0);
+    CHECK_STR(c.user, "gw");
+    CHECK_STR(c.password, "");
+    /* Malformed. */
+    CHECK_INT(cg_config_parse_redis_url("redis://@h", host, sizeof(host), &port, &db, &c), -1);
+    CHECK_INT(cg_config_parse_redis_url("redis://u:@h", host, sizeof(host), &port, &db, &c), -1);
+    CHECK_INT(cg_config_parse_redis_url("redis://u:%4@h", host, sizeof(host), &port, &db, &c), -1);
+    CHECK_INT(cg_config_parse_redis_url("redis://u:%zz@h", host, sizeof(host), &port, &db, &c), -1);
+    CHECK_INT(cg_config_parse_redis_url("redis://u:%00@h", host, sizeof(host), &port, &db, &c), -1);
+    CHECK_INT(cg_config_parse_redis_url("redis://u:p@", host, sizeof(host), &port, &db, &c), -1);
+    CHECK_INT(cg_config_parse_redis_url("redis://u:p@h:0", host, sizeof(host), &port, &db, &c), -1);
+
+    /* Through the flags: the URL's credentials are the effective ones. */
+    CHECK_INT(LOAD("--redis", "redis://gw:pw@h:1"), CG_CONFIG_OK);
+    CHECK_STR(cfg.redis_auth.user, "gw");
+    CHECK_STR(cfg.redis_auth.password, "pw");
+    CHECK_INT(LOAD0(), CG_CONFIG_OK);
+    CHECK_STR(cfg.redis_auth.user, "");
+    CHECK_STR(cfg.redis_auth.password, "");
+    /* The file wins over the URL; a file without a user keeps the URL's. */
+    CHECK_INT(LOAD("--redis", "redis://gw:pw@h:1", "--redis-password-file", secret_with("f1\n")),
+              CG_CONFIG_OK);
+    CHECK_STR(cfg.redis_auth.user, "gw");
+    CHECK_STR(cfg.redis_auth.password, "f1");
+    CHECK_INT(LOAD("--redis", "redis://gw@h:1", "--redis-password-file", secret_with("u2:p:2\r\n")),
+              CG_CONFIG_OK);
+    CHECK_STR(cfg.redis_auth.user, "u2");
+    CHECK_STR(cfg.redis_auth.password, "p:2");
+    CHECK_INT(LOAD("--redis-password-file", secret_with(":only")), CG_CONFIG_OK);
+    CHECK_STR(cfg.redis_auth.user, "");
+    CHECK_STR(cfg.redis_auth.password, "only");
+    /* In the config file too. */
+    char json[300];
+    snprintf(json, sizeof(json), "{\"redis\":\"redis://h:2\",\"redis_password_file\":\"%s\"}",
+             secret_with("fromfile"));
+    CHECK_INT(LOAD("--config", file_with(json)), CG_CONFIG_OK);
+    CHECK_STR(cfg.redis_auth.password, "fromfile");
+    CHECK_UINT(cfg.redis_port, 2);
+
+    /* Errors name the flag, never the secret. */
+    ERR(LOAD("--redis", "redis://gw@h:1"), "--redis");
+    ERR(LOAD("--redis-password-file", "/nonexistent/pw"), "--redis-password-file");
+    CHECK(strstr(err, "/nonexistent/pw") != NULL);
+    ERR(LOAD("--redis-password-file", secret_with("")), "--redis-password-file");
+    ERR(LOAD("--redis-password-file", secret_with("\n")), "--redis-password-file");
+    ERR(LOAD("--redis-password-file", secret_with("tw0\nlines")), "--redis-password-file");
+    CHECK(strstr(err, "tw0") == NULL);
+    ERR(LOAD("--redis-password-file", secret_with("us3r:")), "--redis-password-file");
+    char big[1200];
+    memset(big, 'b', sizeof(big) - 1);
+    big[sizeof(big) - 1] = 0;
+    ERR(LOAD("--redis-password-file", secret_with(big)), "--redis-password-file");
+    CHECK(strstr(err, "bbbb") == NULL);
+    ERR(LOAD("--redis", "redis://gw:Sekr1t@h:99999"), "--redis");
+    CHECK(strstr(err, "Sekr1t") == NULL);
+    CHECK(strstr(err, "gw:***@h:99999") != NULL);
+    ERR(LOAD("--redis", "rediss://Sekr1t@h"), "--redis");
+    CHECK(strstr(err, "Sekr1t") == NULL);
+    ERR(LOAD("redis://gw:Sekr1t@h:1"), "unexpected");
+    CHECK(strstr(err, "Sekr1t") == NULL);
+    snprintf(json, sizeof(json), "{\"redis\":\"redis://gw:Sekr1t@h:x\"}");
+    ERR(LOAD("--config", file_with(json)), "redis");
+    CHECK(strstr(err, "Sekr1t") == NULL);
+    /* A file that does not parse: jansson's context, which quotes the text, is cut. */
+    ERR(LOAD("--config", file_with("{\"redis\":\"redis://gw:Sekr1t\n@h\"}")), "chartgate: ");
+    CHECK(strstr(err, "Sekr1t") == NULL);
+    ERR(LOAD("--config", file_with("{\"redis\": redis://gw:Sekr1t@h}")), "chartgate: ");
+    CHECK(strstr(err, "Sekr1t") == NULL);
+}
+
+static void test_sentinels(void)
+{
+    CHECK_INT(LOAD("--redis-sentinel", "127.0.0.1:26379", "--redis-sentinel", "[::1]:26380",
+                   "--redis-master", "mymaster"),
+              CG_CONFIG_OK);
+    CHECK_UINT(cfg.nsentinels, 2);
+    CHECK_STR(cfg.sentinel_hosts[0], "127.0.0.1");
+    CHECK_UINT(cfg.sentinel_ports[0], 26379);
+    CHECK_STR(cfg.sentinel_hosts[1], "::1");
+    CHECK_UINT(cfg.sentinel_ports[1], 26380);
+    CHECK_STR(cfg.redis_master, "mymaster");
+    CHECK_STR(cfg.sentinel_auth.password, "");
+    CHECK_INT(LOAD("--redis-sentinel", "h:1", "--redis-master", "m", "--sentinel-password-file",
+                   secret_with("sp")),
+              CG_CONFIG_OK);
+    CHECK_STR(cfg.sentinel_auth.password, "sp");
+    /* Both go together. */
+    ERR(LOAD("--redis-sentinel", "h:1"), "--redis-master");
+    ERR(LOAD("--redis-master", "m"), "--redis-master");
+    ERR(LOAD("--redis-sentinel", "h:1", "--redis-master", "my master"), "--redis-master");
+    ERR(LOAD("--sentinel-password-file", secret_with("sp")), "--sentinel-password-file");
+    ERR(LOAD("--redis-sentinel", "h:1", "--redis-master", "m", "--sentinel-password-file",
+             "/nonexistent"),
+        "--sentinel-password-file");
+    ERR(LOAD("--redis-sentinel", "nope", "--redis-master", "m"), "--redis-sentinel");
+    /* At most 8. */
+    char *argv[24] = {"chartgate"};
+    int argc = 1;
+    for (int i = 0; i < 9; i++) {
+        argv[argc++] = "--redis-sentinel";
+        argv[argc++] = "h:1";
+    }
+    argv[argc++] = "--redis-master";
+    argv[argc++] = "m";
+    CHECK_INT(cg_config_load(&cfg, argc, argv, WEB, err, sizeof(err), usage_cb), CG_CONFIG_ERROR);
+    CHECK(strstr(err, "--redis-sentinel") != NULL);
+    CHECK_INT(cg_config_load(&cfg, argc - 4, argv, WEB, err, sizeof(err), usage_cb),
+              CG_CONFIG_ERROR); /* 8, but no master */
+    argv[argc - 4] = "--redis-master";
+    argv[argc - 3] = "m";
+    CHECK_INT(cg_config_load(&cfg, argc - 2, argv, WEB, err, sizeof(err), usage_cb), CG_CONFIG_OK);
+    CHECK_UINT(cfg.nsentinels, 8);
+    /* The file: an array (or one string) under redis_sentinels; flags replace the list. */
+    const char *p = file_with("{\"redis_sentinels\":[\"a:1\",\"b:2\",\"c:3\"],"
+                              "\"redis_master\":\"mm\"}");
+    CHECK_INT(LOAD("--config", p), CG_CONFIG_OK);
+    CHECK_UINT(cfg.nsentinels, 3);
+    CHECK_STR(cfg.sentinel_hosts[2], "c");
+    CHECK_UINT(cfg.sentinel_ports[2], 3);
+    CHECK_STR(cfg.redis_master, "mm");
+    CHECK_INT(LOAD("--config", p, "--redis-sentinel", "d:4"), CG_CONFIG_OK);
+    CHECK_UINT(cfg.nsentinels, 1);
+    CHECK_STR(cfg.sentinel_hosts[0], "d");
+    CHECK_INT(LOAD("--config", file_with("{\"redis_sentinels\":\"e:5\",\"redis_master\":\"m\"}")),
+              CG_CONFIG_OK);
+    CHECK_UINT(cfg.nsentinels, 1);
+    ERR(LOAD("--config", file_with("{\"redis_sentinels\":[5],\"redis_master\":\"m\"}")),
+        "redis_sentinels");
+}
+
+static void test_reload_secrets(void)
+{
+    const char *p = secret_with("one");
+    CHECK_INT(LOAD("--redis", "redis://gw@h:1", "--redis-password-file", p), CG_CONFIG_OK);
+    CHECK_STR(cfg.redis_auth.password, "one");
+    FILE *f = fopen(p, "w");
+    fputs("two\n", f);
+    fclose(f);
+    CHECK_INT(cg_config_reload_secrets(&cfg, err, sizeof(err)), 0);
+    CHECK_STR(cfg.redis_auth.user, "gw");
+    CHECK_STR(cfg.redis_auth.password, "two");
+    /* A broken file keeps the old credentials. */
+    f = fopen(p, "w");
+    fclose(f);
+    CHECK_INT(cg_config_reload_secrets(&cfg, err, sizeof(err)), -1);
+    CHECK(strstr(err, "--redis-password-file") != NULL);
+    CHECK_STR(cfg.redis_auth.password, "two");
+    unlink(p);
+    CHECK_INT(cg_config_reload_secrets(&cfg, err, sizeof(err)), -1);
+    CHECK_STR(cfg.redis_auth.password, "two");
+    /* Without a file there is nothing to do. */
+    CHECK_INT(LOAD("--redis", "redis://:pw@h:1"), CG_CONFIG_OK);
+    CHECK_INT(cg_config_reload_secrets(&cfg, err, sizeof(err)), 0);
+    CHECK_STR(cfg.redis_auth.password, "pw");
+}
+
+static void test_scrub_argv(void)
+{
+    char a0[] = "chartgate", a1[] = "--redis", a2[] = "redis://gw:Sekr1t@h:1/2",
+         a3[] = "--redis=redis://:pw@h", a4[] = "--listen", a5[] = "127.0.0.1:1",
+         a6[] = "redis://user@h";
+    char *argv[] = {a0, a1, a2, a3, a4, a5, a6, NULL};
+    cg_config_scrub_argv(7, argv);
+    CHECK_STR(a2, "redis://gw:******@h:1/2");
+    CHECK_STR(a3, "--redis=redis://:**@h");
+    CHECK_STR(a5, "127.0.0.1:1");
+    CHECK_STR(a6, "redis://****@h");
 }
 
 int main(void)
@@ -743,6 +969,15 @@ int main(void)
     test_services_file();
     test_hostport();
     test_redis_url();
+    test_redis_credentials();
+    test_sentinels();
+    test_reload_secrets();
+    test_scrub_argv();
+    for (int i = 0; i < 16; i++) {
+        char p[128];
+        snprintf(p, sizeof(p), "%s/secret%d", tmpdir, i);
+        unlink(p);
+    }
     for (int i = 1; i <= nfiles; i++) {
         char p[128];
         snprintf(p, sizeof(p), "%s/cfg%d.json", tmpdir, i);

@@ -41,6 +41,8 @@ static const struct {
     {"chartgate_bars_late_ignored_total", "counter"},
     {"chartgate_redis_up", "gauge"},
     {"chartgate_redis_reconnects_total", "counter"},
+    {"chartgate_redis_auth_failures_total", "counter"},
+    {"chartgate_redis_master_switches_total", "counter"},
     {"chartgate_published_total", "counter"},
     {"chartgate_payloads_dropped_total", "counter"},
     {"chartgate_client_errors_total", "counter"},
@@ -66,6 +68,11 @@ static const struct {
              {CG_LINK_COMMAND, "command"},
              {CG_LINK_INBOX, "inbox"},
              {CG_LINK_SESSION, "session"}},
+  peers[] = {{CG_LINK_PUBSUB, "pubsub"},
+             {CG_LINK_COMMAND, "command"},
+             {CG_LINK_INBOX, "inbox"},
+             {CG_LINK_SESSION, "session"},
+             {CG_AUTH_PEER_SENTINEL, "sentinel"}},
   sources[] = {{CG_SOURCE_PUBSUB, "pubsub"}, {CG_SOURCE_INBOX, "inbox"}},
   drops[] = {{CG_DROP_BAD_JSON, "bad_json"},
              {CG_DROP_NOT_OBJECT, "not_object"},
@@ -254,6 +261,9 @@ static void set_all(struct cg_metrics_gauges *g)
     m->history_requests = 1013;
     m->bars_recorded = 1014;
     m->bars_late_ignored = 1015;
+    m->redis_master_switches = 1016;
+    for (int i = 0; i < CG_AUTH_PEER__COUNT; i++)
+        m->redis_auth_failures[i] = 700 + (uint64_t)i;
     for (int i = 0; i < CG_REJECT__COUNT; i++)
         m->rejections[i] = 200 + (uint64_t)i;
     for (int i = 0; i < CG_LINK__COUNT; i++)
@@ -309,6 +319,7 @@ static void test_values(void)
     SAMPLE("chartgate_history_requests_total 1013");
     SAMPLE("chartgate_bars_recorded_total 1014");
     SAMPLE("chartgate_bars_late_ignored_total 1015");
+    SAMPLE("chartgate_redis_master_switches_total 1016");
 
     /* Labelled families: one sample per label value, each with its own count. */
     CHECK_INT(count_samples("chartgate_handshake_rejections_total"), CG_REJECT__COUNT);
@@ -325,6 +336,11 @@ static void test_values(void)
         SAMPLE("chartgate_redis_reconnects_total{link=\"%s\"} %d", links[i].name,
                300 + links[i].index);
     }
+    CHECK_INT(count_samples("chartgate_redis_auth_failures_total"), CG_AUTH_PEER__COUNT);
+    CHECK_UINT(COUNT(peers), CG_AUTH_PEER__COUNT);
+    for (size_t i = 0; i < COUNT(peers); i++)
+        SAMPLE("chartgate_redis_auth_failures_total{link=\"%s\"} %d", peers[i].name,
+               700 + peers[i].index);
     CHECK_INT(count_samples("chartgate_published_total"), CG_SOURCE__COUNT);
     CHECK_UINT(COUNT(sources), CG_SOURCE__COUNT);
     for (size_t i = 0; i < COUNT(sources); i++)
