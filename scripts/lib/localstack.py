@@ -215,6 +215,13 @@ def _ping(port, password=None, timeout=0.5):
         return False
 
 
+def redis_client(port, password=None, timeout=5.0):
+    """A new redis-py client (decode_responses) for 127.0.0.1:port; the caller closes it."""
+    import redis
+    return redis.Redis(host="127.0.0.1", port=port, decode_responses=True, socket_timeout=timeout,
+                       socket_connect_timeout=timeout, password=password)
+
+
 class RedisServer:
     """A private redis-server on 127.0.0.1:<port>; persistence off; stopped by PID.
 
@@ -281,10 +288,7 @@ class RedisServer:
 
     def client(self, timeout=5.0):
         """A new redis-py client (decode_responses) for this server; the caller closes it."""
-        import redis
-        return redis.Redis(host="127.0.0.1", port=self.port, decode_responses=True,
-                           socket_timeout=timeout, socket_connect_timeout=timeout,
-                           password=self.password)
+        return redis_client(self.port, self.password, timeout)
 
     def running(self):
         return self.proc is not None and self.proc.poll() is None
@@ -382,10 +386,8 @@ class SentinelServer:
         return self
 
     def client(self, timeout=5.0):
-        import redis
-        return redis.Redis(host="127.0.0.1", port=self.port, decode_responses=True,
-                           socket_timeout=timeout, socket_connect_timeout=timeout,
-                           password=self.password)
+        """A new redis-py client (decode_responses) for this sentinel; the caller closes it."""
+        return redis_client(self.port, self.password, timeout)
 
     def command(self, *args):
         """One command on a fresh connection (redis-py's reply)."""
@@ -806,6 +808,27 @@ def raw_upgrade(port, path="/ws", cookie=None, origin=None, extra_headers=None,
         return Upgrade(status, parts[2] if len(parts) > 2 else "", headers, rest, sock, key)
     sock.close()
     return Upgrade(status, parts[2] if len(parts) > 2 else "", headers, rest, None, key)
+
+
+def take_ws_frame(buf):
+    """One complete server->client (unmasked) WebSocket frame off the front of bytearray buf, as
+    (opcode, payload), removed from buf; None while buf holds no complete frame."""
+    if len(buf) < 2:
+        return None
+    opcode, n, off = buf[0] & 0x0F, buf[1] & 0x7F, 2
+    if n == 126:
+        if len(buf) < 4:
+            return None
+        n, off = struct.unpack("!H", buf[2:4])[0], 4
+    elif n == 127:
+        if len(buf) < 10:
+            return None
+        n, off = struct.unpack("!Q", buf[2:10])[0], 10
+    if len(buf) < off + n:
+        return None
+    payload = bytes(buf[off:off + n])
+    del buf[:off + n]
+    return opcode, payload
 
 
 def encode_ws_frame(opcode, payload, fin=True):

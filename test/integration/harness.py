@@ -56,7 +56,7 @@ import validate as proto_validate  # noqa: E402  (proto/validate.py)
 from localstack import (  # noqa: E402,F401  (scripts/lib/localstack.py; re-exported)
     SANITIZER_RE, TIMEOUT_SCALE, WAIT, Gateway, Metrics, RedisServer, SentinelServer,
     SentinelStack, Upgrade, compact,
-    encode_ws_frame, free_port, gateway_binary, http_get, raw_upgrade, scaled, stop_proc, tail,
+    encode_ws_frame, free_port, gateway_binary, take_ws_frame, http_get, raw_upgrade, scaled, stop_proc, tail,
     track, wait_for, ws_accept)
 
 VALIDATOR = proto_validate.load_validator()
@@ -84,23 +84,7 @@ class RawWS:
 
     def _parse_one(self):
         """One complete frame from self.buf as (opcode, payload) or None."""
-        b = self.buf
-        if len(b) < 2:
-            return None
-        opcode, n, off = b[0] & 0x0F, b[1] & 0x7F, 2
-        if n == 126:
-            if len(b) < 4:
-                return None
-            n, off = struct.unpack("!H", b[2:4])[0], 4
-        elif n == 127:
-            if len(b) < 10:
-                return None
-            n, off = struct.unpack("!Q", b[2:10])[0], 10
-        if len(b) < off + n:
-            return None
-        payload = bytes(b[off:off + n])
-        del b[:off + n]
-        return opcode, payload
+        return take_ws_frame(self.buf)
 
     def _on_frame(self, opcode, payload, frames):
         if opcode == 0x8:
@@ -612,8 +596,10 @@ class GatewayTestCase(unittest.TestCase):
     session_prefix = "session:"
     inbox_key = "chartgate:inbox"
 
+    redis_password = None  # requirepass of the test's Redis (test_redis_auth)
+
     def setUp(self):
-        self.redis = RedisServer()
+        self.redis = RedisServer(password=self.redis_password)
         self.addCleanup(self.redis.cleanup)
         self.redis.start()
         self.r = self.redis.client()

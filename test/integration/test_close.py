@@ -89,32 +89,13 @@ class Frames:
         self.sock.settimeout(5)
         self.sock.sendall(harness.encode_ws_frame(opcode, payload))
 
-    def _one(self):
-        b = self.buf
-        if len(b) < 2:
-            return None
-        op, n, off = b[0] & 0x0F, b[1] & 0x7F, 2
-        if n == 126:
-            if len(b) < 4:
-                return None
-            n, off = struct.unpack("!H", b[2:4])[0], 4
-        elif n == 127:
-            if len(b) < 10:
-                return None
-            n, off = struct.unpack("!Q", b[2:10])[0], 10
-        if len(b) < off + n:
-            return None
-        payload = bytes(b[off:off + n])
-        del b[:off + n]
-        return op, payload
-
     def read(self, until, timeout):
         """Frames (opcode, payload) up to the first one until() holds for ('frame'), or to the
         end of the connection ('eof' / 'reset') or of timeout ('timeout')."""
         deadline = time.monotonic() + timeout
         frames = []
         while True:
-            f = self._one()
+            f = harness.take_ws_frame(self.buf)
             if f:
                 frames.append(f)
                 if until(f):

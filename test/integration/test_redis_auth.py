@@ -8,11 +8,9 @@ SIGHUP; and no password ever shows in logs, /metrics, /healthz, --help or a conf
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -29,16 +27,10 @@ class AuthCase(harness.GatewayTestCase):
     """The harness's test case on a password-protected Redis with the ACL user gw."""
     gw_pw = "gw-S3cret:pw"  # the ACL user's; holds ':' to check the USER:PASSWORD split
 
+    redis_password = ADMIN_PW
+
     def setUp(self):
-        # the harness's setUp with a password-protected Redis instead of an open one
-        self.redis = harness.RedisServer(password=ADMIN_PW)
-        self.addCleanup(self.redis.cleanup)
-        self.redis.start()
-        self.r = self.redis.client()
-        self.addCleanup(self.r.close)
-        self.gw = None
-        self.logdir = tempfile.mkdtemp(prefix="cg-it-")
-        self.addCleanup(shutil.rmtree, self.logdir, True)
+        super().setUp()  # the harness's, on a password-protected Redis
         self.add_acl_user()
 
     def add_acl_user(self):
