@@ -76,7 +76,7 @@ static void record(struct cg_agent *a, const struct cg_instrument *in, uint32_t 
 /* ---- live ticks -------------------------------------------------------------- */
 
 void cg_agent_tick(void *data, struct cg_instrument *in, json_t *obj, const char *text, size_t len,
-                   struct cg_frame *f)
+                   struct cg_frame *f, int64_t at_ms)
 {
     struct cg_agent *a = data;
     const struct cg_config *cfg = a->cfg;
@@ -90,7 +90,7 @@ void cg_agent_tick(void *data, struct cg_instrument *in, json_t *obj, const char
     }
     struct cg_chart_event ev[CG_CHART_EVENTS_MAX];
     uint64_t late = c->late_ignored;
-    int n = cg_chart_tick(c, cfg, in->seq, obj, text, len, f, wall_ms(), ev);
+    int n = cg_chart_tick(c, cfg, in->seq, obj, text, len, f, at_ms ? at_ms : wall_ms(), ev);
     cg_metrics.bars_late_ignored += c->late_ignored - late;
     for (int k = 0; k < n; k++) {
         uint32_t i = ev[k].interval;
@@ -113,7 +113,7 @@ void cg_agent_tick(void *data, struct cg_instrument *in, json_t *obj, const char
             }
             cg_frame_unref(bf);
         }
-        if (final && cfg->record_bars)
+        if (final && cfg->record_bars && !in->warming)
             record(a, in, i, &ev[k].ev.bar);
     }
 }
@@ -128,7 +128,9 @@ void cg_agent_instrument_active(void *data, struct cg_instrument *in, int active
         if (!c) {
             in->chart = cg_chart_create(a->cfg, in->name, in->seq);
         } else {
-            if (c->stale) /* ticks were not coming: what we hold is out of date */
+            /* Ticks were not coming: what we hold is out of date, unless the stream can fill
+             * the gap (stream.c catches a shared instrument up, and resets it if it cannot). */
+            if (c->stale && !in->shared)
                 cg_chart_reset(c, in->seq);
             c->stale = 0;
             c->idle_since_ms = 0;
@@ -210,12 +212,15 @@ static void replay_one(void *arg, struct cg_frame *f)
     deliver(rc->a, rc->sub, f, NULL);
 }
 
-static void resume(struct cg_agent *a, struct cg_sub *sub, uint64_t since)
+static void resume(struct cg_agent *a, struct cg_sub *sub, uint64_t since,
+                   struct cg_frame *const *pre, const uint64_t *pre_seq, size_t npre)
 {
     struct cg_instrument *in = sub->inst;
     struct cg_chart *c = in->chart;
     struct replay_ctx rc = {a, sub};
-    cg_chart_replay(c, since, replay_one, &rc);
+    for (size_t i = 0; i < npre; i++)
+        deliver(a, sub, pre[i], NULL);
+    cg_chart_replay(c, npre ? pre_seq[npre - 1] : since, replay_one, &rc);
     for (uint32_t i = 0; i < c->nseries; i++) {
         if (!(sub->view.intervals & (1u << i)))
             continue;
@@ -352,11 +357,19 @@ static void on_fill(redisAsyncContext *ac, void *r, void *priv)
     snap_free(sn);
 }
 
+void cg_agent_resume_from(struct cg_agent *a, struct cg_sub *sub, uint64_t since,
+                          struct cg_frame *const *pre, const uint64_t *pre_seq, size_t n)
+{
+    if (sub->inst->chart)
+        resume(a, sub, since, pre, pre_seq, n);
+    cg_metrics.stream_resumes++;
+}
+
 void cg_agent_start(struct cg_agent *a, struct cg_sub *sub, int recovered, uint64_t since)
 {
     struct cg_chart *c = sub->inst->chart;
     if (recovered && c) {
-        resume(a, sub, since);
+        resume(a, sub, since, NULL, NULL, 0);
         return;
     }
     if (sub->view.pending) /* a snapshot is already on its way */
@@ -474,7 +487,7 @@ static void gap_one(struct cg_map_node *n, void *arg)
 {
     (void)arg;
     struct cg_instrument *in = CG_CONTAINER_OF(n, struct cg_instrument, node);
-    if (in->chart)
+    if (in->chart && !in->shared) /* a shared one is caught up from its stream (stream.c) */
         cg_chart_gap(in->chart, in->seq);
 }
 

@@ -39,7 +39,7 @@ void cg_agent_finish(struct cg_agent *a);
 void cg_agent_instrument_active(void *data, struct cg_instrument *in, int active);
 void cg_agent_sub_dropped(void *data, struct cg_sub *sub);
 void cg_agent_tick(void *data, struct cg_instrument *in, json_t *obj, const char *text, size_t len,
-                   struct cg_frame *f);
+                   struct cg_frame *f, int64_t at_ms);
 /* The pub/sub link came (back) up: ticks may have been missed, resume restarts. */
 void cg_agent_gap(void *data);
 
@@ -50,6 +50,11 @@ int cg_agent_can_resume(const struct cg_agent *a, const struct cg_instrument *in
 /* After the subscribed reply: replays what the client missed (recovered) or sends
  * a snapshot (possibly after an asynchronous fill from Redis). */
 void cg_agent_start(struct cg_agent *a, struct cg_sub *sub, int recovered, uint64_t since);
+/* A resume whose first ticks come from the instrument's stream (subscribe.c): pre (n tick frames,
+ * borrowed, in seq order, all > since) first, then the ring's frames after the last of them,
+ * then the bars updated after since. */
+void cg_agent_resume_from(struct cg_agent *a, struct cg_sub *sub, uint64_t since,
+                          struct cg_frame *const *pre, const uint64_t *pre_seq, size_t n);
 
 /* History of an instrument/interval: bars with t < before, newest limit, oldest
  * first, from Redis merged with memory. done(arg, frame) is called exactly once,

@@ -101,6 +101,10 @@ int cg_chart_tick(struct cg_chart *c, const struct cg_config *cfg, uint64_t seq,
                   struct cg_chart_event ev[CG_CHART_EVENTS_MAX])
 {
     int rc = 0;
+    /* Shared seqs (PROTOCOL.md §19) can skip what this process never received: only a client
+     * that saw the tick before the gap can be resumed from the ring. */
+    if (c->last_seq && seq > c->last_seq + 1 && c->floor < seq - 1)
+        c->floor = seq - 1;
     char *last = malloc(len + 1);
     if (last) {
         memcpy(last, text, len);
@@ -157,6 +161,21 @@ int cg_chart_tick(struct cg_chart *c, const struct cg_config *cfg, uint64_t seq,
         }
     }
     return rc < 0 ? rc : n;
+}
+
+int cg_chart_set_last(struct cg_chart *c, uint64_t seq, const char *text, size_t len)
+{
+    char *last = malloc(len + 1);
+    if (!last)
+        return -1;
+    memcpy(last, text, len);
+    last[len] = 0;
+    free(c->last);
+    c->last = last;
+    c->last_len = len;
+    c->last_seq = seq;
+    c->floor = seq; /* nothing before it is held */
+    return 0;
 }
 
 int cg_chart_can_resume(const struct cg_chart *c, uint64_t since, uint64_t inst_seq)

@@ -76,6 +76,10 @@ int cg_chart_tick(struct cg_chart *c, const struct cg_config *cfg, uint64_t seq,
                   const char *text, size_t len, struct cg_frame *frame, int64_t now_ms,
                   struct cg_chart_event ev[CG_CHART_EVENTS_MAX]);
 
+/* Takes tick seq (text: its compact JSON, len bytes) as the last value without touching bars or
+ * ring: a tick older than every bar being formed (stream.c's warm-up). 0, or -1 on OOM. */
+int cg_chart_set_last(struct cg_chart *c, uint64_t seq, const char *text, size_t len);
+
 /* 1 when a client that last saw `since` can be brought up to date from the ring
  * (inst_seq: the instrument's current seq). */
 int cg_chart_can_resume(const struct cg_chart *c, uint64_t since, uint64_t inst_seq);

@@ -31,6 +31,7 @@ struct cg_bridge;
 struct cg_config;
 struct cg_frame;
 struct cg_service;
+struct cg_stream;
 
 /* handshake.c's, per vhost. */
 struct cg_handshake {
@@ -45,6 +46,7 @@ struct cg_dispatch {
     int list_inflight;         /* one SMEMBERS serves every waiting request */
     struct cg_list hist_waits; /* history requests waiting for Redis */
     struct cg_list send_waits; /* sends waiting for their push to be answered */
+    struct cg_list sub_waits;  /* subscribes waiting for catch-ups or stream reads (subscribe.c) */
     struct cg_log_limit rate_log;
 };
 
@@ -80,6 +82,7 @@ struct cg_ws {
     struct cg_bridge *bridge;    /* borrowed */
     struct cg_agent *agent;      /* borrowed */
     struct cg_service *service;  /* borrowed */
+    struct cg_stream *stream;    /* borrowed */
     uv_loop_t *loop;             /* borrowed */
     struct cg_outq_limits limits;
     unsigned char *scratch;  /* LWS_PRE + batch_max_bytes: one batched message */

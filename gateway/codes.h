@@ -43,6 +43,7 @@ enum cg_drop_reason {
     CG_DROP_NOT_OBJECT,
     CG_DROP_NO_TARGET,
     CG_DROP_TOO_LARGE,
+    CG_DROP_BAD_SEQ, /* a "#<seq> " header that is not one (PROTOCOL.md §19) */
     CG_DROP__COUNT
 };
 

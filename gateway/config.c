@@ -160,6 +160,12 @@ static const struct opt opts[] = {
      "items a service's list may hold; a send beyond it is refused (unavailable)"},
     {"reply-prefix", K_STR, F(reply_prefix), S(reply_prefix), 0, 0,
      "pub/sub channel prefix of service replies (one channel per gateway process)"},
+    {"stream-len", K_U32, F(stream_len), 0, 16, 10000000,
+     "ticks kept per instrument by chartgate_publish (its default; approximate, MAXLEN ~)"},
+    {"stream-catchup-max", K_U32, F(stream_catchup_max), 0, 16, 10000000,
+     "most stream entries read to catch an instrument up or resume a socket"},
+    {"epoch-key", K_STR, F(epoch_key), S(epoch_key), 0, 0,
+     "Redis key holding the epoch of shared seq numbers (created by the first gateway)"},
 };
 
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
@@ -212,6 +218,9 @@ static void defaults(struct cg_config *c, const char *web_root)
     c->service_queue_max = 10000;
     snprintf(c->reply_prefix, sizeof(c->reply_prefix), "chartgate:reply:");
     c->max_sockets_per_user = 100;
+    c->stream_len = 10000;
+    c->stream_catchup_max = 10000;
+    snprintf(c->epoch_key, sizeof(c->epoch_key), "chartgate:epoch");
 }
 
 int cg_config_loopback(const char *host)

@@ -120,6 +120,9 @@ struct cg_config {
     char service_prefix[128];
     uint32_t service_queue_max;
     char reply_prefix[128];
+    uint32_t stream_len;         /* chartgate_publish's default stream length (PROTOCOL.md §19) */
+    uint32_t stream_catchup_max; /* stream entries read per catch-up or resume */
+    char epoch_key[128];         /* the shared epoch's key */
 };
 
 /* Index of service name (len bytes) in cfg, or -1. */

@@ -15,6 +15,7 @@
 #include "metrics.h"
 #include "request.h"
 #include "service.h"
+#include "subscribe.h"
 
 #define STRIKE_WINDOW_MS 10000
 
@@ -172,72 +173,10 @@ static void handle_history(struct cg_client *c, const struct cg_request *req)
 
 static void handle_subscribe(struct cg_client *c, const struct cg_request *req)
 {
-    struct cg_ws *w = c->w;
-    const char *id = cg_request_id(req);
-    char msg[120];
     for (size_t i = 0; i < req->nnames; i++)
-        if (!allowed(c, req->names[i], id))
+        if (!allowed(c, req->names[i], cg_request_id(req)))
             return;
-    int rc = cg_registry_subscribe(w->reg, &c->member, req->names, req->nnames,
-                                   w->cfg->max_subscriptions);
-    if (rc == CG_REG_TOO_MANY) {
-        snprintf(msg, sizeof(msg), "at most %u subscriptions per connection",
-                 w->cfg->max_subscriptions);
-        send_error(c, CG_ERR_TOO_MANY_SUBSCRIPTIONS, msg, id);
-        return;
-    }
-    if (rc != CG_REG_OK) {
-        send_error(c, CG_ERR_BAD_REQUEST,
-                   rc == CG_REG_FULL ? "the gateway's instrument table is full" : "out of memory",
-                   id);
-        return;
-    }
-    /* Intervals first (a snapshot shows the bars asked for), then the reply, then
-     * per instrument, in request order, the replay or the snapshot. */
-    const struct cg_config *cfg = w->cfg;
-    const char *inames[CG_CONFIG_INTERVALS_MAX];
-    size_t ni = 0;
-    for (uint32_t i = 0; i < cfg->nintervals; i++)
-        if (req->intervals & (1u << i))
-            inames[ni++] = cfg->interval_names[i];
-    int *recovered = req->since ? calloc(req->nnames, sizeof(int)) : NULL;
-    uint64_t *since = req->since ? calloc(req->nnames, sizeof(uint64_t)) : NULL;
-    struct cg_sub **subs = calloc(req->nnames, sizeof(*subs));
-    if ((req->since && (!recovered || !since)) || !subs) {
-        free(recovered);
-        free(since);
-        free(subs);
-        send_error(c, CG_ERR_BAD_REQUEST, "out of memory", id);
-        return;
-    }
-    for (size_t k = 0; k < req->nnames; k++) {
-        struct cg_instrument *in =
-            cg_registry_instrument(w->reg, req->names[k], strlen(req->names[k]), 0);
-        subs[k] = in ? cg_registry_find_sub(&c->member, in) : NULL;
-        if (!subs[k])
-            continue;
-        cg_agent_set_intervals(w->agent, subs[k], req->intervals);
-        if (recovered) {
-            /* seq numbers of another process (or of this port before a restart) say
-             * nothing about this one's: no epoch, no resume. */
-            int same = !strcmp(req->epoch, w->epoch);
-            recovered[k] = cg_request_since(req, req->names[k], &since[k])
-                               ? same && cg_agent_can_resume(w->agent, in, since[k])
-                               : -1;
-        }
-    }
-    cg_client_send(
-        c, cg_frame_subscribed(id, req->names, req->nnames, inames, ni, w->epoch, recovered));
-    for (size_t k = 0; k < req->nnames; k++) {
-        int dup = 0;
-        for (size_t j = 0; j < k && !dup; j++)
-            dup = subs[j] == subs[k];
-        if (subs[k] && !dup)
-            cg_agent_start(w->agent, subs[k], recovered && recovered[k] == 1, since ? since[k] : 0);
-    }
-    free(recovered);
-    free(since);
-    free(subs);
+    cg_subscribe_handle(c, req);
 }
 
 /* ---- send ----------------------------------------------------------------------------- */
@@ -406,6 +345,7 @@ void cg_dispatch_init(struct cg_dispatch *d)
     cg_list_init(&d->list_waits);
     cg_list_init(&d->hist_waits);
     cg_list_init(&d->send_waits);
+    cg_list_init(&d->sub_waits);
 }
 
 void cg_dispatch_open(struct cg_ws *w, struct cg_client *c)
@@ -434,6 +374,7 @@ void cg_dispatch_close(struct cg_ws *w, struct cg_client *c)
         if (sw->c == c)
             sw->c = NULL;
     }
+    cg_subscribe_close(w, c);
     free(c->in.rx);
     c->in.rx = NULL;
     c->in.rxlen = 0;

@@ -453,9 +453,10 @@ struct cg_frame *cg_frame_history(const char *id_json, const char *instrument,
 
 struct cg_frame *cg_frame_subscribed(const char *id_json, const char *const *names, size_t n,
                                      const char *const *intervals, size_t ni, const char *epoch,
-                                     const int *recovered)
+                                     const char *shared_epoch, const int *recovered)
 {
-    size_t cap = 128 + id_len(id_json) + strlen(epoch);
+    int shared = shared_epoch && shared_epoch[0];
+    size_t cap = 160 + id_len(id_json) + strlen(epoch) + (shared ? strlen(shared_epoch) : 0);
     for (size_t i = 0; i < n; i++)
         cap += 2 * (strlen(names[i]) + 3) + 8;
     for (size_t i = 0; i < ni; i++)
@@ -473,6 +474,11 @@ struct cg_frame *cg_frame_subscribed(const char *id_json, const char *const *nam
     PUTLIT(&c, "],\"epoch\":\"");
     put_str(&c, epoch);
     PUTLIT(&c, "\"");
+    if (shared) {
+        PUTLIT(&c, ",\"shared_epoch\":\"");
+        put_str(&c, shared_epoch);
+        PUTLIT(&c, "\"");
+    }
     if (recovered) {
         size_t k = 0;
         PUTLIT(&c, ",\"recovered\":{");

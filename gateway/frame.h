@@ -63,11 +63,12 @@ struct cg_frame *cg_frame_names(const char *type, const char *id_json, const cha
 struct cg_frame *cg_frame_instruments(const char *id_json, const char *const *names, size_t n,
                                       int more);
 
-/* {"type":"subscribed","id":..,"instruments":[..],"intervals":[..],"epoch":..,"recovered":{..}}:
- * recovered, when not NULL, holds per name 1/0, or -1 for names without "since". */
+/* {"type":"subscribed","id":..,"instruments":[..],"intervals":[..],"epoch":..,"shared_epoch":..,
+ * "recovered":{..}}: shared_epoch is left out when NULL or ""; recovered, when not NULL, holds per
+ * name 1/0, or -1 for names without "since". */
 struct cg_frame *cg_frame_subscribed(const char *id_json, const char *const *names, size_t n,
                                      const char *const *intervals, size_t ni, const char *epoch,
-                                     const int *recovered);
+                                     const char *shared_epoch, const int *recovered);
 
 /* {"type":"bar",...}: ckey is the series (conflation key of forming updates); a
  * final bar is encoded as CONTROL so it is never conflated away. */

@@ -24,6 +24,7 @@
 #include "relay.h"
 #include "sentinel.h"
 #include "service.h"
+#include "stream.h"
 #include "tls.h"
 #include "ws.h"
 
@@ -44,6 +45,7 @@ struct app {
     struct cg_auth auth;
     struct cg_agent agent;
     struct cg_service service;
+    struct cg_stream stream;
     struct cg_ws ws;
     char epoch[17]; /* this process's identity: seq ranges, socket ids, the reply channel */
     uv_signal_t sigterm, sigint, sighup;
@@ -95,6 +97,7 @@ static void instrument_active(void *data, struct cg_instrument *in, int active)
     struct app *a = data;
     cg_agent_instrument_active(&a->agent, in, active);
     cg_bridge_instrument_active(&a->bridge, in, active);
+    cg_stream_instrument_active(&a->stream, in, active);
 }
 
 static void user_active(void *data, struct cg_user *u, int active)
@@ -114,12 +117,14 @@ static void pubsub_up(void *data)
 {
     struct app *a = data;
     cg_agent_gap(&a->agent);
+    cg_stream_pubsub_up(&a->stream);
 }
 
 static void command_up(void *data)
 {
     struct app *a = data;
     cg_service_command_up(&a->service);
+    cg_stream_command_up(&a->stream);
 }
 
 /* The sentinels answered: links not on the master's address move to it. */
@@ -207,12 +212,18 @@ int main(int argc, char **argv)
     struct cg_registry_hooks rh = {instrument_active, user_active, sub_dropped, &a};
     cg_registry_init(&a.reg, &rh, a.cfg.max_instruments);
     /* Recording aggregates every instrument, watched here or not. */
-    struct cg_relay_hooks relay_hooks = {cg_client_deliver, &a.ws, cg_agent_tick, &a.agent,
-                                         a.cfg.record_bars};
+    struct cg_relay_hooks relay_hooks = {
+        cg_client_deliver, &a.ws,          cg_agent_tick, &a.agent,
+        a.cfg.record_bars, cg_stream_hold, cg_stream_gap, &a.stream};
     cg_relay_init(&a.relay, &a.reg, &relay_hooks, a.cfg.max_payload_bytes);
     cg_agent_init(&a.agent, &a.loop, &a.cfg, &a.reg, &a.bridge, &relay_hooks);
-    if (cg_random_hex(a.epoch, 8)) {
+    char proposed[17];
+    if (cg_random_hex(a.epoch, 8) || cg_random_hex(proposed, 8)) {
         fprintf(stderr, "chartgate: no random bytes for this process's epoch\n");
+        return 1;
+    }
+    if (cg_stream_init(&a.stream, &a.loop, &a.cfg, &a.reg, &a.relay, &a.bridge, proposed)) {
+        fprintf(stderr, "chartgate: out of memory\n");
         return 1;
     }
     /* The links ask the sentinel module where the master is; with sentinels they wait for the
@@ -224,7 +235,8 @@ int main(int argc, char **argv)
     cg_service_init(&a.service, &a.cfg, &a.bridge, a.epoch);
     struct cg_auth_hooks ah = {cg_client_revoked, &a.ws};
     cg_auth_init(&a.auth, &a.loop, &a.cfg, &a.bridge, &a.sentinel, &ah);
-    struct cg_ws_deps wd = {&a.cfg, &a.reg, &a.auth, &a.bridge, &a.agent, &a.service, a.epoch};
+    struct cg_ws_deps wd = {&a.cfg,   &a.reg,     &a.auth,   &a.bridge,
+                            &a.agent, &a.service, &a.stream, a.epoch};
     if (cg_ws_start(&a.ws, &a.loop, &wd)) {
         fprintf(stderr, "chartgate: --listen: cannot listen on %s:%u\n", a.cfg.listen_host,
                 a.cfg.listen_port);
@@ -245,6 +257,7 @@ int main(int argc, char **argv)
     /* The deadline timer is unreferenced, so the loop ran dry without it. */
     close_handle((uv_handle_t *)&a.hard_timer);
     uv_run(&a.loop, UV_RUN_DEFAULT);
+    cg_stream_finish(&a.stream);
     cg_registry_finish(&a.reg);
     if (uv_loop_close(&a.loop) == UV_EBUSY) {
         uv_walk(&a.loop, log_handle, NULL);

@@ -97,6 +97,23 @@ size_t cg_metrics_render(const struct cg_metrics_gauges *g, char *buf, size_t bu
     one(&o, "chartgate_bars_late_ignored_total", "counter",
         "Tick-interval updates ignored because the tick was older than every bar held.",
         m->bars_late_ignored);
+    one(&o, "chartgate_ticks_repeated_total", "counter",
+        "Shared ticks skipped because their seq was already applied (caught up, then live).",
+        m->ticks_repeated);
+    one(&o, "chartgate_ticks_missed_total", "counter",
+        "Shared seqs never received and not found in the stream: gaps clients see.",
+        m->ticks_missed);
+    one(&o, "chartgate_stream_catchups_total", "counter",
+        "Instruments caught up from their Redis stream (a gap, or a first subscriber).",
+        m->stream_catchups);
+    one(&o, "chartgate_stream_caught_up_ticks_total", "counter",
+        "Ticks taken from Redis streams by those catch-ups.", m->stream_caught_up);
+    one(&o, "chartgate_stream_resumes_total", "counter",
+        "Subscriptions resumed from a Redis stream (the ring no longer held the range).",
+        m->stream_resumes);
+    one(&o, "chartgate_stream_hold_overflows_total", "counter",
+        "Live ticks not kept while their instrument was being caught up (cap reached).",
+        m->stream_hold_overflows);
     labelled(&o, "chartgate_redis_up", "gauge", "1 while the Redis link is connected.", "link",
              cg_link_names, up, CG_LINK__COUNT);
     labelled(&o, "chartgate_redis_reconnects_total", "counter", "Redis reconnections, by link.",

@@ -36,6 +36,13 @@ struct cg_metrics {
     uint64_t history_requests;
     uint64_t bars_recorded;
     uint64_t bars_late_ignored;
+    /* shared ticks (PROTOCOL.md §19) */
+    uint64_t ticks_repeated;        /* a seq already applied: caught up and then live, or resent */
+    uint64_t ticks_missed;          /* seqs neither received nor found in the stream */
+    uint64_t stream_catchups;       /* gaps and warm-ups read from a stream */
+    uint64_t stream_caught_up;      /* ticks taken from streams that way */
+    uint64_t stream_resumes;        /* sockets resumed from a stream */
+    uint64_t stream_hold_overflows; /* ticks not held while catching up (the cap was reached) */
     /* services (PROTOCOL.md §16), by index in cfg->services */
     uint64_t service_sent[CG_CONFIG_SERVICES_MAX];        /* sends Redis accepted */
     uint64_t service_unavailable[CG_CONFIG_SERVICES_MAX]; /* sends refused: down or full */

@@ -121,7 +121,7 @@ int cg_registry_join(struct cg_registry *r, struct cg_member *m, void *owner, co
  * catalog) once nobody subscribes to it: clients cannot fill the table. */
 void cg_registry_reap(struct cg_registry *r, struct cg_instrument *in)
 {
-    if (!in->nsubs && !in->known && !in->seq && !in->chart) {
+    if (!in->nsubs && !in->known && !in->seq && !in->chart && !in->catchup) {
         cg_map_del(&r->instruments, &in->node);
         free(in->fan);
         free(in);

@@ -40,8 +40,11 @@ struct cg_instrument {
     struct cg_fan *fan; /* nsubs entries; order not meaningful (removal swaps the last in) */
     uint32_t nsubs;
     uint32_t fan_cap;
-    uint8_t known;          /* seen on the wire or listed in Redis: shown by list/search */
-    uint64_t seq;           /* last seq assigned to a tick of this instrument */
+    uint8_t known;   /* seen on the wire or listed in Redis: shown by list/search */
+    uint8_t shared;  /* ticks come numbered by chartgate_publish (PROTOCOL.md §19) */
+    uint8_t warming; /* stream.c is replaying the stream into a new chart: no recording */
+    uint64_t seq;    /* last seq assigned to (or carried by) a tick of this instrument */
+    void *catchup;   /* stream.c's while the instrument is caught up from its stream: ticks wait */
     struct cg_chart *chart; /* the chart agent's state, owned by the agent; NULL = none */
     char name[CG_INSTRUMENT_MAX + 1];
 };

@@ -60,18 +60,23 @@ static void fan_instrument(struct cg_relay *r, struct cg_instrument *in, struct 
     }
 }
 
-static int tick(struct cg_relay *r, const char *name, size_t nlen, json_t *data, const char *raw,
-                size_t rawlen)
+static json_t *parse(struct cg_relay *r, const char *payload, size_t plen, const char *what)
 {
-    if (!cg_instrument_valid(name, nlen))
-        return drop(r, CG_DROP_NO_TARGET, "tick", "detail=\"invalid instrument name\"");
-    if (!json_is_object(data))
-        return drop(r, CG_DROP_NOT_OBJECT, "tick", NULL);
-    struct cg_instrument *in = cg_registry_instrument(r->reg, name, nlen, 1);
-    if (!in)
-        return 0; /* table full and nobody here can be subscribed to it */
-    in->known = 1;
-    in->seq++;
+    if (plen > r->max_payload) {
+        drop(r, CG_DROP_TOO_LARGE, what, NULL);
+        return NULL;
+    }
+    json_error_t err;
+    json_t *v = json_loadb(payload, plen, JSON_DECODE_ANY, &err);
+    if (!v)
+        drop(r, CG_DROP_BAD_JSON, what, "detail=\"not valid JSON\"");
+    return v;
+}
+
+/* Encodes tick seq of in once, fans it out, then gives it to the chart agent. */
+static int deliver_tick(struct cg_relay *r, struct cg_instrument *in, json_t *data, const char *raw,
+                        size_t rawlen, int64_t at_ms)
+{
     if (!in->nsubs && !in->chart && !r->hooks.tick_all)
         return 0; /* nobody to encode it for */
     const char *text;
@@ -86,10 +91,98 @@ static int tick(struct cg_relay *r, const char *name, size_t nlen, json_t *data,
     }
     fan_instrument(r, in, f);
     if (r->hooks.tick)
-        r->hooks.tick(r->hooks.tick_data, in, data, text, tlen, f);
+        r->hooks.tick(r->hooks.tick_data, in, data, text, tlen, f, at_ms);
     free(owned);
     cg_frame_unref(f);
     return 0;
+}
+
+static int tick(struct cg_relay *r, const char *name, size_t nlen, json_t *data, const char *raw,
+                size_t rawlen)
+{
+    if (!cg_instrument_valid(name, nlen))
+        return drop(r, CG_DROP_NO_TARGET, "tick", "detail=\"invalid instrument name\"");
+    if (!json_is_object(data))
+        return drop(r, CG_DROP_NOT_OBJECT, "tick", NULL);
+    struct cg_instrument *in = cg_registry_instrument(r->reg, name, nlen, 1);
+    if (!in)
+        return 0; /* table full and nobody here can be subscribed to it */
+    in->known = 1;
+    in->seq++;
+    return deliver_tick(r, in, data, raw, rawlen, 0);
+}
+
+/* "#<seq> " at the start of a shared tick: the seq (>= 1) and where the JSON starts, or 0. */
+static uint64_t seq_header(const char *p, size_t len, size_t *body)
+{
+    uint64_t seq = 0;
+    size_t i = 1;
+    for (; i < len && i <= 20 && p[i] >= '0' && p[i] <= '9'; i++) {
+        if (seq > (UINT64_MAX - 9) / 10)
+            return 0;
+        seq = seq * 10 + (uint64_t)(p[i] - '0');
+    }
+    if (i == 1 || i >= len || p[i] != ' ')
+        return 0;
+    *body = i + 1;
+    return seq;
+}
+
+/* A shared tick: parsed only once it is known to be wanted now (not held, not a repeat). */
+static int shared_tick(struct cg_relay *r, struct cg_instrument *in, uint64_t seq,
+                       const char *payload, size_t plen, int64_t at_ms, int live)
+{
+    if (live && in->catchup && r->hooks.hold) {
+        r->hooks.hold(r->hooks.stream_data, in, seq, payload, plen);
+        return 0;
+    }
+    if (in->shared && seq <= in->seq) {
+        cg_metrics.ticks_repeated++;
+        return 0;
+    }
+    if (live && in->shared && in->seq && seq > in->seq + 1 && (in->nsubs || in->chart) &&
+        r->hooks.gap && r->hooks.gap(r->hooks.stream_data, in, seq) == 0) {
+        if (r->hooks.hold)
+            r->hooks.hold(r->hooks.stream_data, in, seq, payload, plen);
+        return 0;
+    }
+    json_t *v = parse(r, payload, plen, "tick");
+    if (!v)
+        return -1;
+    int rc = 0;
+    if (!json_is_object(v)) {
+        rc = drop(r, CG_DROP_NOT_OBJECT, "tick", NULL);
+    } else {
+        if (in->shared && in->seq && seq > in->seq + 1)
+            cg_metrics.ticks_missed += seq - in->seq - 1;
+        in->shared = 1;
+        in->known = 1;
+        in->seq = seq;
+        rc = deliver_tick(r, in, v, payload, plen, at_ms);
+    }
+    json_decref(v);
+    return rc;
+}
+
+struct cg_frame *cg_relay_tick_frame(struct cg_instrument *in, uint64_t seq, const char *payload,
+                                     size_t plen)
+{
+    json_t *v = json_loadb(payload, plen, JSON_DECODE_ANY, NULL);
+    struct cg_frame *f = NULL;
+    const char *text;
+    size_t tlen;
+    char *owned = NULL;
+    if (json_is_object(v) && text_of(v, payload, plen, &text, &tlen, &owned) == 0)
+        f = cg_frame_tick(in, in->name, seq, text, tlen);
+    free(owned);
+    json_decref(v);
+    return f;
+}
+
+int cg_relay_apply(struct cg_relay *r, struct cg_instrument *in, uint64_t seq, const char *payload,
+                   size_t plen, int64_t at_ms)
+{
+    return shared_tick(r, in, seq, payload, plen, at_ms, 0);
 }
 
 static int message_to(struct cg_relay *r, struct cg_user *u, const char *channel, json_t *data,
@@ -115,23 +208,24 @@ static int message_to(struct cg_relay *r, struct cg_user *u, const char *channel
     return 0;
 }
 
-static json_t *parse(struct cg_relay *r, const char *payload, size_t plen, const char *what)
-{
-    if (plen > r->max_payload) {
-        drop(r, CG_DROP_TOO_LARGE, what, NULL);
-        return NULL;
-    }
-    json_error_t err;
-    json_t *v = json_loadb(payload, plen, JSON_DECODE_ANY, &err);
-    if (!v)
-        drop(r, CG_DROP_BAD_JSON, what, "detail=\"not valid JSON\"");
-    return v;
-}
-
 int cg_relay_tick(struct cg_relay *r, const char *name, size_t nlen, const char *payload,
                   size_t plen, enum cg_source src)
 {
     cg_metrics.published[src]++;
+    if (plen && payload[0] == '#') {
+        size_t body;
+        uint64_t seq = seq_header(payload, plen, &body);
+        if (!seq)
+            return drop(r, CG_DROP_BAD_SEQ, "tick", "detail=\"expected #<seq> <JSON>\"");
+        if (plen - body > r->max_payload)
+            return drop(r, CG_DROP_TOO_LARGE, "tick", NULL);
+        if (!cg_instrument_valid(name, nlen))
+            return drop(r, CG_DROP_NO_TARGET, "tick", "detail=\"invalid instrument name\"");
+        struct cg_instrument *in = cg_registry_instrument(r->reg, name, nlen, 1);
+        if (!in)
+            return 0; /* table full and nobody here can be subscribed to it */
+        return shared_tick(r, in, seq, payload + body, plen - body, 0, 1);
+    }
     json_t *v = parse(r, payload, plen, "tick");
     if (!v)
         return -1;

@@ -24,11 +24,21 @@ struct cg_relay_hooks {
     void (*deliver)(void *data, struct cg_member *m, struct cg_frame *f, uint64_t *slot);
     void *data;
     /* After a tick was fanned out: the chart agent's turn (may be NULL). obj is the
-     * tick object, text its compact JSON, f its frame (all borrowed). */
+     * tick object, text its compact JSON, f its frame (all borrowed); at_ms is when Redis took
+     * the tick (a tick caught up from its stream), 0 for "now". */
     void (*tick)(void *data, struct cg_instrument *in, json_t *obj, const char *text, size_t len,
-                 struct cg_frame *f);
+                 struct cg_frame *f, int64_t at_ms);
     void *tick_data;
     int tick_all; /* the tick hook wants ticks of instruments nobody here watches (recording) */
+    /* Shared ticks (PROTOCOL.md §19): stream.c's hooks, may be NULL. */
+    /* in is being caught up (in->catchup): keep tick seq for later (payload, plen bytes of JSON,
+     * borrowed: copy it). */
+    void (*hold)(void *data, struct cg_instrument *in, uint64_t seq, const char *payload,
+                 size_t plen);
+    /* Ticks in->seq + 1 .. seq - 1 never arrived: return 0 when they are being fetched (in->catchup
+     * is then set and this tick goes to hold), -1 to go on with the gap. */
+    int (*gap)(void *data, struct cg_instrument *in, uint64_t seq);
+    void *stream_data;
 };
 
 struct cg_relay {
@@ -41,9 +51,21 @@ struct cg_relay {
 void cg_relay_init(struct cg_relay *r, struct cg_registry *reg, const struct cg_relay_hooks *hooks,
                    size_t max_payload);
 
-/* Each returns 0 when delivered (to zero or more members) or -1 when dropped. */
+/* Each returns 0 when delivered (to zero or more members) or -1 when dropped. A tick payload
+ * "#<seq> <JSON>" was numbered by chartgate_publish (PROTOCOL.md §19): it keeps that seq, an older
+ * or repeated seq is skipped (counted), and a jump asks the gap hook to fetch what is missing. */
 int cg_relay_tick(struct cg_relay *r, const char *name, size_t nlen, const char *payload,
                   size_t plen, enum cg_source src);
+/* A shared tick of in, numbered seq, taken from its stream or from hold (stream.c): applied
+ * like a live one when seq > in->seq, skipped otherwise (never held, never a gap fetch). at_ms:
+ * the stream entry's time. Returns 0, or -1 when dropped. */
+int cg_relay_apply(struct cg_relay *r, struct cg_instrument *in, uint64_t seq, const char *payload,
+                   size_t plen, int64_t at_ms);
+/* The tick frame of a shared tick of in read from its stream (a socket's resume): the same bytes
+ * a live delivery would have had. Returns a new frame, or NULL when payload is not a JSON object
+ * (or out of memory). */
+struct cg_frame *cg_relay_tick_frame(struct cg_instrument *in, uint64_t seq, const char *payload,
+                                     size_t plen);
 int cg_relay_user(struct cg_relay *r, const char *user_id, size_t ulen, const char *payload,
                   size_t plen, enum cg_source src);
 int cg_relay_broadcast(struct cg_relay *r, const char *payload, size_t plen, enum cg_source src);

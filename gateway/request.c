@@ -120,7 +120,25 @@ static int take_interval(json_t *v, const struct cg_config *cfg, uint32_t *index
     return 0;
 }
 
-/* subscribe's optional "intervals", "since" and "epoch". */
+/* An optional epoch member (16 hex digits) into out, lower-cased: the gateway sends lowercase, a
+ * client that upper-cased it means the same epoch. out stays "" when the member is absent. */
+static int take_epoch(json_t *root, const char *key, char out[17], struct cg_request_error *err)
+{
+    json_t *epoch = json_object_get(root, key);
+    if (!epoch)
+        return 0;
+    const char *e = json_is_string(epoch) ? json_string_value(epoch) : "";
+    if (!json_is_string(epoch) || json_string_length(epoch) != 16 ||
+        strspn(e, "0123456789abcdefABCDEF") != 16) {
+        return fail(err, CG_ERR_BAD_REQUEST, "\"%s\" must be 16 hex digits", key);
+    }
+    for (int i = 0; i < 16; i++)
+        out[i] = (char)tolower((unsigned char)e[i]);
+    out[16] = 0;
+    return 0;
+}
+
+/* subscribe's optional "intervals", "since", "epoch" and "shared_epoch". */
 static int take_chart_options(struct cg_request *req, const struct cg_config *cfg,
                               struct cg_request_error *err)
 {
@@ -153,17 +171,9 @@ static int take_chart_options(struct cg_request *req, const struct cg_config *cf
         }
         req->since = since;
     }
-    json_t *epoch = json_object_get(req->root, "epoch");
-    if (epoch) {
-        /* The gateway sends lowercase; a client that upper-cased it means the same epoch. */
-        const char *e = json_is_string(epoch) ? json_string_value(epoch) : "";
-        if (!json_is_string(epoch) || json_string_length(epoch) != 16 ||
-            strspn(e, "0123456789abcdefABCDEF") != 16)
-            return fail(err, CG_ERR_BAD_REQUEST, "\"epoch\" must be 16 hex digits");
-        for (int i = 0; i < 16; i++)
-            req->epoch[i] = (char)tolower((unsigned char)e[i]);
-        req->epoch[16] = 0;
-    }
+    if (take_epoch(req->root, "epoch", req->epoch, err) ||
+        take_epoch(req->root, "shared_epoch", req->shared_epoch, err))
+        return -1;
     return 0;
 }
 

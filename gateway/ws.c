@@ -115,6 +115,7 @@ int cg_ws_start(struct cg_ws *w, uv_loop_t *loop, const struct cg_ws_deps *deps)
     w->auth = deps->auth;
     w->bridge = deps->bridge;
     w->service = deps->service;
+    w->stream = deps->stream;
     w->started_ms = uv_now(loop);
     snprintf(w->epoch, sizeof(w->epoch), "%s", deps->epoch);
     cg_dispatch_init(&w->dispatch);

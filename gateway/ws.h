@@ -27,6 +27,7 @@ struct cg_ws_deps {
     struct cg_bridge *bridge;
     struct cg_agent *agent;
     struct cg_service *service;
+    struct cg_stream *stream;
     const char *epoch; /* this process's identity (16 hex digits), copied */
 };
 

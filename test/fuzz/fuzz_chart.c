@@ -132,8 +132,9 @@ struct run {
 /* The agent's tick hook (agent.c cg_agent_tick), minus Redis: every tick the relay
  * accepted reaches the chart with its frame and the text spliced into it. */
 static void on_tick(void *data, struct cg_instrument *in, json_t *obj, const char *text, size_t len,
-                    struct cg_frame *f)
+                    struct cg_frame *f, int64_t at_ms)
 {
+    (void)at_ms;
     struct run *run = data;
     const struct cg_config *cfg = run->cfg;
     struct cg_chart *c = in->chart;
@@ -171,7 +172,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct cg_relay relay;
     struct cg_member m;
     /* tick_all, as --record-bars: a chart whether or not anyone watches */
-    const struct cg_relay_hooks hooks = {no_deliver, NULL, on_tick, &run, 1};
+    const struct cg_relay_hooks hooks = {no_deliver, NULL, on_tick, &run, 1, NULL, NULL, NULL};
     cg_registry_init(&reg, NULL, 16);
     cg_relay_init(&relay, &reg, &hooks, 1U << 20);
     relay.drop_log = drop_log;

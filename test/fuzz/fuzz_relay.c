@@ -44,8 +44,9 @@ static void deliver(void *data, struct cg_member *m, struct cg_frame *f, uint64_
  * bytes; since fe0a478 they are the publisher's own or the relay's re-encoding, no longer a
  * pointer into the frame). */
 static void tick_hook(void *data, struct cg_instrument *in, json_t *obj, const char *text,
-                      size_t len, struct cg_frame *f)
+                      size_t len, struct cg_frame *f, int64_t at_ms)
 {
+    FUZZ_CHECK(at_ms == 0);
     FUZZ_CHECK(data == &delivered);
     FUZZ_CHECK(in && json_is_object(obj) && f);
     const char *fd = (const char *)cg_frame_data(f);
@@ -182,8 +183,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct cg_relay relay;
     struct cg_member m[4];
     /* The first byte's top bit asks for every tick (tick_all, as with --record-bars). */
-    const struct cg_relay_hooks hooks = {deliver, &delivered, tick_hook, &delivered,
-                                         size && (data[0] & 0x80)};
+    const struct cg_relay_hooks hooks = {
+        deliver, &delivered, tick_hook, &delivered, size && (data[0] & 0x80), NULL, NULL, NULL};
     cg_registry_init(&reg, NULL, 64);
     cg_relay_init(&relay, &reg, &hooks, MAX_PAYLOAD);
     relay.drop_log = drop_log;

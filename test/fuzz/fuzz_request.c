@@ -72,7 +72,8 @@ static void answer(struct cg_request *req)
             FUZZ_CHECK(!req->epoch[0] || strlen(req->epoch) == 16);
             FUZZ_CHECK(!req->since || json_is_object(req->since));
             fuzz_check_new_frame(cg_frame_subscribed(id, req->names, req->nnames, inames, ni,
-                                                     "00112233445566ff", recovered));
+                                                     "00112233445566ff", req->shared_epoch,
+                                                     recovered));
         }
         free(recovered);
         break;

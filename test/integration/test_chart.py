@@ -570,7 +570,8 @@ class SnapshotTest(ChartCase):
             frames += cl.barrier()  # the bar frames of the last tick follow its tick frame
             self.assertEqual(frames[0], {"type": "subscribed", "id": rid,
                                          "instruments": ["sm1"], "intervals": ivs,
-                                         "epoch": frames[0].get("epoch")})
+                                         "epoch": frames[0].get("epoch"),
+                                         "shared_epoch": frames[0].get("shared_epoch")})
             self.assertRegex(frames[0]["epoch"], "^[0-9a-f]{16}$")
             snap = frames[1]
             harness.check_snapshot(snap, "sm1", ivs)

@@ -19,8 +19,11 @@ class RelayTest(harness.GatewayTestCase):
         c = self.connect()
         reply = c.request({"action": "subscribe", "instruments": ["rb2501"], "id": 7})
         self.assertRegex(reply.get("epoch", ""), "^[0-9a-f]{16}$", "the process's epoch")
+        # The shared epoch (PROTOCOL.md §19) is Redis's, once the gateway has read it.
+        self.assertEqual(reply.get("shared_epoch"), self.r.get("chartgate:epoch"))
         self.assertEqual(reply, {"type": "subscribed", "id": 7, "instruments": ["rb2501"],
-                                 "intervals": [], "epoch": reply["epoch"]})
+                                 "intervals": [], "epoch": reply["epoch"],
+                                 "shared_epoch": reply["shared_epoch"]})
         # then one snapshot per instrument: never ticked here, no intervals asked for
         self.assertEqual(c.recv_until(lambda f: True)[-1],
                          {"type": "snapshot", "instrument": "rb2501", "seq": 0, "last": None,

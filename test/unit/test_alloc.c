@@ -195,7 +195,8 @@ static struct cg_frame *encode(int which)
     case 10:
         return cg_frame_history("9", "rb2501", &bars2[0]);
     default:
-        return cg_frame_subscribed("7", names, 2, intervals, 2, "3f9a0c1d2e4b5a69", recovered);
+        return cg_frame_subscribed("7", names, 2, intervals, 2, "3f9a0c1d2e4b5a69",
+                                   "9e1b7c3d5f0a2b44", recovered);
     }
 }
 
@@ -698,7 +699,7 @@ static void count_deliver(void *data, struct cg_member *m, struct cg_frame *f, u
 
 static void test_relay(void)
 {
-    static const struct cg_relay_hooks rh = {count_deliver, NULL, NULL, NULL, 0};
+    static const struct cg_relay_hooks rh = {count_deliver, NULL, NULL, NULL, 0, NULL, NULL, NULL};
     const char *tick = "{\n\"last\": 1,\n\"bid\": [1, 2]\n}"; /* re-encoded: one more alloc */
     const char *envl = "{\"user\":\"u1\",\"data\":{\"k\": [1, 2, 3]}}";
     for (int c = 0; c < 3; c++) {

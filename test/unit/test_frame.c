@@ -508,13 +508,13 @@ static void test_subscribed(void)
     const char *names[] = {"rb2501", "au2412"};
     const char *iv[] = {"1m"};
     const int rec[] = {1, 0};
-    EXPECT(cg_frame_subscribed("7", names, 2, iv, 1, "3f9a0c1d2e4b5a69", rec),
+    EXPECT(cg_frame_subscribed("7", names, 2, iv, 1, "3f9a0c1d2e4b5a69", NULL, rec),
            "{\"type\":\"subscribed\",\"id\":7,\"instruments\":[\"rb2501\",\"au2412\"],"
            "\"intervals\":[\"1m\"],\"epoch\":\"3f9a0c1d2e4b5a69\",\"recovered\":{\"rb2501\":true,"
            "\"au2412\":false}}",
            CG_FRAME_CONTROL, NULL);
     /* No since at all: no recovered member; no intervals: []. */
-    EXPECT(cg_frame_subscribed(NULL, names, 2, NULL, 0, "e", NULL),
+    EXPECT(cg_frame_subscribed(NULL, names, 2, NULL, 0, "e", "", NULL),
            "{\"type\":\"subscribed\",\"instruments\":[\"rb2501\",\"au2412\"],\"intervals\":[],"
            "\"epoch\":\"e\"}",
            CG_FRAME_CONTROL, NULL);
@@ -522,17 +522,22 @@ static void test_subscribed(void)
     const char *three[] = {"a", "b", "c", "a"};
     const int rec3[] = {0, -1, 1, 1};
     const char *ivs[] = {"1s", "1m", "5m", "15m", "1h", "1d"};
-    EXPECT(cg_frame_subscribed("\"s\"", three, 4, ivs, 6, "00ff", rec3),
+    EXPECT(cg_frame_subscribed("\"s\"", three, 4, ivs, 6, "00ff", NULL, rec3),
            "{\"type\":\"subscribed\",\"id\":\"s\",\"instruments\":[\"a\",\"b\",\"c\",\"a\"],"
            "\"intervals\":[\"1s\",\"1m\",\"5m\",\"15m\",\"1h\",\"1d\"],\"epoch\":\"00ff\","
            "\"recovered\":{\"a\":false,\"c\":true}}",
            CG_FRAME_CONTROL, NULL);
+    /* The shared epoch (PROTOCOL.md §19) follows the process's. */
+    EXPECT(cg_frame_subscribed("2", names, 1, NULL, 0, "e", "9e1b7c3d5f0a2b44", NULL),
+           "{\"type\":\"subscribed\",\"id\":2,\"instruments\":[\"rb2501\"],\"intervals\":[],"
+           "\"epoch\":\"e\",\"shared_epoch\":\"9e1b7c3d5f0a2b44\"}",
+           CG_FRAME_CONTROL, NULL);
     const int none[] = {-1, -1};
-    EXPECT(cg_frame_subscribed("1", names, 2, iv, 1, "e", none),
+    EXPECT(cg_frame_subscribed("1", names, 2, iv, 1, "e", NULL, none),
            "{\"type\":\"subscribed\",\"id\":1,\"instruments\":[\"rb2501\",\"au2412\"],"
            "\"intervals\":[\"1m\"],\"epoch\":\"e\",\"recovered\":{}}",
            CG_FRAME_CONTROL, NULL);
-    EXPECT(cg_frame_subscribed("1", NULL, 0, NULL, 0, "e", none),
+    EXPECT(cg_frame_subscribed("1", NULL, 0, NULL, 0, "e", NULL, none),
            "{\"type\":\"subscribed\",\"id\":1,\"instruments\":[],\"intervals\":[],\"epoch\":\"e\","
            "\"recovered\":{}}",
            CG_FRAME_CONTROL, NULL);
@@ -548,7 +553,8 @@ static void test_subscribed(void)
         all[i] = i % 2;
     }
     const char *iv8[] = {"1s", "1m", "5m", "15m", "1h", "1d", "2h", "30s"};
-    struct cg_frame *f = cg_frame_subscribed("123456789", nm, N, iv8, 8, "3f9a0c1d2e4b5a69", all);
+    struct cg_frame *f =
+        cg_frame_subscribed("123456789", nm, N, iv8, 8, "3f9a0c1d2e4b5a69", "", all);
     if (CHECK(f != NULL)) {
         size_t want = strlen("{\"type\":\"subscribed\",\"id\":123456789,\"instruments\":[],"
                              "\"intervals\":[],\"epoch\":\"3f9a0c1d2e4b5a69\",\"recovered\":{}}");

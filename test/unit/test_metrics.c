@@ -39,6 +39,12 @@ static const struct {
     {"chartgate_history_requests_total", "counter"},
     {"chartgate_bars_recorded_total", "counter"},
     {"chartgate_bars_late_ignored_total", "counter"},
+    {"chartgate_ticks_repeated_total", "counter"},
+    {"chartgate_ticks_missed_total", "counter"},
+    {"chartgate_stream_catchups_total", "counter"},
+    {"chartgate_stream_caught_up_ticks_total", "counter"},
+    {"chartgate_stream_resumes_total", "counter"},
+    {"chartgate_stream_hold_overflows_total", "counter"},
     {"chartgate_redis_up", "gauge"},
     {"chartgate_redis_reconnects_total", "counter"},
     {"chartgate_redis_auth_failures_total", "counter"},
@@ -77,7 +83,8 @@ static const struct {
   drops[] = {{CG_DROP_BAD_JSON, "bad_json"},
              {CG_DROP_NOT_OBJECT, "not_object"},
              {CG_DROP_NO_TARGET, "no_target"},
-             {CG_DROP_TOO_LARGE, "too_large"}},
+             {CG_DROP_TOO_LARGE, "too_large"},
+             {CG_DROP_BAD_SEQ, "bad_seq"}},
   codes[] = {{CG_ERR_BAD_JSON, "bad_json"},
              {CG_ERR_BAD_REQUEST, "bad_request"},
              {CG_ERR_UNKNOWN_ACTION, "unknown_action"},
@@ -262,6 +269,12 @@ static void set_all(struct cg_metrics_gauges *g)
     m->bars_recorded = 1014;
     m->bars_late_ignored = 1015;
     m->redis_master_switches = 1016;
+    m->ticks_repeated = 1017;
+    m->ticks_missed = 1018;
+    m->stream_catchups = 1019;
+    m->stream_caught_up = 1020;
+    m->stream_resumes = 1021;
+    m->stream_hold_overflows = 1022;
     for (int i = 0; i < CG_AUTH_PEER__COUNT; i++)
         m->redis_auth_failures[i] = 700 + (uint64_t)i;
     for (int i = 0; i < CG_REJECT__COUNT; i++)
@@ -320,6 +333,12 @@ static void test_values(void)
     SAMPLE("chartgate_bars_recorded_total 1014");
     SAMPLE("chartgate_bars_late_ignored_total 1015");
     SAMPLE("chartgate_redis_master_switches_total 1016");
+    SAMPLE("chartgate_ticks_repeated_total 1017");
+    SAMPLE("chartgate_ticks_missed_total 1018");
+    SAMPLE("chartgate_stream_catchups_total 1019");
+    SAMPLE("chartgate_stream_caught_up_ticks_total 1020");
+    SAMPLE("chartgate_stream_resumes_total 1021");
+    SAMPLE("chartgate_stream_hold_overflows_total 1022");
 
     /* Labelled families: one sample per label value, each with its own count. */
     CHECK_INT(count_samples("chartgate_handshake_rejections_total"), CG_REJECT__COUNT);

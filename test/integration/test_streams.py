@@ -1,0 +1,254 @@
+#!/usr/bin/python3
+"""test_streams.py -- shared seq numbers (PROTOCOL.md §19): ticks published with FCALL
+chartgate_publish carry Redis's seq in every gateway process, so a client resumes on any process
+(from the ring, or from the instrument's stream when the ring is short), a restarted gateway's
+snapshot has the last tick and the forming bars, ticks missed while the pub/sub link was down are
+filled from the stream in order, and plain PUBLISH keeps its per-process numbering."""
+
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from harness import compact, is_tick, scaled, wait_for  # noqa: E402
+
+EPOCH_KEY = "chartgate:epoch"
+
+
+class StreamCase(harness.GatewayTestCase):
+
+    def start_gateway(self, *args, **kw):
+        gw = super().start_gateway(*args, **kw)
+        # The function is loaded and the epoch read when the command link comes up.
+        wait_for(lambda: self.r.execute_command("FUNCTION", "LIST", "LIBRARYNAME", "chartgate_md")
+                 and self.r.get(EPOCH_KEY), scaled(10), "chartgate_md loaded, epoch set")
+        return gw
+
+    def fpub(self, instrument, data):
+        """FCALL chartgate_publish: returns the seq Redis gave the tick."""
+        return self.r.execute_command("FCALL", "chartgate_publish", 1, "md:" + instrument,
+                                      compact(data))
+
+    def shared_epoch(self):
+        v = self.r.get(EPOCH_KEY)
+        return v.decode() if isinstance(v, bytes) else v
+
+    def sub(self, c, names, since=None, intervals=None, epoch=None, shared_epoch=None):
+        """subscribe with the raw fields: returns (subscribed, snapshots by instrument)."""
+        req = {"action": "subscribe", "instruments": names, "id": c.next_id()}
+        if intervals:
+            req["intervals"] = intervals
+        if since is not None:
+            req["since"] = since
+        if epoch:
+            req["epoch"] = epoch
+        if shared_epoch:
+            req["shared_epoch"] = shared_epoch
+        reply = c.request(req)
+        self.assertEqual(reply["type"], "subscribed", reply)
+        recovered = reply.get("recovered") or {}
+        snaps = {s["instrument"]: s for s in c.take_snapshots(
+            [n for n in names if not recovered.get(n)], intervals or [])}
+        return reply, snaps
+
+    def ticks(self, c, instrument, n, timeout=None):
+        got = c.collect(is_tick(instrument), n, timeout, "%d ticks of %s" % (n, instrument))
+        return [f["seq"] for f in got], got
+
+    def wait_subscribed_upstream(self, instrument, n=1):
+        self.wait_numsub("md:" + instrument, n)
+
+
+class SharedSeqTest(StreamCase):
+
+    def test_seq_and_shared_epoch(self):
+        self.start_gateway()
+        c = self.connect()
+        reply, snaps = self.sub(c, ["ss1"])
+        self.assertEqual(reply["shared_epoch"], self.shared_epoch())
+        self.assertRegex(reply["shared_epoch"], "^[0-9a-f]{16}$")
+        self.assertNotEqual(reply["shared_epoch"], reply["epoch"])
+        self.wait_subscribed_upstream("ss1")
+        # Redis numbers them; another instrument's counter is its own.
+        self.assertEqual(self.fpub("other", {"last_price": 1}), 1)
+        seqs = [self.fpub("ss1", {"last_price": 100 + i}) for i in range(5)]
+        self.assertEqual(seqs, [1, 2, 3, 4, 5])
+        got, frames = self.ticks(c, "ss1", 5)
+        self.assertEqual(got, seqs)
+        self.assertEqual([f["data"]["last_price"] for f in frames], [100, 101, 102, 103, 104])
+
+    def test_second_gateway_same_epoch_and_seq(self):
+        a = self.start_gateway()
+        b = self.start_gateway()
+        ca, cb = self.connect(gw=a, name="on-a"), self.connect(gw=b, name="on-b")
+        ra, _ = self.sub(ca, ["ss2"])
+        rb, _ = self.sub(cb, ["ss2"])
+        self.assertEqual(ra["shared_epoch"], rb["shared_epoch"])
+        self.assertNotEqual(ra["epoch"], rb["epoch"])
+        self.wait_subscribed_upstream("ss2", 2)
+        for i in range(3):
+            self.fpub("ss2", {"last_price": i})
+        self.assertEqual(self.ticks(ca, "ss2", 3)[0], [1, 2, 3])
+        self.assertEqual(self.ticks(cb, "ss2", 3)[0], [1, 2, 3])
+
+    def test_bad_seq_header_dropped(self):
+        self.start_gateway()
+        c = self.connect()
+        self.sub(c, ["ss3"])
+        self.wait_subscribed_upstream("ss3")
+        before = self.metrics().value("chartgate_payloads_dropped_total", reason="bad_seq")
+        for bad in ("#", "#12", "#x {}", "#0 {}", "#99999999999999999999999 {}", "# 1 {}"):
+            self.publish("md:ss3", bad)
+        self.fpub("ss3", {"last_price": 7})
+        self.assertEqual(self.ticks(c, "ss3", 1)[0], [1])
+        m = self.metrics()
+        self.assertEqual(m.value("chartgate_payloads_dropped_total", reason="bad_seq") - before, 6)
+        # A shared tick whose body is not an object is dropped like a plain one.
+        self.publish("md:ss3", "#2 [1]")
+        self.fpub("ss3", {"last_price": 8})
+        seqs, frames = self.ticks(c, "ss3", 1)
+        self.assertEqual((seqs, frames[0]["data"]), ([2], {"last_price": 8}))
+        c.barrier()
+
+    def test_plain_publish_unchanged(self):
+        self.start_gateway()
+        watcher = self.connect(name="watcher")  # keeps pl1 subscribed upstream
+        self.sub(watcher, ["pl1"])
+        c = self.connect()
+        reply, _ = self.sub(c, ["pl1"])
+        self.wait_subscribed_upstream("pl1")
+        for i in range(3):
+            self.publish("md:pl1", {"last_price": i})
+        self.assertEqual(self.ticks(c, "pl1", 3)[0], [1, 2, 3])
+        c.close()
+        # A plain instrument resumes on its own process with the process epoch, as before.
+        for i in range(2):
+            self.publish("md:pl1", {"last_price": 10 + i})
+        c2 = self.connect(name="again")
+        r2, _ = self.sub(c2, ["pl1"], since={"pl1": 3}, epoch=reply["epoch"],
+                         shared_epoch=reply["shared_epoch"])
+        self.assertEqual(r2["recovered"], {"pl1": True})
+        self.assertEqual(self.ticks(c2, "pl1", 2)[0], [4, 5])
+        # The shared epoch alone says nothing about a process's own numbering.
+        c3 = self.connect(name="shared-only")
+        r3, snaps = self.sub(c3, ["pl1"], since={"pl1": 3}, shared_epoch=reply["shared_epoch"])
+        self.assertEqual(r3["recovered"], {"pl1": False})
+        self.assertEqual(snaps["pl1"]["seq"], 5)
+
+
+class ResumeAnywhereTest(StreamCase):
+
+    def test_resume_on_another_gateway_from_ring(self):
+        a = self.start_gateway()
+        b = self.start_gateway()
+        ca = self.connect(gw=a, name="on-a")
+        ra, _ = self.sub(ca, ["ra1"])
+        self.wait_subscribed_upstream("ra1")
+        for i in range(3):
+            self.fpub("ra1", {"last_price": i})
+        self.assertEqual(self.ticks(ca, "ra1", 3)[0], [1, 2, 3])
+        ca.close()
+        for i in range(3, 8):
+            self.fpub("ra1", {"last_price": i})
+        # b never saw ra1: its first subscriber warms it up from the stream, then resumes.
+        cb = self.connect(gw=b, name="on-b")
+        rb, snaps = self.sub(cb, ["ra1"], since={"ra1": 3}, epoch=ra["epoch"],
+                             shared_epoch=ra["shared_epoch"])
+        self.assertEqual(rb["recovered"], {"ra1": True}, rb)
+        self.assertEqual(snaps, {})
+        seqs, frames = self.ticks(cb, "ra1", 5)
+        self.assertEqual(seqs, [4, 5, 6, 7, 8])
+        self.assertEqual([f["data"]["last_price"] for f in frames], [3, 4, 5, 6, 7])
+        self.wait_subscribed_upstream("ra1")
+        self.fpub("ra1", {"last_price": 99})
+        self.assertEqual(self.ticks(cb, "ra1", 1)[0], [9])
+        cb.barrier()
+        self.assertEqual([f for f in cb.pending if f.get("type") == "tick"], [],
+                         "nothing twice")
+
+    def test_resume_from_stream_when_ring_is_short(self):
+        a = self.start_gateway("--resume-ring", "4")
+        c0 = self.connect(gw=a, name="watcher")
+        self.sub(c0, ["rs1"])
+        self.wait_subscribed_upstream("rs1")
+        for i in range(30):
+            self.fpub("rs1", {"last_price": i})
+        self.ticks(c0, "rs1", 30)
+        m0 = self.metrics(a).value("chartgate_stream_resumes_total")
+        c1 = self.connect(gw=a, name="resumer")
+        r1, snaps = self.sub(c1, ["rs1"], since={"rs1": 10}, shared_epoch=self.shared_epoch())
+        self.assertEqual(r1["recovered"], {"rs1": True})
+        seqs, frames = self.ticks(c1, "rs1", 20)
+        self.assertEqual(seqs, list(range(11, 31)))
+        self.assertEqual(self.metrics(a).value("chartgate_stream_resumes_total") - m0, 1)
+        # live after the replay, once
+        self.fpub("rs1", {"last_price": 1000})
+        self.assertEqual(self.ticks(c1, "rs1", 1)[0], [31])
+        # the wrong shared epoch, or a range the stream no longer holds: a snapshot
+        c2 = self.connect(gw=a, name="wrong-epoch")
+        r2, snaps = self.sub(c2, ["rs1"], since={"rs1": 10}, shared_epoch="0" * 16)
+        self.assertEqual(r2["recovered"], {"rs1": False})
+        self.assertEqual(snaps["rs1"]["seq"], 31)
+        self.r.execute_command("XTRIM", "{md:rs1}:stream", "MAXLEN", 5)
+        c3 = self.connect(gw=a, name="trimmed")
+        r3, snaps = self.sub(c3, ["rs1"], since={"rs1": 10}, shared_epoch=self.shared_epoch())
+        self.assertEqual(r3["recovered"], {"rs1": False})
+        self.assertEqual(snaps["rs1"]["seq"], 31)
+        # since ahead of Redis's counter: not this numbering
+        c4 = self.connect(gw=a, name="ahead")
+        r4, _ = self.sub(c4, ["rs1"], since={"rs1": 500}, shared_epoch=self.shared_epoch())
+        self.assertEqual(r4["recovered"], {"rs1": False})
+
+    def test_restarted_gateway_snapshot_has_last_and_forming_bar(self):
+        a = self.start_gateway("--intervals", "1m,1h")
+        c = self.connect(gw=a)
+        self.sub(c, ["rr1"])
+        self.wait_subscribed_upstream("rr1")
+        now = int(time.time() * 1000)
+        minute = now - now % 60000
+        prices = [50.0, 53.5, 49.0, 51.25]
+        for i, p in enumerate(prices):
+            self.fpub("rr1", {"last_price": p, "volume": 2, "ts": minute + 10 + i})
+        self.ticks(c, "rr1", len(prices))
+        c.close()
+        a.stop()
+        b = self.start_gateway("--intervals", "1m,1h")
+        c2 = self.connect(gw=b, name="after-restart")
+        _, snaps = self.sub(c2, ["rr1"], intervals=["1m"])
+        s = snaps["rr1"]
+        self.assertEqual(s["seq"], 4)
+        self.assertEqual(s["last"]["last_price"], 51.25)
+        bars = s["bars"]["1m"]
+        self.assertEqual(bars[-1], [minute, 50.0, 53.5, 49.0, 51.25, 8], s)
+        # and it goes on live with the next seq
+        self.wait_subscribed_upstream("rr1")
+        self.fpub("rr1", {"last_price": 52, "volume": 1, "ts": minute + 20})
+        self.assertEqual(self.ticks(c2, "rr1", 1)[0], [5])
+
+    def test_gap_filled_after_pubsub_link_loss(self):
+        self.start_gateway()
+        c = self.connect()
+        self.sub(c, ["gf1"])
+        self.wait_subscribed_upstream("gf1")
+        for i in range(5):
+            self.fpub("gf1", {"last_price": i})
+        self.assertEqual(self.ticks(c, "gf1", 5)[0], [1, 2, 3, 4, 5])
+        # The pub/sub link drops; ticks published meanwhile are only in the stream.
+        self.r.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+        for i in range(5, 25):
+            self.fpub("gf1", {"last_price": i})
+        self.wait_subscribed_upstream("gf1")
+        for i in range(25, 30):
+            self.fpub("gf1", {"last_price": i})
+        seqs, frames = self.ticks(c, "gf1", 25, timeout=scaled(15))
+        self.assertEqual(seqs, list(range(6, 31)), "every seq once, in order")
+        self.assertEqual([f["data"]["last_price"] for f in frames], list(range(5, 30)))
+        m = self.metrics()
+        self.assertGreaterEqual(m.value("chartgate_stream_catchups_total"), 1)
+        self.assertEqual(m.value("chartgate_ticks_missed_total"), 0)
+
+
+if __name__ == "__main__":
+    harness.main()
