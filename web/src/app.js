@@ -243,6 +243,7 @@ const subscribed = new Map(); // name -> interval key ("1m,5m") subscribed on th
 // The gateway process the seq numbers we hold came from: seq is counted per process, so a resume
 // ("since") carries it, and a different process (or a restarted one) answers with a snapshot.
 let epoch = null;
+let sharedEpoch = null;
 const refused = new Map(); // name -> error code: the gateway would not subscribe it (this socket)
 
 function wanted() {
@@ -291,15 +292,18 @@ function subscribe(names, key, resume) {
       // Only when the charts already hold these intervals; otherwise a snapshot is needed.
       if (m.seq != null && m.ivKey === key) since[n] = m.seq;
     }
-    if (Object.keys(since).length && epoch) {
+    if (Object.keys(since).length && (epoch || sharedEpoch)) {
       frame.since = since;
-      frame.epoch = epoch;
+      if (epoch) frame.epoch = epoch;
+      // Ticks numbered by Redis (PROTOCOL.md §19) resume on any gateway process.
+      if (sharedEpoch) frame.shared_epoch = sharedEpoch;
     }
   }
   for (const n of names) subscribed.set(n, key);
   conn.request(frame).then(
     (reply) => {
       if (reply && reply.epoch) epoch = reply.epoch;
+      if (reply && reply.shared_epoch) sharedEpoch = reply.shared_epoch;
       names.forEach((n) => (info(n).ivKey = key));
     },
     (err) => {
