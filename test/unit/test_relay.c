@@ -742,6 +742,124 @@ static void test_replies(void)
     teardown();
 }
 
+/* ---- shared seqs (PROTOCOL.md §19) ----------------------------------------------------- */
+
+static int gap_answer; /* what the gap hook returns */
+static uint64_t gap_seq, held_seq[8];
+static char held_text[8][64];
+static int ngaps, nheld;
+
+static void on_hold(void *data, struct cg_instrument *in, uint64_t seq, const char *payload,
+                    size_t plen)
+{
+    (void)data;
+    (void)in;
+    if (nheld < 8) {
+        held_seq[nheld] = seq;
+        snprintf(held_text[nheld++], sizeof(held_text[0]), "%.*s", (int)plen, payload);
+    }
+}
+
+static int on_gap(void *data, struct cg_instrument *in, uint64_t seq)
+{
+    (void)data;
+    ngaps++;
+    gap_seq = seq;
+    if (gap_answer == 0)
+        in->catchup = &gap_answer; /* what stream.c does: ticks are held from now on */
+    return gap_answer;
+}
+
+static void test_shared_ticks(void)
+{
+    static const struct cg_relay_hooks sh = {deliver, &hook_cookie, NULL,   NULL,
+                                             0,       on_hold,      on_gap, NULL};
+    setup();
+    cg_relay_init(&relay, &reg, &sh, MAXP);
+    snap();
+    /* Redis's seq is kept: the first tick may be any number. */
+    CHECK_INT(tick("rb2501", "#41 {\"last\":1}"), 0);
+    CHECK_INT(ndl, 2);
+    CHECK_STR(dl[0].bytes, "{\"type\":\"tick\",\"instrument\":\"rb2501\",\"seq\":41,"
+                           "\"data\":{\"last\":1}}");
+    struct cg_instrument *rb = inst("rb2501");
+    CHECK(rb->shared && rb->seq == 41);
+    forget();
+    /* A repeat or an older seq is skipped and counted, not delivered. */
+    CHECK_INT(tick("rb2501", "#41 {\"last\":1}"), 0);
+    CHECK_INT(tick("rb2501", "#7 {\"last\":0}"), 0);
+    CHECK_INT(ndl, 0);
+    CHECK_UINT(cg_metrics.ticks_repeated - before.ticks_repeated, 2);
+    /* The next one goes on. */
+    CHECK_INT(tick("rb2501", "#42 {\"last\":2}"), 0);
+    CHECK_INT(ndl, 2);
+    forget();
+    /* A jump: the gap hook is asked; when it fetches, the tick is held, not delivered. */
+    gap_answer = 0;
+    CHECK_INT(tick("rb2501", "#45 {\"last\":5}"), 0);
+    CHECK_INT(ngaps, 1);
+    CHECK_UINT(gap_seq, 45);
+    CHECK_INT(ndl, 0);
+    CHECK_INT(nheld, 1);
+    CHECK_UINT(held_seq[0], 45);
+    CHECK_STR(held_text[0], "{\"last\":5}");
+    /* While caught up, later ticks are held too, without asking again. */
+    CHECK_INT(tick("rb2501", "#46 {\"last\":6}"), 0);
+    CHECK_INT(ngaps, 1);
+    CHECK_INT(nheld, 2);
+    /* What the catch-up then applies: the missing ones, then the held ones, repeats skipped. */
+    rb->catchup = NULL;
+    CHECK_INT(cg_relay_apply(&relay, rb, 43, "{\"last\":3}", 10, 1000), 0);
+    CHECK_INT(cg_relay_apply(&relay, rb, 44, "{\"last\":4}", 10, 1000), 0);
+    CHECK_INT(cg_relay_apply(&relay, rb, 45, "{\"last\":5}", 10, 0), 0);
+    CHECK_INT(cg_relay_apply(&relay, rb, 45, "{\"last\":5}", 10, 0), 0);
+    CHECK_INT(cg_relay_apply(&relay, rb, 46, "{\"last\":6}", 10, 0), 0);
+    CHECK_INT(ndl, 8);
+    for (int i = 0; i < 4; i++) {
+        char want[96];
+        snprintf(want, sizeof(want),
+                 "{\"type\":\"tick\",\"instrument\":\"rb2501\",\"seq\":%d,\"data\":{\"last\":%d}}",
+                 43 + i, 3 + i);
+        CHECK_STR(dl[2 * i].bytes, want);
+    }
+    forget();
+    /* A jump the hook cannot fetch: delivered with the gap, the missing seqs counted. */
+    gap_answer = -1;
+    uint64_t missed = cg_metrics.ticks_missed;
+    CHECK_INT(tick("rb2501", "#50 {\"last\":10}"), 0);
+    CHECK_INT(ndl, 2);
+    CHECK_UINT(cg_metrics.ticks_missed - missed, 3);
+    forget();
+    /* Bad headers: dropped as bad_seq; the body's own checks as for plain ticks. */
+    const char *bad[] = {"#",
+                         "#5",
+                         "#5{}",
+                         "# 5 {}",
+                         "#x {}",
+                         "#0 {}",
+                         "#-1 {}",
+                         "#123456789012345678901 {}",
+                         "#18446744073709551616 {}"};
+    uint64_t bs = dropped(CG_DROP_BAD_SEQ);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        CHECK_INT(tick("rb2501", bad[i]), -1);
+    CHECK_UINT(dropped(CG_DROP_BAD_SEQ) - bs, sizeof(bad) / sizeof(bad[0]));
+    CHECK_INT(tick("rb2501", "#51 [1]"), -1);
+    CHECK_INT(tick("rb2501", "#51 {nope"), -1);
+    CHECK_INT(tick("bad name", "#51 {}"), -1);
+    CHECK_INT(ndl, 0);
+    CHECK_UINT(rb->seq, 50);
+    /* A frame for a socket's stream replay: the same bytes as a live delivery. */
+    struct cg_frame *f = cg_relay_tick_frame(rb, 12, "{\"a\":\n1}", 8);
+    if (CHECK(f != NULL)) {
+        CHECK_INT((int)f->len, (int)strlen("{\"type\":\"tick\",\"instrument\":\"rb2501\","
+                                           "\"seq\":12,\"data\":{\"a\":1}}"));
+        cg_frame_unref(f);
+    }
+    CHECK(cg_relay_tick_frame(rb, 12, "[1]", 3) == NULL);
+    teardown();
+}
+
 int main(void)
 {
     cg_log_set_level(CG_LOG_ERROR); /* drops log at warn: keep the test output readable */
@@ -752,5 +870,6 @@ int main(void)
     test_user_and_broadcast();
     test_envelopes();
     test_replies();
+    test_shared_ticks();
     return check_summary("relay");
 }
