@@ -40,6 +40,7 @@ struct cg_stream_catchup {
     struct cg_stream *s;
     struct cg_instrument *in;
     int warm;
+    int checked; /* the stream's newest entry was looked at (on_last) */
     uint64_t after;
     int64_t since_ms;
     struct copied *got; /* warm: newest first; gap: oldest first */
@@ -149,12 +150,13 @@ static int hex16(const char *p, size_t len)
 }
 
 static void start(struct cg_stream *s, struct cg_instrument *in, int warm);
+static void pubsub_one(struct cg_map_node *n, void *arg);
 
 static void restart_one(struct cg_map_node *n, void *arg)
 {
     (void)arg;
     struct cg_instrument *in = CG_CONTAINER_OF(n, struct cg_instrument, node);
-    if (in->shared && !in->catchup) {
+    if (in->shared) {
         /* The counters started again: what this process holds is of the old numbering. */
         in->seq = 0;
         in->shared = 0;
@@ -193,6 +195,11 @@ static void on_epoch(redisAsyncContext *ac, void *r, void *priv)
 
 void cg_stream_command_up(struct cg_stream *s)
 {
+    /* A fresh proposal each time: a Redis that came back empty must get a new epoch, even from
+     * the process that set the old one (its counters start again). */
+    char fresh[17];
+    if (cg_random_hex(fresh, 8) == 0)
+        memcpy(s->proposed, fresh, sizeof(fresh));
     const char *load[4] = {"FUNCTION", "LOAD", "REPLACE", s->library};
     size_t load_len[4] = {8, 4, 7, s->library_len};
     cg_bridge_command(s->bridge, on_loaded, s, 4, load, load_len);
@@ -200,6 +207,8 @@ void cg_stream_command_up(struct cg_stream *s)
     const char *set[5] = {"SET", s->cfg->epoch_key, s->proposed, "NX", "GET"};
     size_t set_len[5] = {3, strlen(s->cfg->epoch_key), 16, 2, 3};
     cg_bridge_command(s->bridge, on_epoch, s, 5, set, set_len);
+    /* A catch-up needs this link: one the pub/sub link wanted before it was back starts now. */
+    cg_map_each(&s->reg->instruments, pubsub_one, s);
 }
 
 /* ---- catch-ups ------------------------------------------------------------------------- */
@@ -299,6 +308,7 @@ static long take_entries(struct cg_stream_catchup *cu, const redisReply *reply)
 }
 
 static int warm_page(struct cg_stream_catchup *cu);
+static int last_read(struct cg_stream_catchup *cu);
 
 static void on_catchup(redisAsyncContext *ac, void *r, void *priv)
 {
@@ -313,7 +323,44 @@ static void on_catchup(redisAsyncContext *ac, void *r, void *priv)
     if (cu->warm && n == WARM_PAGE && cu->ngot < cu->s->cfg->stream_catchup_max &&
         cu->got[cu->ngot - 1].t >= cu->since_ms && warm_page(cu) == 0)
         return; /* more of the forming bars to read */
+    if (!cu->warm && n == 0 && !cu->checked && last_read(cu) == 0)
+        return; /* nothing after ours: is Redis's counter behind it? */
     complete(cu);
+}
+
+/* The stream's newest entry, when a gap read found nothing after cu->after: a Redis that came
+ * back with older data (a snapshot from before its last writes, a failover to a lagging
+ * replica) numbers from there again, and those seqs must not be skipped as repeats. */
+static void on_last(redisAsyncContext *ac, void *r, void *priv)
+{
+    (void)ac;
+    struct cg_stream_catchup *cu = priv;
+    redisReply *reply = r;
+    struct cg_stream_entry e = {0};
+    /* No stream at all: Redis lost it, and numbers from 1 again. */
+    if (reply && reply->type == REDIS_REPLY_ARRAY &&
+        (reply->elements == 0 ||
+         (reply->elements == 1 && parse_entry(reply->element[0], &e) == 0)) &&
+        e.seq < cu->after) {
+        cg_log(CG_LOG_WARN, "shared seq went back",
+               "instrument=%s ours=%" PRIu64 " redis=%" PRIu64
+               " effect=\"Redis lost writes: numbering goes on from Redis's\"",
+               cu->in->name, cu->after, e.seq);
+        cu->in->seq = e.seq;
+        if (cu->in->chart) /* its ring and bars hold seqs Redis now gives again */
+            cg_chart_reset(cu->in->chart, e.seq);
+    }
+    complete(cu);
+}
+
+static int last_read(struct cg_stream_catchup *cu)
+{
+    char key[200];
+    size_t klen = (size_t)stream_key(cu->s, cu->in, key, sizeof(key));
+    const char *argv[6] = {"XREVRANGE", key, "+", "-", "COUNT", "1"};
+    size_t lens[6] = {9, klen, 1, 1, 5, 1};
+    cu->checked = 1;
+    return cg_bridge_command(cu->s->bridge, on_last, cu, 6, argv, lens);
 }
 
 static int warm_page(struct cg_stream_catchup *cu)

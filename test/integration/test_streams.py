@@ -250,5 +250,76 @@ class ResumeAnywhereTest(StreamCase):
         self.assertEqual(m.value("chartgate_ticks_missed_total"), 0)
 
 
+class RedisFaultTest(StreamCase):
+
+    def test_redis_killed_and_restarted_no_dup_no_gap(self):
+        self.start_gateway()
+        c = self.connect()
+        self.sub(c, ["rf1"])
+        self.wait_subscribed_upstream("rf1")
+        for i in range(10):
+            self.fpub("rf1", {"last_price": i})
+        self.assertEqual(self.ticks(c, "rf1", 10)[0], list(range(1, 11)))
+        epoch = self.shared_epoch()
+        self.kill_redis(save=True)  # SAVE, then SIGKILL: nothing acknowledged is lost
+        self.restart_redis()
+        self.wait_subscribed_upstream("rf1")
+        self.assertEqual(self.shared_epoch(), epoch)
+        for i in range(10, 20):
+            self.fpub("rf1", {"last_price": i})
+        seqs, frames = self.ticks(c, "rf1", 10, timeout=scaled(15))
+        self.assertEqual(seqs, list(range(11, 21)))
+        c.barrier()
+        self.assertEqual([f for f in c.pending if f.get("type") == "tick"], [], "nothing twice")
+
+    def test_redis_back_with_older_data(self):
+        """Redis restarts from a snapshot older than its last writes: its counter is behind the
+        gateway's. The gateway follows Redis's numbering instead of skipping those seqs."""
+        self.start_gateway()
+        c = self.connect()
+        self.sub(c, ["rf2"])
+        self.wait_subscribed_upstream("rf2")
+        for i in range(5):
+            self.fpub("rf2", {"last_price": i})
+        self.r.save()
+        for i in range(5, 10):
+            self.fpub("rf2", {"last_price": i})
+        self.assertEqual(self.ticks(c, "rf2", 10)[0], list(range(1, 11)))
+        self.kill_redis(save=False)  # dump.rdb holds seq 5
+        self.restart_redis()
+        self.wait_subscribed_upstream("rf2")
+        wait_for(lambda: "shared seq went back" in self.gw.log_text(), scaled(10),
+                 "the gateway to notice")
+        self.fpub("rf2", {"last_price": 100})
+        seqs, frames = self.ticks(c, "rf2", 1, timeout=scaled(15))
+        self.assertEqual((seqs, frames[0]["data"]["last_price"]), ([6], 100))
+
+    def test_redis_back_empty_new_epoch(self):
+        self.start_gateway("--session-check-s", "3600")  # the sessions go with the data
+        c = self.connect()
+        r1, _ = self.sub(c, ["rf3"])
+        self.wait_subscribed_upstream("rf3")
+        for i in range(4):
+            self.fpub("rf3", {"last_price": i})
+        self.ticks(c, "rf3", 4)
+        self.kill_redis(save=False)
+        dump = os.path.join(self.redis.dir, "dump.rdb")
+        if os.path.exists(dump):
+            os.remove(dump)  # Redis comes back empty
+        self.restart_redis()
+        self.wait_subscribed_upstream("rf3")
+        wait_for(lambda: self.r.get(EPOCH_KEY), scaled(10), "a new epoch")
+        self.assertNotEqual(self.shared_epoch(), r1["shared_epoch"])
+        wait_for(lambda: self.r.execute_command("FUNCTION", "LIST", "LIBRARYNAME",
+                                                "chartgate_md"), scaled(10), "function reloaded")
+        self.fpub("rf3", {"last_price": 50})
+        seqs, _ = self.ticks(c, "rf3", 1, timeout=scaled(15))
+        self.assertEqual(seqs, [1])
+        c2 = self.connect(name="late")
+        r2, _ = self.sub(c2, ["rf3"], since={"rf3": 4}, shared_epoch=r1["shared_epoch"])
+        self.assertEqual(r2["recovered"], {"rf3": False})
+        self.assertEqual(r2["shared_epoch"], self.shared_epoch())
+
+
 if __name__ == "__main__":
     harness.main()
