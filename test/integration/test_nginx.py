@@ -297,6 +297,67 @@ class NginxTest(harness.GatewayTestCase):
         for c in clients:
             self.assert_nothing_for(c)
 
+    def test_resume_on_the_other_gateway(self):
+        """A client leaves one gateway, ticks go on (published with chartgate_publish), and its
+        reconnect reaches the other gateway through nginx: recovered, the missed ticks once and
+        in order, then live (PROTOCOL.md §19). No stickiness needed."""
+        stack = self.start_stack()
+        wait_for(lambda: self.r.get("chartgate:epoch"), scaled(10), "the shared epoch")
+        sid = self.make_session("u1")
+
+        def where():
+            """Sockets per gateway (their own /metrics)."""
+            return [self.metrics_port(stack, p) for p in stack.gw_ports]
+
+        c1 = self.ws(stack, sid, "first")
+        reply = c1.request({"action": "subscribe", "instruments": ["rn1"], "id": 1})
+        self.assertIn("shared_epoch", reply)
+        c1.take_snapshots(["rn1"])
+        per = wait_for(lambda: (lambda v: sum(v) == 1 and v)(where()), scaled(5), "c1 placed")
+        first = per.index(1)
+        self.wait_numsub("md:rn1", 1)
+        fpub = lambda i: self.r.execute_command(  # noqa: E731
+            "FCALL", "chartgate_publish", 1, "md:rn1", json.dumps({"last_price": i}))
+        for i in range(3):
+            fpub(i)
+        got = c1.collect(is_tick("rn1"), 3, what="3 ticks")
+        self.assertEqual([f["seq"] for f in got], [1, 2, 3])
+        c1.close()
+        wait_for(lambda: sum(where()) == 0 or None, scaled(5), "c1 gone")
+        for i in range(3, 8):
+            fpub(i)
+        # Hold a socket on the first gateway, so that least_conn sends the reconnect elsewhere.
+        ballast = []
+        while True:
+            b = self.ws(stack, sid, "ballast%d" % len(ballast))
+            ballast.append(b)
+            per = wait_for(lambda: (lambda v: sum(v) == len(ballast) and v)(where()), scaled(5),
+                           "ballast placed")
+            if per[first] > per[1 - first]:
+                break
+            self.assertLess(len(ballast), 6, "least_conn never used gateway %d" % first)
+        before = where()
+        c2 = self.ws(stack, sid, "resumed")
+        wait_for(lambda: sum(where()) == sum(before) + 1 or None, scaled(5), "c2 placed")
+        after = where()
+        self.assertNotEqual(after[first], before[first] + 1, "c2 went to the same gateway")
+        r2 = c2.request({"action": "subscribe", "instruments": ["rn1"], "id": 2,
+                         "since": {"rn1": 3}, "epoch": reply["epoch"],
+                         "shared_epoch": reply["shared_epoch"]})
+        self.assertEqual(r2["recovered"], {"rn1": True}, r2)
+        self.assertNotEqual(r2["epoch"], reply["epoch"], "another process")
+        got = c2.collect(is_tick("rn1"), 5, what="the 5 missed ticks")
+        self.assertEqual([f["seq"] for f in got], [4, 5, 6, 7, 8])
+        self.assertEqual([f["data"]["last_price"] for f in got], [3, 4, 5, 6, 7])
+        self.wait_numsub("md:rn1", 1)
+        fpub(8)
+        got = c2.collect(is_tick("rn1"), 1, what="the live tick")
+        self.assertEqual(got[0]["seq"], 9)
+        self.assert_nothing_for(c2)
+
+    def metrics_port(self, stack, port):
+        return stack.metrics(port).value("chartgate_connections")
+
     def test_pings_cross_the_proxy(self):
         stack = self.start_stack("--ping-s", "1", "--idle-timeout-s", "3")
         answering = self.ws(stack, self.make_session("u1"), "answering")
