@@ -102,10 +102,20 @@ static void answer(struct sub_wait *sw)
     struct cg_sub *subs[CG_REQUEST_NAMES_MAX];
     for (size_t k = 0; k < sw->n; k++) {
         struct item *it = &sw->items[k];
+        struct cg_instrument *in;
+        struct cg_sub *sub = sub_of(c, it->name, &in);
+        /* Decided before the last answer came: the ring may have moved on meanwhile (its
+         * ticks did not reach this held subscription). */
+        uint64_t from = it->npre ? it->pre_seq[it->npre - 1] : it->since;
+        if (it->recovered == 1 && sub && from < in->seq &&
+            !cg_agent_can_resume(w->agent, in, from)) {
+            it->recovered = 0;
+            free_pre(it);
+        }
         names[k] = it->name;
         recovered[k] = it->recovered;
         any_since |= it->has_since;
-        subs[k] = sub_of(c, it->name, NULL);
+        subs[k] = sub;
         if (subs[k] && it->held && !subs[k]->view.pending)
             cg_registry_hold(subs[k], 0);
     }
