@@ -140,6 +140,32 @@ class SharedSeqTest(StreamCase):
 
 class ResumeAnywhereTest(StreamCase):
 
+    def test_replies_keep_order_while_a_subscribe_waits(self):
+        """A subscribe that waits for Redis (a first subscriber warms the instrument up, a
+        resume reads the stream) is answered before the messages sent after it."""
+        self.start_gateway("--resume-ring", "2")
+        for i in range(20):
+            self.fpub("ow1", {"last_price": i})
+        c = self.connect()
+        c.send_together([
+            {"action": "subscribe", "instruments": ["ow1"], "id": "s1"},
+            {"action": "ping", "id": "p1"},
+            {"action": "subscribe", "instruments": ["ow1"], "id": "s2", "since": {"ow1": 3},
+             "shared_epoch": self.shared_epoch()},
+            {"action": "ping", "id": "p2"},
+            {"action": "unsubscribe", "instruments": ["ow1"], "id": "u1"},
+            {"action": "ping", "id": "p3"},
+        ])
+        frames = c.recv_until(lambda f: f.get("id") == "p3", timeout=scaled(10))
+        order = [(f["type"], f.get("id")) for f in frames if f.get("id")]
+        self.assertEqual(order, [("subscribed", "s1"), ("pong", "p1"), ("subscribed", "s2"),
+                                 ("pong", "p2"), ("unsubscribed", "u1"), ("pong", "p3")])
+        snap = [f for f in frames if f["type"] == "snapshot"]
+        self.assertEqual(len(snap), 1)
+        self.assertEqual((snap[0]["seq"], snap[0]["last"]), (20, {"last_price": 19}))
+        ticks = [f["seq"] for f in frames if f["type"] == "tick"]
+        self.assertEqual(ticks, list(range(4, 21)), "s2 resumed from the stream")
+
     def test_resume_on_another_gateway_from_ring(self):
         a = self.start_gateway()
         b = self.start_gateway()
