@@ -86,6 +86,7 @@ static void finish_shutdown(uv_timer_t *t)
     close_handle((uv_handle_t *)&a->shutdown_timer);
     cg_ws_stop(&a->ws);
     cg_bridge_stop(&a->bridge);
+    cg_stream_stop(&a->stream);
     cg_sentinel_stop(&a->sentinel);
     cg_auth_finish(&a->auth);
     cg_agent_finish(&a->agent);

@@ -13,7 +13,9 @@
 #include "metrics.h"
 #include "random.h"
 
-#define WARM_PAGE 1000 /* entries per XREVRANGE while warming an instrument up */
+#define WARM_PAGE 1000  /* entries per XREVRANGE while warming an instrument up */
+#define RETRY_MS 100    /* a gap read that could not be made is tried again this often */
+#define GIVE_UP_MS 3000 /* and given up after this long: the held ticks go out, gap and all */
 
 /* Where a catch-up reads from: after a gap (entries after `after`), or a warm-up (the newest
  * entries back to `since_ms`: the oldest forming bar's start). */
@@ -40,7 +42,9 @@ struct cg_stream_catchup {
     struct cg_stream *s;
     struct cg_instrument *in;
     int warm;
-    int checked; /* the stream's newest entry was looked at (on_last) */
+    int checked;         /* the stream's newest entry was looked at (on_last) */
+    int waiting;         /* no read in flight: the command link is down, or Redis refused it */
+    uint64_t wait_since; /* loop ms when it started waiting */
     uint64_t after;
     int64_t since_ms;
     struct copied *got; /* warm: newest first; gap: oldest first */
@@ -108,14 +112,26 @@ int cg_stream_init(struct cg_stream *s, uv_loop_t *loop, const struct cg_config 
     s->bridge = bridge;
     snprintf(s->proposed, sizeof(s->proposed), "%s", proposed);
     cg_list_init(&s->catchups);
+    uv_timer_init(loop, &s->retry);
+    s->retry.data = s;
     s->library = build_library(cfg->stream_len, &s->library_len);
     return s->library ? 0 : -1;
 }
 
+static void complete(struct cg_stream_catchup *cu);
+
+void cg_stream_stop(struct cg_stream *s)
+{
+    if (!uv_is_closing((uv_handle_t *)&s->retry))
+        uv_close((uv_handle_t *)&s->retry, NULL);
+}
+
 void cg_stream_finish(struct cg_stream *s)
 {
-    /* Every catch-up still listed has a command in flight: hiredis answers it (NULL) when the
-     * link is freed, and the catch-up completes then. */
+    /* The links are gone: what still waits completes with what it has (waiters run). */
+    struct cg_list *it, *tmp;
+    CG_LIST_FOREACH_SAFE(it, tmp, &s->catchups)
+    complete(CG_CONTAINER_OF(it, struct cg_stream_catchup, link));
     free(s->library);
     s->library = NULL;
 }
@@ -151,6 +167,7 @@ static int hex16(const char *p, size_t len)
 
 static void start(struct cg_stream *s, struct cg_instrument *in, int warm);
 static void pubsub_one(struct cg_map_node *n, void *arg);
+static void on_retry(uv_timer_t *t);
 
 static void restart_one(struct cg_map_node *n, void *arg)
 {
@@ -207,7 +224,10 @@ void cg_stream_command_up(struct cg_stream *s)
     const char *set[5] = {"SET", s->cfg->epoch_key, s->proposed, "NX", "GET"};
     size_t set_len[5] = {3, strlen(s->cfg->epoch_key), 16, 2, 3};
     cg_bridge_command(s->bridge, on_epoch, s, 5, set, set_len);
-    /* A catch-up needs this link: one the pub/sub link wanted before it was back starts now. */
+    /* A catch-up needs this link: those waiting for it go now, then any the pub/sub link
+     * wanted before it was back. */
+    if (uv_is_active((uv_handle_t *)&s->retry))
+        on_retry(&s->retry);
     cg_map_each(&s->reg->instruments, pubsub_one, s);
 }
 
@@ -309,17 +329,28 @@ static long take_entries(struct cg_stream_catchup *cu, const redisReply *reply)
 
 static int warm_page(struct cg_stream_catchup *cu);
 static int last_read(struct cg_stream_catchup *cu);
+static void wait_retry(struct cg_stream_catchup *cu);
 
 static void on_catchup(redisAsyncContext *ac, void *r, void *priv)
 {
     (void)ac;
     struct cg_stream_catchup *cu = priv;
+    redisReply *reply = r;
+    if (!cu->warm && (!reply || reply->type == REDIS_REPLY_ERROR)) {
+        /* The link dropped, or Redis is not ready (LOADING after a restart): the missing ticks
+         * are still in the stream, read them once it answers. */
+        if (reply)
+            cg_log_limited(&cu->s->log, 10000, CG_LOG_WARN, "stream not read",
+                           "instrument=%s reason=\"%.200s\" effect=\"tried again\"", cu->in->name,
+                           reply->str);
+        wait_retry(cu);
+        return;
+    }
     long n = take_entries(cu, r);
     if (n < 0 && r)
         cg_log_limited(&cu->s->log, 10000, CG_LOG_WARN, "stream not read",
                        "instrument=%s reason=\"%.200s\"", cu->in->name,
-                       ((redisReply *)r)->type == REDIS_REPLY_ERROR ? ((redisReply *)r)->str
-                                                                    : "out of memory");
+                       reply->type == REDIS_REPLY_ERROR ? reply->str : "out of memory");
     if (cu->warm && n == WARM_PAGE && cu->ngot < cu->s->cfg->stream_catchup_max &&
         cu->got[cu->ngot - 1].t >= cu->since_ms && warm_page(cu) == 0)
         return; /* more of the forming bars to read */
@@ -400,9 +431,50 @@ static int64_t oldest_forming(const struct cg_config *cfg, int64_t now)
     return oldest;
 }
 
+static int issue(struct cg_stream_catchup *cu)
+{
+    cu->waiting = 0;
+    return cu->warm ? warm_page(cu) : gap_read(cu);
+}
+
+static void on_retry(uv_timer_t *t)
+{
+    struct cg_stream *s = t->data;
+    uint64_t now = uv_now(s->loop);
+    int waiting = 0;
+    struct cg_list *it, *tmp;
+    CG_LIST_FOREACH_SAFE(it, tmp, &s->catchups)
+    {
+        struct cg_stream_catchup *cu = CG_CONTAINER_OF(it, struct cg_stream_catchup, link);
+        if (!cu->waiting)
+            continue;
+        if (now - cu->wait_since >= GIVE_UP_MS) {
+            complete(cu); /* the held ticks go out; the gap stays (counted as missed) */
+        } else if (!cg_bridge_up(s->bridge, CG_LINK_COMMAND) || issue(cu) != 0) {
+            cu->waiting = 1;
+            waiting = 1;
+        }
+    }
+    if (!waiting)
+        uv_timer_stop(t);
+}
+
+static void wait_retry(struct cg_stream_catchup *cu)
+{
+    struct cg_stream *s = cu->s;
+    if (!cu->wait_since)
+        cu->wait_since = uv_now(s->loop);
+    cu->waiting = 1;
+    if (!uv_is_active((uv_handle_t *)&s->retry) && !uv_is_closing((uv_handle_t *)&s->retry))
+        uv_timer_start(&s->retry, on_retry, RETRY_MS, RETRY_MS);
+}
+
 static void start(struct cg_stream *s, struct cg_instrument *in, int warm)
 {
-    if (in->catchup || !s->epoch[0] || !cg_bridge_up(s->bridge, CG_LINK_COMMAND))
+    int up = cg_bridge_up(s->bridge, CG_LINK_COMMAND);
+    /* A warm-up only when Redis answers now (a snapshot does not wait for a Redis that is
+     * down); a gap waits for it a little: the ticks are in the stream. */
+    if (in->catchup || !s->epoch[0] || (warm && !up))
         return;
     struct cg_stream_catchup *cu = calloc(1, sizeof(*cu));
     if (!cu)
@@ -415,8 +487,12 @@ static void start(struct cg_stream *s, struct cg_instrument *in, int warm)
     in->catchup = cu;
     cg_list_append(&s->catchups, &cu->link);
     cg_metrics.stream_catchups++;
-    if ((warm ? warm_page(cu) : gap_read(cu)) != 0)
-        complete(cu);
+    if (!up || issue(cu) != 0) {
+        if (warm)
+            complete(cu);
+        else
+            wait_retry(cu);
+    }
 }
 
 void cg_stream_instrument_active(struct cg_stream *s, struct cg_instrument *in, int active)

@@ -36,7 +36,8 @@ struct cg_stream {
     size_t library_len;
     char epoch[17];          /* the shared epoch, "" until Redis told it */
     char proposed[17];       /* what this process sets when the key is missing */
-    struct cg_list catchups; /* struct cg_stream_catchup in flight */
+    struct cg_list catchups; /* struct cg_stream_catchup in flight or waiting */
+    uv_timer_t retry;        /* runs while a catch-up waits for the command link */
     struct cg_log_limit log;
 };
 
@@ -53,7 +54,10 @@ struct cg_stream_entry {
 int cg_stream_init(struct cg_stream *s, uv_loop_t *loop, const struct cg_config *cfg,
                    struct cg_registry *reg, struct cg_relay *relay, struct cg_bridge *bridge,
                    const char *proposed);
-/* Abandons catch-ups in flight (their replies find nothing to do) and frees s's memory. */
+/* Closes the retry timer (shutdown; the loop must run on to let it close). */
+void cg_stream_stop(struct cg_stream *s);
+/* After the links are freed: completes what still waits (held ticks applied, waiters called)
+ * and frees s's memory. */
 void cg_stream_finish(struct cg_stream *s);
 
 /* The shared epoch, or "" while unknown (Redis not reached yet). */

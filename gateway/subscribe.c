@@ -203,6 +203,10 @@ static void decide(struct sub_wait *sw)
     const char *shared = cg_stream_epoch(w->stream);
     int same = !strcmp(sw->epoch, w->epoch);
     int same_shared = shared[0] && !strcmp(sw->shared_epoch, shared);
+    /* A replay is never conflated: like the ring's, it must fit in the socket's queue. */
+    uint64_t max = w->cfg->queue_max_frames / 2;
+    if (max > w->cfg->stream_catchup_max)
+        max = w->cfg->stream_catchup_max;
     sw->deciding = 1;
     sw->outstanding = 1;
     for (size_t k = 0; k < sw->n; k++) {
@@ -215,8 +219,7 @@ static void decide(struct sub_wait *sw)
          * this one's, unless Redis numbered them (a shared instrument, the shared epoch). */
         int shared_ok = same_shared && in->shared;
         it->recovered = (same || shared_ok) && cg_agent_can_resume(w->agent, in, it->since);
-        if (!it->recovered && shared_ok && it->since < in->seq &&
-            in->seq - it->since < w->cfg->stream_catchup_max &&
+        if (!it->recovered && shared_ok && it->since < in->seq && in->seq - it->since < max &&
             cg_stream_read(w->stream, in, it->since ? it->since : 1, in->seq - it->since + 1,
                            on_read, it) == 0)
             sw->outstanding++;

@@ -597,9 +597,10 @@ class GatewayTestCase(unittest.TestCase):
     inbox_key = "chartgate:inbox"
 
     redis_password = None  # requirepass of the test's Redis (test_redis_auth)
+    redis_extra = ()  # more redis-server arguments (test_streams: a durable AOF)
 
     def setUp(self):
-        self.redis = RedisServer(password=self.redis_password)
+        self.redis = RedisServer(password=self.redis_password, extra=self.redis_extra)
         self.addCleanup(self.redis.cleanup)
         self.redis.start()
         self.r = self.redis.client()
