@@ -5,9 +5,14 @@
  * reads anything the gateway writes. One thread.
  *
  * What it writes (proto/PROTOCOL.md §11; names changeable with the --*-prefix/--*-key flags):
- *   PUBLISH md:<name> <tick>          --rate ticks/s in total, shared out Zipf-like by rank so
+ *   FCALL chartgate_publish 1 md:<name> <tick> [<stream-len>]
+ *                                     --rate ticks/s in total, shared out Zipf-like by rank so
  *                                     that a few instruments tick far more often than the rest,
- *                                     and more so during a burst
+ *                                     and more so during a burst; the Redis Function of
+ *                                     gateway/functions/chartgate_md.lua numbers each tick once
+ *                                     for every gateway, keeps it in a capped stream and
+ *                                     publishes "#<seq> <tick>" (PROTOCOL.md §19)
+ *   PUBLISH md:<name> <tick>          the same ticks with --publish plain (per-gateway seq)
  *   SADD md:instruments <names...>    on every (re)connection and every ~30 s
  *   PUBLISH user:demo / broadcast     a fill or an order notice every ~20-40 s, and a notice to
  *                                     everyone every ~20-40 s; about a third of them go through
@@ -25,6 +30,12 @@
  * (clock_nanosleep to the deadline). When more than a second behind -- Redis was away or slow --
  * the schedule restarts from now and the missed ticks are counted as skipped, never sent as a
  * burst. A lost connection is logged once, then retried with doubling back-off (0.2 s .. 5 s).
+ *
+ * The function: on every (re)connection, and after a "Function not found" reply (FUNCTION
+ * FLUSH, a Redis restarted empty), demo-feed checks that chartgate_md is loaded and loads it
+ * from --functions if not (FUNCTION LOAD without REPLACE: a library a gateway loaded with its
+ * --stream-len wins). When it cannot be there -- a Redis without Functions (< 7.0), an ACL that
+ * refuses FUNCTION LOAD, an unreadable file -- demo-feed stops with one line and exit status 1.
  *
  * Map: options -> instrument table -> random numbers -> walk and JSON -> Redis link -> the paced
  * loop -> main.
@@ -50,6 +61,11 @@
 #define DEMO_INBOX_CAP 10000 /* the inbox is trimmed to this many items after each push */
 #define DEMO_MAX_BATCH 10000 /* ticks in one pipeline */
 #define DEMO_IO_TIMEOUT_S 2
+#define DEMO_FN_LIBRARY "chartgate_md"
+#define DEMO_FN_MAX_BYTES (1 << 20) /* a library file larger than this is refused */
+#ifndef CG_DEFAULT_FUNCTIONS
+#define CG_DEFAULT_FUNCTIONS "gateway/functions/chartgate_md.lua"
+#endif
 
 static void demo_log(const char *level, const char *msg, const char *kvfmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -66,6 +82,9 @@ struct demo_opts {
     uint64_t seed;
     int seed_given;
     int print_instruments;
+    int plain;             /* --publish plain: PUBLISH, not FCALL chartgate_publish */
+    const char *functions; /* the library file, loaded when Redis lacks it */
+    char stream_len[24];   /* FCALL's optional stream length; "" = the library's */
     const char *md_prefix, *user_prefix, *broadcast, *inbox_key, *instruments_key, *user;
 };
 
@@ -85,6 +104,13 @@ struct demo_opts {
     "  --user NAME              user id that gets the user messages (default demo)\n"              \
     "  --print-instruments      print name, start price, tick size, decimals, volatility per\n"    \
     "                           minute and lots per minute at --rate, one line each; then exit\n"  \
+    "  --publish fcall|plain    ticks through the Redis Function chartgate_publish (shared seq\n"  \
+    "                           and stream, loaded from --functions when missing) or plain\n"      \
+    "                           PUBLISH (default fcall)\n"                                         \
+    "  --functions FILE         the library to load when Redis has none (default\n"                \
+    "                           " CG_DEFAULT_FUNCTIONS ")\n"                                       \
+    "  --stream-len N           pass N as chartgate_publish's stream length (default: the\n"       \
+    "                           loaded library's)\n"                                               \
     "  --md-prefix P            tick channel prefix (default md:)\n"                               \
     "  --user-prefix P          user channel prefix (default user:)\n"                             \
     "  --broadcast-channel C    broadcast channel (default broadcast)\n"                           \
@@ -185,7 +211,8 @@ static void parse_opts(int argc, char **argv, struct demo_opts *o)
                             .broadcast = "broadcast",
                             .inbox_key = "chartgate:inbox",
                             .instruments_key = "md:instruments",
-                            .user = "demo"};
+                            .user = "demo",
+                            .functions = CG_DEFAULT_FUNCTIONS};
     parse_redis_url("redis://127.0.0.1:6379", o);
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i], *eq = strchr(arg, '='), *v;
@@ -216,6 +243,9 @@ static void parse_opts(int argc, char **argv, struct demo_opts *o)
                                              "--inbox-key",
                                              "--instruments-key",
                                              "--broadcast-channel",
+                                             "--publish",
+                                             "--functions",
+                                             "--stream-len",
                                              NULL};
         int known = 0;
         for (int k = 0; valued[k]; k++)
@@ -248,6 +278,25 @@ static void parse_opts(int argc, char **argv, struct demo_opts *o)
             if (errno || e == v || *e || *v == '-')
                 usage_error("--seed: expected an unsigned integer, got '%s'", v);
             o->seed_given = 1;
+        } else if (!strcmp(flag, "--publish")) {
+            if (!strcmp(v, "plain"))
+                o->plain = 1;
+            else if (!strcmp(v, "fcall"))
+                o->plain = 0;
+            else
+                usage_error("--publish: expected fcall or plain, got '%s'", v);
+        } else if (!strcmp(flag, "--functions")) {
+            if (!*v)
+                usage_error("--functions: expected a file name");
+            o->functions = v;
+        } else if (!strcmp(flag, "--stream-len")) {
+            /* as chartgate_publish accepts it: 1 to 15 decimal digits, no leading zero */
+            size_t len = strlen(v);
+            if (len < 1 || len > 15 || v[0] < '1' || v[0] > '9' || strspn(v, "0123456789") != len)
+                usage_error("--stream-len: expected an integer from 1 to 999999999999999, got "
+                            "'%s'",
+                            v);
+            snprintf(o->stream_len, sizeof(o->stream_len), "%s", v);
         } else if (!strcmp(flag, "--user")) {
             o->user = parse_name(flag, v);
         } else if (!strcmp(flag, "--md-prefix")) {
@@ -582,6 +631,8 @@ struct demo_link {
     double down_since; /* monotonic s when the current outage began; 0 while up */
     uint64_t errors;   /* error replies, e.g. WRONGTYPE on the catalog key */
     uint64_t losses;   /* connections lost or refused */
+    int fn_ready;      /* chartgate_publish known to be loaded on this connection */
+    char fatal[1024];  /* set when the feed cannot go on (the function cannot be loaded) */
 };
 
 /* link_down -- drops the connection (if any) and schedules the next attempt. The first failure
@@ -666,6 +717,8 @@ static void link_flush(struct demo_link *l, double now, int *error_logged)
         redisReply *r = reply;
         if (r && r->type == REDIS_REPLY_ERROR) {
             l->errors++;
+            if (strstr(r->str, "Function not found"))
+                l->fn_ready = 0; /* flushed under us: checked and loaded again before more */
             if (!*error_logged) {
                 demo_log("warn", "redis refused a command", "error=\"%s\"", r->str);
                 *error_logged = 1;
@@ -674,6 +727,93 @@ static void link_flush(struct demo_link *l, double now, int *error_logged)
         if (r)
             freeReplyObject(r);
     }
+}
+
+/* read_library -- the file's text (malloc'd, NUL-terminated; the caller frees) and its length,
+ * or NULL with why filled. */
+static char *read_library(const char *path, size_t *len, char *why, size_t whysz)
+{
+    FILE *fp = fopen(path, "rb");
+    if (!fp) {
+        snprintf(why, whysz, "cannot read %.200s: %s", path, strerror(errno));
+        return NULL;
+    }
+    char *buf = malloc(DEMO_FN_MAX_BYTES + 1);
+    size_t n = buf ? fread(buf, 1, DEMO_FN_MAX_BYTES + 1, fp) : 0;
+    int bad = !buf || ferror(fp) || n > DEMO_FN_MAX_BYTES || n == 0;
+    fclose(fp);
+    if (bad) {
+        snprintf(why, whysz, "%.200s: %s", path,
+                 !buf                    ? "out of memory"
+                 : n > DEMO_FN_MAX_BYTES ? "larger than 1 MiB"
+                 : n                     ? "read error"
+                                         : "empty");
+        free(buf);
+        return NULL;
+    }
+    buf[n] = 0;
+    *len = n;
+    return buf;
+}
+
+/* fn_ensure -- makes sure chartgate_publish is loaded on l's connection: FUNCTION LIST, and
+ * FUNCTION LOAD of --functions when the library is missing (no REPLACE, so a library a gateway
+ * loaded first stays; losing that race to another loader is fine). Returns 0 when it is there
+ * (l->fn_ready set), -1 when the link dropped (retried with back-off), -2 when it cannot be
+ * loaded (l->fatal holds the one line saying why). */
+static int fn_ensure(struct demo_link *l, double now)
+{
+    const char *why = NULL;
+    char buf[300];
+    redisReply *r = redisCommand(l->c, "FUNCTION LIST LIBRARYNAME %s", DEMO_FN_LIBRARY);
+    if (!r) {
+        link_down(l, now, l->c->errstr[0] ? l->c->errstr : "I/O error");
+        return -1;
+    }
+    int have = r->type == REDIS_REPLY_ARRAY && r->elements > 0;
+    if (r->type == REDIS_REPLY_ERROR) {
+        snprintf(buf, sizeof(buf), "%.200s", r->str);
+        why = buf;
+    }
+    freeReplyObject(r);
+    if (why) {
+        snprintf(l->fatal, sizeof(l->fatal),
+                 "redis %s:%d cannot list its functions (%s): chartgate_publish needs Redis 7.0 "
+                 "or later and FUNCTION rights, or run with --publish plain",
+                 l->o->host, l->o->port, why);
+        return -2;
+    }
+    if (!have) {
+        size_t len;
+        char *text = read_library(l->o->functions, &len, buf, sizeof(buf));
+        if (!text) {
+            snprintf(l->fatal, sizeof(l->fatal),
+                     "redis %s:%d has no function chartgate_publish and the library cannot be "
+                     "loaded: %s (give --functions, run scripts/load-functions, or --publish "
+                     "plain)",
+                     l->o->host, l->o->port, buf);
+            return -2;
+        }
+        r = redisCommand(l->c, "FUNCTION LOAD %b", text, len);
+        free(text);
+        if (!r) {
+            link_down(l, now, l->c->errstr[0] ? l->c->errstr : "I/O error");
+            return -1;
+        }
+        int ok = r->type != REDIS_REPLY_ERROR || strstr(r->str, "already exists");
+        if (!ok)
+            snprintf(l->fatal, sizeof(l->fatal),
+                     "redis %s:%d refused FUNCTION LOAD of %.300s: %.200s (or run with --publish "
+                     "plain)",
+                     l->o->host, l->o->port, l->o->functions, r->str);
+        freeReplyObject(r);
+        if (!ok)
+            return -2;
+        demo_log("info", "loaded the redis function library", "library=%s file=%s", DEMO_FN_LIBRARY,
+                 l->o->functions);
+    }
+    l->fn_ready = 1;
+    return 0;
 }
 
 /* ---- the feed ---------------------------------------------------------------------------------
@@ -729,6 +869,20 @@ static void push_inbox(struct demo_feed *f, char *envelope)
     append_argv(&f->link, 4, ltrim);
 }
 
+/* publish_tick -- a tick of instrument name: FCALL chartgate_publish, or PUBLISH when plain. */
+static void publish_tick(struct demo_feed *f, const char *name, const char *text)
+{
+    char key[200];
+    snprintf(key, sizeof(key), "%s%s", f->o->md_prefix, name);
+    if (f->o->plain) {
+        const char *argv[] = {"PUBLISH", key, text};
+        append_argv(&f->link, 3, argv);
+        return;
+    }
+    const char *argv[] = {"FCALL", "chartgate_publish", "1", key, text, f->o->stream_len};
+    append_argv(&f->link, f->o->stream_len[0] ? 6 : 5, argv);
+}
+
 static void publish(struct demo_feed *f, const char *prefix, const char *name, const char *text)
 {
     char channel[200];
@@ -765,7 +919,7 @@ static void send_tick(struct demo_feed *f, double now, int via_inbox)
     } else {
         char *text = dump_steal(tick);
         if (text) {
-            publish(f, f->o->md_prefix, in->spec->name, text);
+            publish_tick(f, in->spec->name, text);
             free(text);
         }
     }
@@ -829,8 +983,12 @@ static void run(struct demo_feed *f)
         double now = mono();
         if (now >= end)
             break;
-        if (!f->link.c && now >= f->link.retry_at && link_up(&f->link, now) == 0)
+        if (!f->link.c && now >= f->link.retry_at && link_up(&f->link, now) == 0) {
             f->next_catalog = now;
+            f->link.fn_ready = 0; /* a new connection may reach a Redis restarted empty */
+        }
+        if (f->link.c && !o->plain && !f->link.fn_ready && fn_ensure(&f->link, now) == -2)
+            break;
 
         int due = 0;
         if (now - f->next_tick > 1.0) { /* behind by more than a second: restart the schedule */
@@ -937,9 +1095,16 @@ int main(int argc, char **argv)
         .catalog_argv = catalog,
     };
     demo_log("info", "demo feed starting",
-             "redis=%s:%d db=%u rate=%g instruments=%d duration_s=%g seed=%" PRIu64, o.host, o.port,
-             o.db, o.rate, o.ninstruments, o.duration, o.seed);
+             "redis=%s:%d db=%u rate=%g instruments=%d duration_s=%g seed=%" PRIu64 " publish=%s",
+             o.host, o.port, o.db, o.rate, o.ninstruments, o.duration, o.seed,
+             o.plain ? "plain" : "fcall");
     run(&f);
+    if (f.link.fatal[0]) {
+        demo_log("error", "cannot publish through chartgate_publish", "error=\"%s\"", f.link.fatal);
+        if (f.link.c)
+            redisFree(f.link.c);
+        return 1;
+    }
     stats(&f, mono(), demo_stop ? "stopped by signal" : "duration reached");
     if (f.link.c)
         redisFree(f.link.c);

@@ -20,25 +20,40 @@ local function publish(keys, args)
     end
     local len = STREAM_LEN
     if args[2] ~= nil then
-        len = tonumber(args[2])
-        if len == nil or len < 1 or len ~= math.floor(len) then
-            return redis.error_reply('ERR stream length must be an integer >= 1')
+        -- Decimal digits only, at most 15 (exact in a Lua number): tonumber alone lets "inf",
+        -- "1e400" and "0x10" through, and XADD would refuse the first two after the INCR below.
+        if not string.match(args[2], '^[1-9]%d*$') or #args[2] > 15 then
+            return redis.error_reply('ERR stream length must be an integer from 1 to 999999999999999')
         end
+        len = tonumber(args[2])
     end
     local seqkey, stream = '{' .. channel .. '}:seq', '{' .. channel .. '}:stream'
     local seq = redis.call('INCR', seqkey)
-    if seq == 1 and redis.call('EXISTS', stream) == 1 then
-        -- The counter was lost but the stream was not: go on after the stream's last entry,
-        -- or the XADD below would be refused and every later tick with it.
-        local last = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)
-        if last[1] ~= nil then
-            seq = tonumber(string.match(last[1][1], '^(%d+)')) + 1
-            redis.call('SET', seqkey, seq)
-        end
-    end
     local now = redis.call('TIME')
     local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-    redis.call('XADD', stream, 'MAXLEN', '~', len, seq .. '-0', 't', ms, 'd', tick)
+    local added = redis.pcall('XADD', stream, 'MAXLEN', '~', len, seq .. '-0', 't', ms, 'd', tick)
+    if type(added) == 'table' and added.err then
+        -- Refused. When the counter is behind the stream (the :seq key was lost, or restored
+        -- older than the stream), go on after the stream's last ID, which the stream keeps even
+        -- when trimmed empty. Anything else (e.g. WRONGTYPE): give the seq back, so that no
+        -- number is skipped, and return the error.
+        local top = nil
+        if redis.call('TYPE', stream).ok == 'stream' then
+            local info = redis.call('XINFO', 'STREAM', stream)
+            for i = 1, #info, 2 do
+                if info[i] == 'last-generated-id' then
+                    top = tonumber(string.match(info[i + 1], '^(%d+)'))
+                end
+            end
+        end
+        if top == nil or top < seq then
+            redis.call('DECR', seqkey)
+            return added
+        end
+        seq = top + 1
+        redis.call('SET', seqkey, seq)
+        redis.call('XADD', stream, 'MAXLEN', '~', len, seq .. '-0', 't', ms, 'd', tick)
+    end
     redis.call('PUBLISH', channel, '#' .. seq .. ' ' .. tick)
     return seq
 end

@@ -6,6 +6,7 @@
  *
  * What it writes (proto/PROTOCOL.md §11.2 and §11.4):
  *   PUBLISH <md-prefix><name> <tick>                                  --mode publish (default)
+ *   FCALL chartgate_publish 1 <md-prefix><name> <tick> [<stream-len>]  --mode fcall
  *   RPUSH <inbox-key> {"instrument":"<name>","data":<tick>}           --mode rpush
  * with <tick> = {"ts":<epoch ms>,"last_price":3500.3,"volume":<n>,"pub_us":<epoch us>} and, with
  * --payload-bytes, a trailing "pad" string member that brings it to about that many bytes.
@@ -86,7 +87,8 @@ struct pub_opts {
     uint64_t seed;
     double duration_s;
     uint64_t count; /* 0: bounded by the duration only */
-    int rpush;
+    enum { MODE_PUBLISH, MODE_RPUSH, MODE_FCALL } mode;
+    char stream_len[24];    /* --mode fcall: the function's optional argument; "": none */
     const char *inbox_key;  /* borrowed from argv, or a literal */
     uint32_t payload_bytes; /* 0: no padding */
     uint32_t warmup_ms;
@@ -112,8 +114,13 @@ static void usage(FILE *f)
           "  --seed N             PRNG seed (Zipf choice, price walk)                     [1]\n"
           "  --duration S         stop scheduling after S seconds (required, <= 3600)\n"
           "  --count N            stop after N messages too, whichever comes first\n"
-          "  --mode publish|rpush PUBLISH <md-prefix><name>, or RPUSH an inbox envelope\n"
-          "                                                                       [publish]\n"
+          "  --mode publish|rpush|fcall\n"
+          "                       PUBLISH <md-prefix><name>, RPUSH an inbox envelope, or\n"
+          "                       FCALL chartgate_publish 1 <md-prefix><name> <tick> (the\n"
+          "                       Redis Function of gateway/functions/chartgate_md.lua, which\n"
+          "                       must be loaded: scripts/load-functions)          [publish]\n"
+          "  --stream-len N       --mode fcall: pass N as the function's stream length\n"
+          "                       (default: none, the loaded library's)\n"
           "  --inbox-key K        inbox list for --mode rpush                [chartgate:inbox]\n"
           "  --payload-bytes B    pad each tick with a \"pad\" member to about B bytes    [0]\n"
           "  --warmup-ms M        sleep M ms after connecting, before t0                  [0]\n"
@@ -121,10 +128,15 @@ static void usage(FILE *f)
           "Stops at --duration/--count or on SIGINT/SIGTERM (after the pipeline in flight), then\n"
           "prints one JSON line: published, mode, target_rate, duration_s (t0 to the last reply,\n"
           "at least to the end of the last schedule slot sent), achieved_rate (published /\n"
-          "duration_s), receivers (sum of PUBLISH replies), behind_max_us and\n"
+          "duration_s), receivers (sum of PUBLISH replies; 0 with fcall), behind_max_us and\n"
           "behind_p99_us (actual minus scheduled send time), per_instrument counts.\n"
           "Exit status: 0 done, 1 Redis error, 2 bad options.\n",
           f);
+}
+
+static const char *pub_mode_name(int mode)
+{
+    return mode == MODE_RPUSH ? "rpush" : mode == MODE_FCALL ? "fcall" : "publish";
 }
 
 static const char *key_arg(const char *name, const char *v)
@@ -154,6 +166,7 @@ static void parse_opts(struct pub_opts *o, int argc, char **argv)
         O_INBOX,
         O_PAYLOAD,
         O_WARMUP,
+        O_STREAMLEN,
         O_HELP
     };
     static const struct option opts[] = {{"redis", required_argument, 0, O_REDIS},
@@ -171,6 +184,7 @@ static void parse_opts(struct pub_opts *o, int argc, char **argv)
                                          {"inbox-key", required_argument, 0, O_INBOX},
                                          {"payload-bytes", required_argument, 0, O_PAYLOAD},
                                          {"warmup-ms", required_argument, 0, O_WARMUP},
+                                         {"stream-len", required_argument, 0, O_STREAMLEN},
                                          {"help", no_argument, 0, O_HELP},
                                          {0, 0, 0, 0}};
     *o = (struct pub_opts){.instruments = 100,
@@ -227,11 +241,18 @@ static void parse_opts(struct pub_opts *o, int argc, char **argv)
             break;
         case O_MODE:
             if (!strcmp(optarg, "rpush"))
-                o->rpush = 1;
+                o->mode = MODE_RPUSH;
             else if (!strcmp(optarg, "publish"))
-                o->rpush = 0;
+                o->mode = MODE_PUBLISH;
+            else if (!strcmp(optarg, "fcall"))
+                o->mode = MODE_FCALL;
             else
-                bench_die("--mode: want publish or rpush, got '%s'", optarg);
+                bench_die("--mode: want publish, rpush or fcall, got '%s'", optarg);
+            break;
+        case O_STREAMLEN:
+            /* the function's range; passed in canonical decimal form */
+            snprintf(o->stream_len, sizeof(o->stream_len), "%" PRIu64,
+                     bench_uint_arg("stream-len", optarg, 1, 999999999999999ULL));
             break;
         case O_INBOX:
             o->inbox_key = key_arg("inbox-key", optarg);
@@ -257,6 +278,8 @@ static void parse_opts(struct pub_opts *o, int argc, char **argv)
         bench_die("give exactly one of --rate R and --bursty HZ (see --help)");
     if (o->duration_s <= 0)
         bench_die("--duration S is required (see --help)");
+    if (o->stream_len[0] && o->mode != MODE_FCALL)
+        bench_die("--stream-len applies to --mode fcall only");
     if (o->bursty_hz > 0 && dist_given)
         bench_die("--dist applies to --rate only: a burst ticks every instrument once");
 }
@@ -393,10 +416,10 @@ static int pub_init(struct pub *p, char *err, size_t errsz)
     p->payload_cap = (o->payload_bytes > 128 ? o->payload_bytes : 128) + 128;
     p->envelope_cap = p->payload_cap + 128;
     p->payload = malloc(p->payload_cap);
-    p->envelope = o->rpush ? malloc(p->envelope_cap) : NULL;
+    p->envelope = o->mode == MODE_RPUSH ? malloc(p->envelope_cap) : NULL;
     if (o->zipf && o->rate > 0)
         p->cdf = bench_zipf_cdf(o->instruments, o->zipf_s);
-    if (!p->in || !p->sched || !p->payload || (o->rpush && !p->envelope) ||
+    if (!p->in || !p->sched || !p->payload || (o->mode == MODE_RPUSH && !p->envelope) ||
         (o->zipf && o->rate > 0 && !p->cdf)) {
         snprintf(err, errsz, "out of memory for %" PRIu32 " instruments", o->instruments);
         return -1;
@@ -506,9 +529,10 @@ static int append_tick(struct pub *p, uint64_t due_ns, char *err, size_t errsz)
 {
     struct pub_inst *in = &p->in[next_instrument(p)];
     size_t len = tick_text(p, in, due_ns);
-    const char *argv[3];
-    size_t argvlen[3];
-    if (p->o.rpush) {
+    const char *argv[6];
+    size_t argvlen[6];
+    int argc = 3;
+    if (p->o.mode == MODE_RPUSH) {
         int h =
             snprintf(p->envelope, p->envelope_cap, "{\"instrument\":\"%s\",\"data\":", in->name);
         memcpy(p->envelope + h, p->payload, len);
@@ -518,16 +542,33 @@ static int append_tick(struct pub *p, uint64_t due_ns, char *err, size_t errsz)
         argv[1] = p->o.inbox_key;
         argvlen[1] = strlen(p->o.inbox_key);
         argv[2] = p->envelope;
+        argvlen[2] = len;
+    } else if (p->o.mode == MODE_FCALL) {
+        argv[0] = "FCALL";
+        argv[1] = "chartgate_publish";
+        argvlen[1] = strlen(argv[1]);
+        argv[2] = "1";
+        argvlen[2] = 1;
+        argv[3] = in->target;
+        argvlen[3] = in->target_len;
+        argv[4] = p->payload;
+        argvlen[4] = len;
+        argc = 5;
+        if (p->o.stream_len[0]) {
+            argv[5] = p->o.stream_len;
+            argvlen[5] = strlen(p->o.stream_len);
+            argc = 6;
+        }
     } else {
         argv[0] = "PUBLISH";
         argv[1] = in->target;
         argvlen[1] = in->target_len;
         argv[2] = p->payload;
+        argvlen[2] = len;
     }
     argvlen[0] = strlen(argv[0]);
-    argvlen[2] = len;
-    if (redisAppendCommandArgv(p->c, 3, argv, argvlen) != REDIS_OK) {
-        snprintf(err, errsz, "appending %s %s: %s", argv[0], argv[1],
+    if (redisAppendCommandArgv(p->c, argc, argv, argvlen) != REDIS_OK) {
+        snprintf(err, errsz, "appending %s %s: %s", argv[0], argc > 3 ? argv[3] : argv[1],
                  p->c->errstr[0] ? p->c->errstr : "out of memory");
         return -1;
     }
@@ -561,12 +602,16 @@ static int flush(struct pub *p, uint32_t n, char *err, size_t errsz)
         }
         redisReply *r = reply;
         if (r->type != REDIS_REPLY_INTEGER) {
-            snprintf(err, errsz, "redis refused %s: %s", p->o.rpush ? "RPUSH" : "PUBLISH",
-                     r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply type");
+            snprintf(err, errsz, "redis refused %s: %s%s", pub_mode_name(p->o.mode),
+                     r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply type",
+                     p->o.mode == MODE_FCALL && r->type == REDIS_REPLY_ERROR &&
+                             strstr(r->str, "Function not found")
+                         ? " (load it first: scripts/load-functions)"
+                         : "");
             freeReplyObject(r);
             return -1;
         }
-        if (!p->o.rpush && r->integer > 0)
+        if (p->o.mode == MODE_PUBLISH && r->integer > 0)
             p->receivers += (uint64_t)r->integer;
         freeReplyObject(r);
     }
@@ -628,7 +673,7 @@ static void report(const struct pub *p)
     printf("{\"published\":%" PRIu64 ",\"mode\":\"%s\",\"target_rate\":%.10g,\"duration_s\":%.3f,"
            "\"achieved_rate\":%.1f,\"receivers\":%" PRIu64 ",\"behind_max_us\":%" PRIu64
            ",\"behind_p99_us\":%" PRIu64 ",\"per_instrument\":[",
-           p->published, o->rpush ? "rpush" : "publish", target, dur,
+           p->published, pub_mode_name(o->mode), target, dur,
            dur > 0 ? (double)p->published / dur : 0.0, p->receivers, p->behind.max / 1000,
            hist_pct(&p->behind, 99) / 1000);
     for (uint32_t i = 0; i < o->instruments; i++)
@@ -658,8 +703,8 @@ int main(int argc, char **argv)
     }
     fprintf(stderr,
             "cg-publish: %s to redis %s:%d/%u, %" PRIu32 " instruments, %s %g%s, duration %g s\n",
-            p.o.rpush ? "rpush" : "publish", p.o.redis.host, p.o.redis.port, p.o.redis.db,
-            p.o.instruments, p.o.bursty_hz > 0 ? "bursts/s" : "messages/s",
+            pub_mode_name(p.o.mode), p.o.redis.host, p.o.redis.port, p.o.redis.db, p.o.instruments,
+            p.o.bursty_hz > 0 ? "bursts/s" : "messages/s",
             p.o.bursty_hz > 0 ? p.o.bursty_hz : p.o.rate,
             p.o.bursty_hz > 0 ? "" : (p.cdf ? " zipf" : " round-robin"), p.o.duration_s);
     if (run(&p, err, sizeof(err))) {

@@ -119,6 +119,30 @@ class BenchQuick(unittest.TestCase):
                 self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
                 self.assertIn(flag, r.stderr)
 
+    def test_publish_fn_counts(self):
+        # Function vs PUBLISH (issue #14): 2 loads x 2 subscriber counts x 2 modes; the one
+        # subscriber got every tick once, the streams stayed capped near their length.
+        cells = self.steps("publish_fn")
+        self.assertEqual(sorted((c["mode"], c["subs"], c["rate"] is None) for c in cells),
+                         sorted((m, s, sat) for m in ("publish", "fcall") for s in (0, 1)
+                                for sat in (False, True)))
+        for c in cells:
+            for run in c["runs"]:
+                with self.subTest(mode=c["mode"], subs=c["subs"], rate=c["rate"]):
+                    self.assertGreater(run["published"], 0)
+                    self.assertGreater(run["redis_us_per_tick"], 0)
+                    if c["subs"]:
+                        self.assertEqual(run["received"], run["published"])
+                    self.assertEqual(run["receivers"],
+                                     run["published"] if c["mode"] == "publish" and c["subs"]
+                                     else 0)
+                    if c["mode"] == "fcall":
+                        ln = self.results["publish_fn_meta"]["stream_len"]
+                        self.assertGreaterEqual(run["stream_len_bn0"], ln)
+                        self.assertLess(run["stream_len_bn0"], ln + 100)  # one stream node
+        with open(self.out) as f:
+            self.assertIn("vs plain `PUBLISH`", f.read())
+
     def test_handshakes(self):
         hs = self.results["handshake"]
         alone = [h for h in hs if "per_s" in h]
