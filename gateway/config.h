@@ -120,6 +120,11 @@ struct cg_config {
     char service_prefix[128];
     uint32_t service_queue_max;
     char reply_prefix[128];
+
+    /* --workers: processes sharing the port under a supervisor (supervisor.h) */
+    uint32_t workers;           /* 1 = one process, no supervisor; 0 = one per online CPU */
+    uint32_t worker_deaths_max; /* more deaths than this within the window: give up */
+    uint32_t worker_deaths_window_s;
 };
 
 /* Index of service name (len bytes) in cfg, or -1. */
