@@ -732,6 +732,19 @@ class Gateway:
             raise AssertionError("/healthz lists no workers (no --workers?): %r" % doc)
         return doc["workers"]
 
+    def workers_tls(self):
+        """workers() over https (a gateway with --tls-cert; the certificate is not checked)."""
+        import ssl
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        c = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=2, context=ctx)
+        try:
+            c.request("GET", "/healthz")
+            return json.loads(c.getresponse().read())["workers"]
+        finally:
+            c.close()
+
     def worker_pids(self):
         """{index: pid} of the live workers, from /healthz."""
         return {w["index"]: w["pid"] for w in self.workers() if w["alive"]}

@@ -10,15 +10,21 @@ worker with 1001 and the supervisor exits 0; /metrics, whichever worker answers,
 instance's totals; the per-address and per-user limits hold across workers; workers that
 keep dying make the supervisor give up with status 1."""
 
+import json
 import os
 import signal
 import socket
+import ssl
 import sys
+import tempfile
 import time
+
+import websocket
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from harness import scaled, wait_for  # noqa: E402
+from test_tls import make_cert, tls_peer  # noqa: E402
 
 SPREAD = 16  # sockets opened to see both workers used (all on one: probability 2^-15)
 
@@ -159,6 +165,33 @@ class Workers(harness.GatewayTestCase):
         clients[0].close()
         wait_for(lambda: self.upgrade_status(self.make_session("alice")) == 101,
                  scaled(5), "a free slot after a close")
+
+    def test_tls_and_sighup_reach_every_worker(self):
+        d = tempfile.mkdtemp(prefix="cg-tls-", dir=self.logdir)
+        cert, key = make_cert(d, "one")
+        gw = self.start_gateway("--workers", "2", "--tls-cert", cert, "--tls-key", key, wait=None)
+        wait_for(lambda: len([w for w in gw.workers_tls() if w["alive"]]) == 2, scaled(10),
+                 "two workers over https")
+        epochs = set()
+        for i in range(SPREAD):
+            ws = websocket.create_connection(
+                "wss://127.0.0.1:%d/ws" % gw.port, cookie="sessionid=" + self.make_session(),
+                timeout=5, suppress_origin=True,
+                sslopt={"cert_reqs": ssl.CERT_NONE, "check_hostname": False})
+            self.addCleanup(ws.close)
+            ws.send(json.dumps({"action": "subscribe", "instruments": ["rb2501"], "id": i}))
+            epochs.add(json.loads(ws.recv().split("\n")[0])["epoch"])
+        self.assertEqual(len(epochs), 2, "wss sockets on both workers")
+        _, _, before = tls_peer(gw.port)
+        new_cert, new_key = make_cert(d, "two")
+        os.replace(new_cert, cert)
+        os.replace(new_key, key)
+        gw.signal(signal.SIGHUP)
+        wait_for(lambda: gw.log_text().count("tls certificate reloaded") == 2, scaled(5),
+                 "both workers reloading")
+        # Every connection, whichever worker takes it, gets the new certificate.
+        for _ in range(SPREAD):
+            self.assertNotEqual(tls_peer(gw.port)[2], before)
 
     def test_workers_that_keep_dying_make_the_supervisor_give_up(self):
         # Another program holds the port without SO_REUSEPORT: every worker fails to listen.
