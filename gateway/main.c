@@ -255,6 +255,8 @@ int main(int argc, char **argv)
     uv_signal_start(&a.sighup, on_sighup, SIGHUP);
     uv_signal_start(&a.sigterm, on_signal, SIGTERM);
     uv_signal_start(&a.sigint, on_signal, SIGINT);
+    if (a.worker >= 0)
+        cg_supervisor_worker_ready();
 
     uv_run(&a.loop, UV_RUN_DEFAULT);
 

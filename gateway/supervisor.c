@@ -70,14 +70,25 @@ static struct {
     pid_t self;
 } S;
 
-/* In the child: back to a plain process that libuv can give its own signal handlers. */
+void cg_supervisor_worker_ready(void)
+{
+    sigprocmask(SIG_SETMASK, &S.old_mask, NULL);
+}
+
+/* In the child: back to a plain process that libuv can give its own signal handlers. SIGTERM,
+ * SIGINT and SIGHUP stay blocked until cg_supervisor_worker_ready(): one passed on before the
+ * worker has its handlers waits instead of killing it (SIGHUP's default action is to exit). */
 static void become_worker(uint32_t i)
 {
     prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (getppid() != S.self) /* the supervisor died before prctl took effect */
         _exit(1);
     signal(SIGCHLD, SIG_DFL);
-    sigprocmask(SIG_SETMASK, &S.old_mask, NULL);
+    sigset_t mask = S.old_mask;
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGHUP);
+    sigprocmask(SIG_SETMASK, &mask, NULL);
     char ctx[64];
     snprintf(ctx, sizeof(ctx), "worker=%u pid=%d", i, (int)getpid());
     cg_log_set_context(ctx);

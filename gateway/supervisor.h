@@ -40,6 +40,10 @@ int cg_supervisor_policy_death(struct cg_supervisor_policy *p, uint64_t now_ms);
  * base * 2^(streak-1), capped. */
 uint64_t cg_supervisor_backoff_ms(uint32_t streak);
 
+/* In a worker, once its signal handlers are installed: lets SIGTERM, SIGINT and SIGHUP in (they
+ * wait, blocked, from the fork until then). */
+void cg_supervisor_worker_ready(void);
+
 /* The number of workers --workers asks for: cfg->workers, or the online CPUs for "auto". */
 uint32_t cg_supervisor_workers(const struct cg_config *cfg);
 
