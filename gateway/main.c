@@ -2,7 +2,8 @@
  *
  * Everything runs on one thread and one libuv loop owned here: libwebsockets is
  * attached to it as a foreign loop, hiredis through its libuv adapter. Scale-out
- * is more processes behind nginx sharing one Redis, not threads.
+ * is more processes sharing one Redis, not threads: --workers N forks them here, on one port
+ * (supervisor.c), before any of this exists.
  *
  * SIGHUP reloads the TLS certificate and re-reads the Redis password files; links that are
  * down then retry at once with the new credentials (links that are up keep their session). */
