@@ -23,6 +23,7 @@
 #include "outq.h"
 #include "peers.h"
 #include "registry.h"
+#include "worker.h"
 
 struct cg_agent;
 struct cg_auth;
@@ -97,6 +98,7 @@ struct cg_ws {
     struct cg_handshake hs;      /* handshake.c */
     struct cg_dispatch dispatch; /* dispatch.c */
     struct cg_http http;         /* http.c */
+    struct cg_worker worker;     /* worker.c: with --workers, the shared port and slot */
     struct cg_log_limit slow_log;
 };
 
@@ -115,6 +117,7 @@ struct cg_client {
     uint8_t closing;
     uint8_t close_started;     /* lws has the close in hand (ours, or the peer's) */
     uint8_t want_write;        /* on to_flush, or waiting for lws's WRITEABLE */
+    uint8_t shared_held;       /* handshake.c, --workers: what the shared limits count for c */
     struct cg_list flush_link; /* on cg_ws.to_flush */
     struct cg_list close_link; /* on cg_ws.to_close until the close starts */
     char close_reason[32];

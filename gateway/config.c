@@ -27,6 +27,7 @@ enum kind {
     K_SERVICE,
     K_SERVICE_EVENTS,
     K_SENTINEL,
+    K_WORKERS,
 };
 
 /* Kinds that may be given several times; a config file gives them as an array, under the
@@ -166,6 +167,14 @@ static const struct opt opts[] = {
      "most stream entries read to catch an instrument up or resume a socket"},
     {"epoch-key", K_STR, F(epoch_key), S(epoch_key), 0, 0,
      "Redis key holding the epoch of shared seq numbers (created by the first gateway)"},
+    {"workers", K_WORKERS, F(workers), 0, 1, 256,
+     "worker processes sharing the port under a supervisor, or auto (one per online CPU); "
+     "1 = a single process"},
+    {"worker-deaths-max", K_U32, F(worker_deaths_max), 0, 1, 1000,
+     "with --workers: more worker deaths than this within --worker-deaths-window-s and the "
+     "supervisor gives up (exit 1)"},
+    {"worker-deaths-window-s", K_U32, F(worker_deaths_window_s), 0, 1, 86400,
+     "the window of --worker-deaths-max"},
 };
 
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
@@ -175,6 +184,9 @@ static void defaults(struct cg_config *c, const char *web_root)
     memset(c, 0, sizeof(*c));
     snprintf(c->listen_host, sizeof(c->listen_host), "127.0.0.1");
     c->listen_port = 8080;
+    c->workers = 1;
+    c->worker_deaths_max = 10;
+    c->worker_deaths_window_s = 60;
     snprintf(c->redis_host, sizeof(c->redis_host), "127.0.0.1");
     c->redis_port = 6379;
     snprintf(c->web_root, sizeof(c->web_root), "%s", web_root ? web_root : "web");
@@ -541,6 +553,20 @@ static int apply(struct cg_config *c, const struct opt *o, const char *val, cons
                  where, mask_url(val, masked, sizeof(masked)));
         return -1;
     }
+    case K_WORKERS: {
+        char *end;
+        errno = 0;
+        unsigned long long v = strcmp(val, "auto") ? strtoull(val, &end, 10) : 0;
+        if (strcmp(val, "auto") &&
+            (errno || *end || !*val || val[0] == '-' || v < o->min || v > o->max)) {
+            snprintf(err, errsz,
+                     "chartgate: %s: expected auto or an integer from %u to %u, got \"%.40s\"",
+                     where, o->min, o->max, val);
+            return -1;
+        }
+        *(uint32_t *)(base + o->off) = (uint32_t)v;
+        return 0;
+    }
     case K_SENTINEL:
         if (c->nsentinels >= CG_CONFIG_SENTINELS_MAX ||
             cg_config_parse_hostport(val, c->sentinel_hosts[c->nsentinels],
@@ -737,7 +763,8 @@ static int load_file(struct cg_config *c, const char *path, char *err, size_t er
             snprintf(err, errsz, "chartgate: %s: expected true or false", where);
             rc = -1;
             break;
-        } else if (o->kind == K_U32 && json_is_integer(v) && json_integer_value(v) >= 0) {
+        } else if ((o->kind == K_U32 || o->kind == K_WORKERS) && json_is_integer(v) &&
+                   json_integer_value(v) >= 0) {
             snprintf(buf, sizeof(buf), "%lld", (long long)json_integer_value(v));
             val = buf;
         } else if (o->kind != K_U32 && json_is_string(v)) {

@@ -123,6 +123,11 @@ struct cg_config {
     uint32_t stream_len;         /* chartgate_publish's default stream length (PROTOCOL.md §19) */
     uint32_t stream_catchup_max; /* stream entries read per catch-up or resume */
     char epoch_key[128];         /* the shared epoch's key */
+
+    /* --workers: processes sharing the port under a supervisor (supervisor.h) */
+    uint32_t workers;           /* 1 = one process, no supervisor; 0 = one per online CPU */
+    uint32_t worker_deaths_max; /* more deaths than this within the window: give up */
+    uint32_t worker_deaths_window_s;
 };
 
 /* Index of service name (len bytes) in cfg, or -1. */

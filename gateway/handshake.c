@@ -11,6 +11,7 @@
 #include "cookie.h"
 #include "log.h"
 #include "metrics.h"
+#include "shared.h"
 
 #define STASH_MAX_AGE_MS 10000
 
@@ -19,8 +20,32 @@ struct stash_entry {
     struct lws *wsi; /* the key: the pointer's bytes */
     struct cg_auth_entry *auth;
     uint64_t at_ms;
+    uint8_t held; /* --workers: HELD_* counted in the shared table for this handshake */
     char addr[CG_PEERS_ADDR_MAX + 1];
 };
+
+/* With --workers, what a handshake (then its connection) counts in the instance's shared table:
+ * taken at CONFIRM_UPGRADE (check and count in one locked step, so concurrent handshakes on
+ * other workers cannot both pass a limit), given back when the stash entry goes unused or the
+ * connection closes. */
+#define HELD_ADDR 1
+#define HELD_USER 2
+
+static void release_held(struct cg_ws *w, uint8_t held, const char *addr, const char *user)
+{
+    struct cg_shared *sh = w->worker.shared;
+    if (!sh)
+        return;
+    if (held & HELD_ADDR)
+        cg_shared_addr_release(sh, w->worker.index, addr, cg_shared_now_ms());
+    if ((held & HELD_USER) && user)
+        cg_shared_user_release(sh, w->worker.index, user);
+}
+
+static const char *entry_user(const struct cg_auth_entry *e)
+{
+    return e && e->session ? e->session->user_id : NULL;
+}
 
 static int reject(struct lws *wsi, enum cg_reject_reason why, unsigned int status)
 {
@@ -47,33 +72,39 @@ static int origin_ok(const struct cg_ws *w, struct lws *wsi)
     return 0;
 }
 
-static void stash_put(struct cg_ws *w, struct lws *wsi, struct cg_auth_entry *e, const char *addr)
+static void stash_put(struct cg_ws *w, struct lws *wsi, struct cg_auth_entry *e, const char *addr,
+                      uint8_t held)
 {
     struct cg_map *stash = &w->hs.stash;
     struct cg_map_node *n = cg_map_get(stash, (const char *)&wsi, sizeof(wsi));
     struct stash_entry *s;
     if (n) { /* a previous connection at this address never got established */
         s = CG_CONTAINER_OF(n, struct stash_entry, node);
+        release_held(w, s->held, s->addr, entry_user(s->auth));
         cg_auth_release(w->auth, s->auth);
     } else {
         s = malloc(sizeof(*s));
         if (!s) {
+            release_held(w, held, addr, entry_user(e));
             cg_auth_release(w->auth, e);
             return;
         }
         s->wsi = wsi;
         if (cg_map_put(stash, &s->node, (const char *)&s->wsi, sizeof(s->wsi))) {
             free(s);
+            release_held(w, held, addr, entry_user(e));
             cg_auth_release(w->auth, e);
             return;
         }
     }
     s->auth = e;
+    s->held = held;
     s->at_ms = cg_client_now_ms(w);
     snprintf(s->addr, sizeof(s->addr), "%s", addr);
 }
 
-static struct cg_auth_entry *stash_take(struct cg_ws *w, struct lws *wsi, char *addr, size_t addrsz)
+static struct cg_auth_entry *stash_take(struct cg_ws *w, struct lws *wsi, char *addr, size_t addrsz,
+                                        uint8_t *held)
 {
     struct cg_map_node *n = cg_map_get(&w->hs.stash, (const char *)&wsi, sizeof(wsi));
     if (!n)
@@ -81,6 +112,7 @@ static struct cg_auth_entry *stash_take(struct cg_ws *w, struct lws *wsi, char *
     struct stash_entry *s = CG_CONTAINER_OF(n, struct stash_entry, node);
     struct cg_auth_entry *e = s->auth;
     snprintf(addr, addrsz, "%s", s->addr);
+    *held = s->held;
     cg_map_del(&w->hs.stash, n);
     free(s);
     return e;
@@ -91,6 +123,7 @@ static void stash_drop(struct cg_map_node *n, void *arg)
     struct cg_ws *w = arg;
     struct stash_entry *s = CG_CONTAINER_OF(n, struct stash_entry, node);
     cg_map_del(&w->hs.stash, n);
+    release_held(w, s->held, s->addr, entry_user(s->auth));
     cg_auth_release(w->auth, s->auth);
     free(s);
 }
@@ -182,7 +215,11 @@ int cg_handshake_confirm(struct cg_ws *w, struct lws *wsi)
         return reject(wsi, CG_REJECT_ORIGIN, HTTP_STATUS_FORBIDDEN);
     char addr[CG_PEERS_ADDR_MAX + 1];
     client_addr(w, wsi, addr, sizeof(addr));
-    switch (cg_peers_handshake(&w->hs.peers, addr, cg_client_now_ms(w))) {
+    struct cg_shared *sh = w->worker.shared;
+    enum cg_peers_result pr =
+        sh ? cg_shared_addr_acquire(sh, w->worker.index, addr, cg_shared_now_ms())
+           : cg_peers_handshake(&w->hs.peers, addr, cg_client_now_ms(w));
+    switch (pr) {
     case CG_PEERS_OK:
         break;
     case CG_PEERS_RATE:
@@ -190,10 +227,13 @@ int cg_handshake_confirm(struct cg_ws *w, struct lws *wsi)
     default:
         return reject(wsi, CG_REJECT_IP_LIMIT, 429);
     }
+    uint8_t held = sh ? HELD_ADDR : 0;
     switch (cookie_sid(wsi, sid)) {
     case -1:
+        release_held(w, held, addr, NULL);
         return reject(wsi, CG_REJECT_NO_COOKIE, HTTP_STATUS_UNAUTHORIZED);
     case -2:
+        release_held(w, held, addr, NULL);
         return reject(wsi, CG_REJECT_UNKNOWN_SESSION, HTTP_STATUS_UNAUTHORIZED);
     default:
         break;
@@ -202,14 +242,24 @@ int cg_handshake_confirm(struct cg_ws *w, struct lws *wsi)
     uint64_t t0 = uv_hrtime();
     enum cg_auth_result r = cg_auth_lookup(w->auth, sid, &e);
     cg_metrics.handshake_us_total += (uv_hrtime() - t0) / 1000;
+    if (r != CG_AUTH_OK)
+        release_held(w, held, addr, NULL);
     switch (r) {
     case CG_AUTH_OK: {
-        struct cg_user *u = cg_registry_user(w->reg, e->session->user_id);
-        if (w->cfg->max_sockets_per_user && u && u->nmembers >= w->cfg->max_sockets_per_user) {
+        int over;
+        if (sh) {
+            over = cg_shared_user_acquire(sh, w->worker.index, e->session->user_id) != CG_PEERS_OK;
+            held |= over ? 0 : HELD_USER;
+        } else {
+            struct cg_user *u = cg_registry_user(w->reg, e->session->user_id);
+            over = w->cfg->max_sockets_per_user && u && u->nmembers >= w->cfg->max_sockets_per_user;
+        }
+        if (over) {
+            release_held(w, held, addr, NULL);
             cg_auth_release(w->auth, e);
             return reject(wsi, CG_REJECT_USER_LIMIT, 429);
         }
-        stash_put(w, wsi, e, addr);
+        stash_put(w, wsi, e, addr, held);
         return 0;
     }
     case CG_AUTH_UNKNOWN:
@@ -234,19 +284,24 @@ int cg_handshake_established(struct cg_ws *w, struct cg_client *c, struct lws *w
     cg_list_init(&c->close_link);
     cg_list_init(&c->flush_link);
     lws_get_peer_simple(wsi, c->peer, sizeof(c->peer));
-    c->auth = stash_take(w, wsi, c->addr, sizeof(c->addr));
+    c->auth = stash_take(w, wsi, c->addr, sizeof(c->addr), &c->shared_held);
     if (!c->auth)
         return -1; /* cannot happen: every upgrade passes cg_handshake_confirm */
-    cg_peers_opened(&w->hs.peers, c->addr, cg_client_now_ms(w));
+    if (!w->worker.shared)
+        cg_peers_opened(&w->hs.peers, c->addr, cg_client_now_ms(w));
     cg_auth_attach(c->auth, &c->auth_link);
     if (cg_registry_join(w->reg, &c->member, c, c->auth->session->user_id)) {
-        cg_peers_closed(&w->hs.peers, c->addr, cg_client_now_ms(w));
+        if (!w->worker.shared)
+            cg_peers_closed(&w->hs.peers, c->addr, cg_client_now_ms(w));
+        release_held(w, c->shared_held, c->addr, c->auth->session->user_id);
+        c->shared_held = 0;
         cg_auth_detach(w->auth, c->auth, &c->auth_link);
         c->auth = NULL;
         return -1;
     }
     c->established = 1;
     cg_metrics.handshakes++;
+    cg_worker_publish(w);
     cg_log(CG_LOG_DEBUG, "client connected", "peer=%s user=%s session=%s", c->peer,
            c->auth->session->user_id, c->auth->tag);
     return 0;
@@ -254,7 +309,11 @@ int cg_handshake_established(struct cg_ws *w, struct cg_client *c, struct lws *w
 
 void cg_handshake_closed(struct cg_ws *w, struct cg_client *c)
 {
-    cg_peers_closed(&w->hs.peers, c->addr, cg_client_now_ms(w));
+    if (!w->worker.shared)
+        cg_peers_closed(&w->hs.peers, c->addr, cg_client_now_ms(w));
+    release_held(w, c->shared_held, c->addr, c->auth ? c->auth->session->user_id : NULL);
+    c->shared_held = 0;
+    cg_worker_publish(w);
     cg_auth_detach(w->auth, c->auth, &c->auth_link);
     c->auth = NULL;
 }

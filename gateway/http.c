@@ -14,6 +14,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "handshake.h"
+#include "shared.h"
 
 #define DEV_SESSION_TTL_S 43200
 #define SMALL_BODY 1024 /* /healthz, /session: a user id of 128 escaped characters fits */
@@ -84,8 +85,38 @@ static int respond_json(struct lws *wsi, struct cg_client *c, unsigned int statu
     return respond(wsi, c, status, "application/json", body, (size_t)n);
 }
 
+/* With --workers: the instance's gauges from every worker's slot (ours published first). A
+ * link counts as up when it is up in every live worker. */
+static void instance_gauges(struct cg_ws *w, struct cg_metrics_gauges *g)
+{
+    struct cg_shared *sh = w->worker.shared;
+    uint64_t now = cg_shared_now_ms();
+    cg_worker_publish(w);
+    memset(g, 0, sizeof(*g));
+    for (int l = 0; l < CG_LINK__COUNT; l++)
+        g->redis_up[l] = 1;
+    for (uint32_t i = 0; i < sh->nworkers; i++) {
+        const struct cg_shared_slot *s = &sh->slots[i];
+        if (s->pid <= 0)
+            continue;
+        g->connections += s->connections;
+        g->users += s->users;
+        g->subscriptions += s->subscriptions;
+        g->instruments += s->instruments;
+        for (int l = 0; l < CG_LINK__COUNT; l++)
+            if (!cg_shared_alive(sh, i, now) || !s->redis_up[l])
+                g->redis_up[l] = 0;
+    }
+    g->uptime_s = (now - sh->started_ms) / 1000;
+    g->cfg = w->cfg;
+}
+
 static void gauges(struct cg_ws *w, struct cg_metrics_gauges *g)
 {
+    if (w->worker.shared) {
+        instance_gauges(w, g);
+        return;
+    }
     memset(g, 0, sizeof(*g));
     g->connections = w->reg->nmembers;
     g->users = w->reg->users.count;
@@ -101,13 +132,74 @@ static void gauges(struct cg_ws *w, struct cg_metrics_gauges *g)
 static int metrics(struct cg_ws *w, struct lws *wsi, struct cg_client *c)
 {
     struct cg_metrics_gauges g;
+    struct cg_metrics sum;
+    struct cg_shared *sh = w->worker.shared;
     gauges(w, &g);
-    size_t need = cg_metrics_render(&g, NULL, 0) + 1;
-    char *body = malloc(LWS_PRE + need);
+    uint64_t now = cg_shared_now_ms();
+    if (sh) {
+        cg_shared_sum(sh, &sum);
+        g.m = &sum;
+    }
+    size_t need = cg_metrics_render(&g, NULL, 0);
+    if (sh)
+        need = cg_shared_render(sh, now, NULL, 0, need);
+    char *body = malloc(LWS_PRE + need + 1);
     if (!body)
         return -1;
-    size_t len = cg_metrics_render(&g, body + LWS_PRE, need);
+    size_t len = cg_metrics_render(&g, body + LWS_PRE, need + 1);
+    if (sh)
+        len = cg_shared_render(sh, now, body + LWS_PRE, need + 1, len);
+    if (len > need) /* a worker came or went between the two passes */
+        len = need;
     return respond(wsi, c, HTTP_STATUS_OK, "text/plain; version=0.0.4", body, len);
+}
+
+/* /healthz with --workers: the instance's status plus each worker's liveness and links. */
+static int healthz_workers(struct cg_ws *w, struct lws *wsi, struct cg_client *c,
+                           const struct cg_metrics_gauges *g)
+{
+    struct cg_shared *sh = w->worker.shared;
+    uint64_t now = cg_shared_now_ms();
+    int ok = 1;
+    uint32_t alive = 0;
+    json_t *list = json_array();
+    for (uint32_t i = 0; i < sh->nworkers; i++) {
+        const struct cg_shared_slot *s = &sh->slots[i];
+        int up = cg_shared_alive(sh, i, now);
+        alive += up != 0;
+        json_t *links = json_object();
+        for (int l = 0; l < CG_LINK__COUNT; l++) {
+            json_object_set_new(links, cg_link_names[l], json_boolean(up && s->redis_up[l]));
+            if (up && l < CG_LINK_BRIDGE_COUNT && !s->redis_up[l])
+                ok = 0;
+        }
+        json_array_append_new(list, json_pack("{s:i,s:i,s:b,s:I,s:i,s:o}", "index", (int)i, "pid",
+                                              (int)s->pid, "alive", up, "connections",
+                                              (json_int_t)s->connections, "restarts",
+                                              (int)s->restarts, "redis", links));
+    }
+    ok &= alive > 0;
+    json_t *redis = json_object();
+    for (int l = 0; l < CG_LINK_BRIDGE_COUNT; l++)
+        json_object_set_new(redis, cg_link_names[l], json_boolean(g->redis_up[l]));
+    json_t *o =
+        json_pack("{s:s,s:o,s:I,s:I,s:i,s:i,s:o}", "status", ok ? "ok" : "degraded", "redis", redis,
+                  "connections", (json_int_t)g->connections, "uptime_s", (json_int_t)g->uptime_s,
+                  "worker", (int)w->worker.index, "workers_alive", (int)alive, "workers", list);
+    char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    if (!text)
+        return -1;
+    size_t len = strlen(text);
+    char *body = malloc(LWS_PRE + len);
+    if (!body) {
+        free(text);
+        return -1;
+    }
+    memcpy(body + LWS_PRE, text, len);
+    free(text);
+    return respond(wsi, c, ok ? HTTP_STATUS_OK : HTTP_STATUS_SERVICE_UNAVAILABLE,
+                   "application/json", body, len);
 }
 
 /* Healthy while every bridge link is up (the session link is checked per handshake, and a
@@ -116,6 +208,8 @@ static int healthz(struct cg_ws *w, struct lws *wsi, struct cg_client *c)
 {
     struct cg_metrics_gauges g;
     gauges(w, &g);
+    if (w->worker.shared)
+        return healthz_workers(w, wsi, c, &g);
     int ok = 1;
     for (int i = 0; i < CG_LINK_BRIDGE_COUNT; i++)
         ok &= g.redis_up[i] != 0;

@@ -8,13 +8,19 @@
 
 static struct {
     enum cg_log_level level;
-} L = {CG_LOG_INFO};
+    char context[64]; /* key-values on every line (a worker's index and pid) */
+} L = {CG_LOG_INFO, ""};
 
 static const char *const names[] = {"debug", "info", "warn", "error"};
 
 void cg_log_set_level(enum cg_log_level level)
 {
     L.level = level;
+}
+
+void cg_log_set_context(const char *kv)
+{
+    snprintf(L.context, sizeof(L.context), "%s", kv);
 }
 
 int cg_log_parse_level(const char *s, enum cg_log_level *out)
@@ -49,8 +55,8 @@ static void vlog(enum cg_log_level level, const char *msg, uint64_t suppressed, 
     clock_gettime(CLOCK_REALTIME, &now);
     gmtime_r(&now.tv_sec, &tm);
     strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
-    int n = snprintf(line, sizeof(line), "ts=%s.%03ldZ level=%s msg=\"%s\"", ts,
-                     now.tv_nsec / 1000000, names[level], msg);
+    int n = snprintf(line, sizeof(line), "ts=%s.%03ldZ level=%s msg=\"%s\"%s%s", ts,
+                     now.tv_nsec / 1000000, names[level], msg, L.context[0] ? " " : "", L.context);
     if (n < 0 || (size_t)n >= sizeof(line))
         n = (int)sizeof(line) - 1;
     if (kvfmt && *kvfmt && (size_t)n < sizeof(line) - 2) {

@@ -19,6 +19,9 @@ struct cg_log_limit {
 };
 
 void cg_log_set_level(enum cg_log_level level);
+/* Key-values put right after msg on every line of this process from now on, e.g.
+ * "worker=1 pid=4242" (copied; at most 63 characters; "" clears it). */
+void cg_log_set_context(const char *kv);
 /* Parses "debug|info|warn|error"; returns 0 or -1. */
 int cg_log_parse_level(const char *s, enum cg_log_level *out);
 int cg_log_enabled(enum cg_log_level level);

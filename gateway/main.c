@@ -2,7 +2,8 @@
  *
  * Everything runs on one thread and one libuv loop owned here: libwebsockets is
  * attached to it as a foreign loop, hiredis through its libuv adapter. Scale-out
- * is more processes behind nginx sharing one Redis, not threads.
+ * is more processes sharing one Redis, not threads: --workers N forks them here, on one port
+ * (supervisor.c), before any of this exists.
  *
  * SIGHUP reloads the TLS certificate and re-reads the Redis password files; links that are
  * down then retry at once with the new credentials (links that are up keep their session). */
@@ -24,7 +25,9 @@
 #include "relay.h"
 #include "sentinel.h"
 #include "service.h"
+#include "shared.h"
 #include "stream.h"
+#include "supervisor.h"
 #include "tls.h"
 #include "ws.h"
 
@@ -48,6 +51,8 @@ struct app {
     struct cg_stream stream;
     struct cg_ws ws;
     char epoch[17]; /* this process's identity: seq ranges, socket ids, the reply channel */
+    struct cg_shared *shared; /* --workers: the instance's shared region (supervisor.c) */
+    int worker;               /* this worker's index; -1 without a supervisor */
     uv_signal_t sigterm, sigint, sighup;
     uv_timer_t shutdown_timer, hard_timer;
     int stopping;
@@ -203,6 +208,16 @@ int main(int argc, char **argv)
     if (a.cfg.dev_login)
         cg_log(CG_LOG_WARN, "DEV LOGIN ENABLED: anyone who reaches this port can log in as anyone",
                "endpoint=/dev/login?user=NAME listen=%s:%u", a.cfg.listen_host, a.cfg.listen_port);
+    /* --workers: the supervisor forks here, before any loop, Redis link or lws context; only
+     * the workers come back from it. */
+    a.worker = -1;
+    uint32_t nworkers = cg_supervisor_workers(&a.cfg);
+    if (a.cfg.workers != 1) {
+        int rc;
+        a.worker = cg_supervisor_run(&a.cfg, nworkers, &a.shared, &rc);
+        if (a.worker < 0)
+            return rc;
+    }
     signal(SIGPIPE, SIG_IGN);
     srand((unsigned)time(NULL) ^ (unsigned)getpid());
 
@@ -236,8 +251,9 @@ int main(int argc, char **argv)
     cg_service_init(&a.service, &a.cfg, &a.bridge, a.epoch);
     struct cg_auth_hooks ah = {cg_client_revoked, &a.ws};
     cg_auth_init(&a.auth, &a.loop, &a.cfg, &a.bridge, &a.sentinel, &ah);
-    struct cg_ws_deps wd = {&a.cfg,   &a.reg,     &a.auth,   &a.bridge,
-                            &a.agent, &a.service, &a.stream, a.epoch};
+    struct cg_ws_deps wd = {&a.cfg,    &a.reg,   &a.auth,    &a.bridge, &a.agent,
+                            &a.service, &a.stream, a.epoch, a.shared,
+                            a.worker < 0 ? 0 : (uint32_t)a.worker};
     if (cg_ws_start(&a.ws, &a.loop, &wd)) {
         fprintf(stderr, "chartgate: --listen: cannot listen on %s:%u\n", a.cfg.listen_host,
                 a.cfg.listen_port);
@@ -252,6 +268,8 @@ int main(int argc, char **argv)
     uv_signal_start(&a.sighup, on_sighup, SIGHUP);
     uv_signal_start(&a.sigterm, on_signal, SIGTERM);
     uv_signal_start(&a.sigint, on_signal, SIGINT);
+    if (a.worker >= 0)
+        cg_supervisor_worker_ready();
 
     uv_run(&a.loop, UV_RUN_DEFAULT);
 

@@ -41,7 +41,7 @@ static void labelled(struct out *o, const char *name, const char *type, const ch
 size_t cg_metrics_render(const struct cg_metrics_gauges *g, char *buf, size_t bufsz)
 {
     struct out o = {buf, bufsz, 0};
-    const struct cg_metrics *m = &cg_metrics;
+    const struct cg_metrics *m = g->m ? g->m : &cg_metrics;
     uint64_t up[CG_LINK__COUNT], errs[CG_ERR__COUNT - 1];
     const char *errnames[CG_ERR__COUNT - 1];
     for (int i = 0; i < CG_LINK__COUNT; i++)

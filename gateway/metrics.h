@@ -2,7 +2,11 @@
  *
  * One struct, cg_metrics, is the module's only state: modules bump its fields
  * directly (single-threaded). Gauges that another module already knows (sockets,
- * subscriptions, link state) are passed in at render time instead of duplicated. */
+ * subscriptions, link state) are passed in at render time instead of duplicated.
+ *
+ * Every field of struct cg_metrics is a uint64_t counter (or an array of them): with
+ * --workers, each worker copies its struct into its slot of the memory the workers share
+ * every 100 ms, and a scrape sums the slots as arrays of uint64_t (shared.c). */
 #ifndef CG_METRICS_H
 #define CG_METRICS_H
 
@@ -60,6 +64,7 @@ struct cg_metrics_gauges {
     int redis_up[CG_LINK__COUNT];
     uint64_t uptime_s;
     const struct cg_config *cfg; /* service names; NULL: no service metrics */
+    const struct cg_metrics *m;  /* the counters to render (a sum over workers); NULL: ours */
 };
 
 /* Renders every metric into buf (bufsz bytes, NUL-terminated). Returns the length

@@ -23,6 +23,7 @@
 void cg_ws_close_all(struct cg_ws *w)
 {
     w->shutting_down = 1;
+    cg_worker_stop_accepting(w);
     struct cg_list *it, *tmp;
     CG_LIST_FOREACH_SAFE(it, tmp, &w->reg->members)
     {
@@ -118,6 +119,9 @@ int cg_ws_start(struct cg_ws *w, uv_loop_t *loop, const struct cg_ws_deps *deps)
     w->stream = deps->stream;
     w->started_ms = uv_now(loop);
     snprintf(w->epoch, sizeof(w->epoch), "%s", deps->epoch);
+    w->worker.shared = deps->shared;
+    w->worker.index = deps->worker;
+    w->worker.fd = -1;
     cg_dispatch_init(&w->dispatch);
 
     static lws_retry_bo_t retry;
@@ -132,7 +136,8 @@ int cg_ws_start(struct cg_ws *w, uv_loop_t *loop, const struct cg_ws_deps *deps)
     info.foreign_loops = loops;
     info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_UV_NO_SIGSEGV_SIGFPE_SPIN |
                    LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_DISABLE_IPV6;
-    info.port = (int)cfg->listen_port;
+    /* A worker listens itself, on a port its siblings share (worker.h says why). */
+    info.port = deps->shared ? CONTEXT_PORT_NO_LISTEN_SERVER : (int)cfg->listen_port;
     info.iface = cfg->listen_host;
     info.protocols = protocols;
     info.mounts = cg_http_mounts(&w->http, cfg->web_root);
@@ -155,6 +160,10 @@ int cg_ws_start(struct cg_ws *w, uv_loop_t *loop, const struct cg_ws_deps *deps)
         cg_client_vhost_finish(w);
         return -1;
     }
+    if (deps->shared && cg_worker_start(w)) {
+        cg_ws_stop(w);
+        return -1;
+    }
     cg_log(CG_LOG_INFO, "listening", "addr=%s port=%u tls=%s", cfg->listen_host, cfg->listen_port,
            cfg->tls_cert[0] ? "on" : "off");
     return 0;
@@ -162,6 +171,7 @@ int cg_ws_start(struct cg_ws *w, uv_loop_t *loop, const struct cg_ws_deps *deps)
 
 void cg_ws_stop(struct cg_ws *w)
 {
+    cg_worker_stop(w);
     if (w->ctx)
         lws_context_destroy(w->ctx);
     w->ctx = NULL;

@@ -18,6 +18,7 @@ struct cg_bridge;
 struct cg_config;
 struct cg_registry;
 struct cg_service;
+struct cg_shared;
 
 /* What the ws side works with; all borrowed, and must outlive it. */
 struct cg_ws_deps {
@@ -28,7 +29,9 @@ struct cg_ws_deps {
     struct cg_agent *agent;
     struct cg_service *service;
     struct cg_stream *stream;
-    const char *epoch; /* this process's identity (16 hex digits), copied */
+    const char *epoch;        /* this process's identity (16 hex digits), copied */
+    struct cg_shared *shared; /* --workers: the instance's shared region; NULL: none */
+    uint32_t worker;          /* this worker's index in shared */
 };
 
 /* Creates the lws context on loop and starts listening. Returns 0, or -1 with an

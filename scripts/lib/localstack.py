@@ -723,6 +723,42 @@ class Gateway:
             raise AssertionError("/healthz body is not JSON: %r" % body[:200])
         return status, doc
 
+    # --workers N: the supervisor is self.proc; the workers are its children
+    def workers(self):
+        """The workers as /healthz lists them (--workers N): [{"index", "pid", "alive",
+        "connections", "restarts", "redis"}, ...]; AssertionError without a supervisor."""
+        _, doc = self.healthz()
+        if "workers" not in doc:
+            raise AssertionError("/healthz lists no workers (no --workers?): %r" % doc)
+        return doc["workers"]
+
+    def workers_tls(self):
+        """workers() over https (a gateway with --tls-cert; the certificate is not checked)."""
+        import ssl
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        c = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=2, context=ctx)
+        try:
+            c.request("GET", "/healthz")
+            return json.loads(c.getresponse().read())["workers"]
+        finally:
+            c.close()
+
+    def worker_pids(self):
+        """{index: pid} of the live workers, from /healthz."""
+        return {w["index"]: w["pid"] for w in self.workers() if w["alive"]}
+
+    def wait_workers(self, n, timeout=None, exclude=()):
+        """Wait until n workers are alive with their Redis links up and none of their pids is in
+        exclude (e.g. the pid of a worker just killed); returns {index: pid}."""
+        def ready():
+            ws = self.workers()
+            live = [w for w in ws if w["alive"] and w["pid"] not in exclude and
+                    all(w["redis"].values())]
+            return {w["index"]: w["pid"] for w in live} if len(live) == n else None
+        return wait_for(ready, timeout or scaled(10), "%d workers alive" % n)
+
     def metrics(self):
         status, headers, body = self.get("/metrics")
         if status != 200:

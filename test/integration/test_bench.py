@@ -143,6 +143,24 @@ class BenchQuick(unittest.TestCase):
         with open(self.out) as f:
             self.assertIn("vs plain `PUBLISH`", f.read())
 
+    def test_workers_scenario(self):
+        # --workers 1 and 2 on one port: every handshake a 101, every frame delivered once.
+        ws = self.results["workers"]
+        self.assertEqual([w["workers"] for w in ws], [1, 2])
+        for w in ws:
+            with self.subTest(workers=w["workers"]):
+                h = w["handshakes"]
+                self.assertGreater(h["ok"], 100)
+                self.assertEqual(set(h["status"]), {"101"})
+                self.assertTrue(w["fanout"])
+                for s in w["fanout"]:
+                    self.assertEqual(s["connect_failed"], 0)
+                    self.assertGreater(s["expected"], 0)
+                    self.assertEqual(s["delivered"], s["expected"])
+                    self.assertEqual(s["missing"], 0)
+        with open(self.out) as f:
+            self.assertIn("`--workers 1` vs `--workers 2`", f.read())
+
     def test_handshakes(self):
         hs = self.results["handshake"]
         alone = [h for h in hs if "per_s" in h]

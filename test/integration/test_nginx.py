@@ -74,14 +74,15 @@ def _port_free(port):
 class Stack:
     """One scripts/nginx/run process: nginx on self.port, gateways on self.gw_ports."""
 
-    def __init__(self, redis_url, gateway_args, logdir):
+    def __init__(self, redis_url, gateway_args, logdir, n=NGATEWAYS):
+        self.n = n
         self.redis_url = redis_url
         self.gateway_args = list(gateway_args)
         self.logdir = logdir
         self.port = free_port()
-        while True:  # NGATEWAYS consecutive free ports, none of them nginx's
+        while True:  # n consecutive free ports, none of them nginx's
             base = free_port()
-            ports = [base + i for i in range(NGATEWAYS)]
+            ports = [base + i for i in range(n)]
             if self.port not in ports and all(_port_free(p) for p in ports):
                 break
         self.gw_ports = ports
@@ -93,7 +94,7 @@ class Stack:
         self.ready_line = None
 
     def cmdline(self):
-        cmd = [RUN, "-n", str(NGATEWAYS), "--redis", self.redis_url, "--port", str(self.port),
+        cmd = [RUN, "-n", str(self.n), "--redis", self.redis_url, "--port", str(self.port),
                "--gateway-port", str(self.gw_ports[0]), "--gateway", harness.gateway_binary(),
                "--log-dir", self.logdir]
         if self.gateway_args:
@@ -133,7 +134,7 @@ class Stack:
                                  % (fields["redis"], self.redis_url))
         self.gw_pids = [int(p) for p in fields["gateways"].split(",")]
         self.nginx_pid = int(fields["nginx"])
-        if len(self.gw_pids) != NGATEWAYS:
+        if len(self.gw_pids) != self.n:
             raise AssertionError("ready line lists %d gateways: %r"
                                  % (len(self.gw_pids), self.ready_line))
         self.workers = _children(self.nginx_pid)
@@ -219,8 +220,8 @@ def upgrade_from(src, port, cookie, extra_headers=None):
 
 class NginxTest(harness.GatewayTestCase):
 
-    def start_stack(self, *gateway_args):
-        stack = Stack(self.redis.url, gateway_args, self.logdir)
+    def start_stack(self, *gateway_args, n=NGATEWAYS):
+        stack = Stack(self.redis.url, gateway_args, self.logdir, n=n)
         self.addCleanup(self._finish_stack, stack)
         stack.start()
         return stack
@@ -357,6 +358,29 @@ class NginxTest(harness.GatewayTestCase):
 
     def metrics_port(self, stack, port):
         return stack.metrics(port).value("chartgate_connections")
+
+    def test_one_gateway_with_workers_behind_nginx(self):
+        # The layout for every core: one gateway per machine with --workers, nginx in front.
+        stack = self.start_stack("--workers", "2", "--max-conns-per-ip", "6", n=1)
+        port = stack.gw_ports[0]
+        wait_for(lambda: json.loads(http_get(port, "/healthz")[2])["workers_alive"] == 2,
+                 scaled(10), "two workers")
+        clients = [self.ws(stack, self.make_session("u1"), "c%d" % i) for i in range(6)]
+        for c in clients:
+            c.subscribe(["rb2501"])
+        workers = json.loads(http_get(port, "/healthz")[2])["workers"]
+        self.assertEqual(sum(w["connections"] for w in workers), 6, workers)
+        self.publish("md:rb2501", {"last_price": 3650, "volume": 1, "n": 7})
+        for c in clients:
+            tick = c.recv_until(is_tick("rb2501"), what="the tick")[-1]
+            self.assertEqual(tick["data"]["n"], 7, c.name)
+        # Through nginx every client has the same TCP peer; X-Real-IP names the client, and the
+        # per-address limit counts it over both workers.
+        for _ in range(6):
+            self.assertEqual(raw_upgrade(stack.port,
+                                         cookie="sessionid=%s" % self.make_session("u1")).status,
+                             429)
+        self.assertEqual(stack.metrics(port).value("chartgate_connections"), 6)
 
     def test_pings_cross_the_proxy(self):
         stack = self.start_stack("--ping-s", "1", "--idle-timeout-s", "3")

@@ -950,6 +950,37 @@ static void test_scrub_argv(void)
     CHECK_STR(a6, "redis://****@h");
 }
 
+/* --workers N|auto and the supervisor's give-up settings. */
+static void test_workers(void)
+{
+    CHECK_INT(LOAD0(), CG_CONFIG_OK);
+    CHECK_UINT(cfg.workers, 1); /* one process, no supervisor */
+    CHECK_UINT(cfg.worker_deaths_max, 10);
+    CHECK_UINT(cfg.worker_deaths_window_s, 60);
+    CHECK_INT(LOAD("--workers", "4", "--worker-deaths-max", "3", "--worker-deaths-window-s", "5"),
+              CG_CONFIG_OK);
+    CHECK_UINT(cfg.workers, 4);
+    CHECK_UINT(cfg.worker_deaths_max, 3);
+    CHECK_UINT(cfg.worker_deaths_window_s, 5);
+    CHECK_INT(LOAD("--workers", "auto"), CG_CONFIG_OK);
+    CHECK_UINT(cfg.workers, 0);
+    CHECK_INT(LOAD("--workers=256"), CG_CONFIG_OK);
+    ERR(LOAD("--workers", "0"), "--workers");
+    ERR(LOAD("--workers", "257"), "--workers");
+    ERR(LOAD("--workers", "Auto"), "--workers");
+    ERR(LOAD("--workers", "-2"), "--workers");
+    ERR(LOAD("--workers", ""), "--workers");
+    ERR(LOAD("--worker-deaths-max", "0"), "--worker-deaths-max");
+    const char *p = file_with("{\"workers\":3}");
+    CHECK_INT(LOAD("--config", p), CG_CONFIG_OK);
+    CHECK_UINT(cfg.workers, 3);
+    p = file_with("{\"workers\":\"auto\"}");
+    CHECK_INT(LOAD("--config", p), CG_CONFIG_OK);
+    CHECK_UINT(cfg.workers, 0);
+    p = file_with("{\"workers\":\"many\"}");
+    ERR(LOAD("--config", p), "workers");
+}
+
 int main(void)
 {
     snprintf(tmpdir, sizeof(tmpdir), "/tmp/cg-test-config-XXXXXX");
@@ -973,6 +1004,7 @@ int main(void)
     test_sentinels();
     test_reload_secrets();
     test_scrub_argv();
+    test_workers();
     for (int i = 0; i < 16; i++) {
         char p[128];
         snprintf(p, sizeof(p), "%s/secret%d", tmpdir, i);
