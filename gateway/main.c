@@ -251,9 +251,9 @@ int main(int argc, char **argv)
     cg_service_init(&a.service, &a.cfg, &a.bridge, a.epoch);
     struct cg_auth_hooks ah = {cg_client_revoked, &a.ws};
     cg_auth_init(&a.auth, &a.loop, &a.cfg, &a.bridge, &a.sentinel, &ah);
-    struct cg_ws_deps wd = {&a.cfg,    &a.reg,   &a.auth,    &a.bridge, &a.agent,
-                            &a.service, &a.stream, a.epoch, a.shared,
-                            a.worker < 0 ? 0 : (uint32_t)a.worker};
+    struct cg_ws_deps wd = {
+        &a.cfg,     &a.reg,    &a.auth, &a.bridge, &a.agent,
+        &a.service, &a.stream, a.epoch, a.shared,  a.worker < 0 ? 0 : (uint32_t)a.worker};
     if (cg_ws_start(&a.ws, &a.loop, &wd)) {
         fprintf(stderr, "chartgate: --listen: cannot listen on %s:%u\n", a.cfg.listen_host,
                 a.cfg.listen_port);
