@@ -8,7 +8,8 @@ both workers accept and deliver; a worker killed with SIGKILL is restarted by th
 and its clients get data again after reconnecting; SIGTERM closes every socket of every
 worker with 1001 and the supervisor exits 0; /metrics, whichever worker answers, gives the
 instance's totals; the per-address and per-user limits hold across workers; workers that
-keep dying make the supervisor give up with status 1."""
+keep dying make the supervisor give up with status 1; the killed worker's clients resume
+on the other (shared seqs, PROTOCOL.md §19) with recovered:true and no gap."""
 
 import json
 import os
@@ -112,6 +113,52 @@ class Workers(harness.GatewayTestCase):
         log = gw.log_text()
         self.assertIn('msg="worker died" worker=0 pid=%d signal=9' % pids[0], log)
         self.assertEqual(gw.metrics().value("chartgate_worker_restarts_total", worker="0"), 1)
+
+    def test_killed_workers_clients_resume_without_gap(self):
+        """Ticks published with chartgate_publish are numbered by Redis (PROTOCOL.md §19): the
+        clients of a killed worker reconnect to whichever worker the kernel picks and resume
+        with recovered:true, every missed tick once, in order."""
+        gw = self.start_workers()
+        wait_for(lambda: self.r.get("chartgate:epoch"), scaled(10), "the shared epoch")
+        clients = self.open_spread(instrument="rk1")
+        self.wait_numsub("md:rk1", 2)
+        fpub = lambda k: self.r.execute_command(  # noqa: E731
+            "FCALL", "chartgate_publish", 1, "md:rk1", json.dumps({"last_price": 100, "k": k}))
+        for k in range(5):
+            fpub(k)
+        last = {}
+        for c in clients:
+            ticks = c.collect(harness.is_tick("rk1"), 5)
+            self.assertEqual([t["seq"] for t in ticks], [1, 2, 3, 4, 5], c.name)
+            last[c.name] = 5
+        shared = self.r.get("chartgate:epoch")
+        pids = gw.worker_pids()
+        os.kill(pids[0], signal.SIGKILL)
+        for k in range(5, 12):
+            fpub(k)
+        gw.wait_workers(2, exclude=(pids[0],))
+        dropped, kept = [], []
+        for c in clients:
+            try:
+                seen = [f for f in c.barrier(timeout=scaled(3)) if harness.is_tick("rk1")(f)]
+                kept.append((c, seen))
+            except AssertionError:
+                dropped.append(c)
+        self.assertTrue(dropped and kept, "premise: one worker's sockets dropped")
+        for c, seen in kept:
+            ticks = seen + c.collect(harness.is_tick("rk1"), 7 - len(seen)) if len(seen) < 7 \
+                else seen
+            self.assertEqual([t["seq"] for t in ticks], list(range(6, 13)), c.name)
+        for c in dropped:
+            n = self.connect(name=c.name + "-again")
+            reply = n.request({"action": "subscribe", "instruments": ["rk1"], "id": 9,
+                               "since": {"rk1": last[c.name]}, "epoch": c.epoch,
+                               "shared_epoch": shared})
+            self.assertEqual(reply["recovered"], {"rk1": True}, reply)
+            ticks = n.collect(harness.is_tick("rk1"), 7)
+            self.assertEqual([t["seq"] for t in ticks], list(range(6, 13)), n.name)
+            self.assertEqual([t["data"]["k"] for t in ticks], list(range(5, 12)), n.name)
+            self.assert_nothing_for(n)
 
     def test_sigterm_closes_every_socket_1001(self):
         gw = self.start_workers()
