@@ -97,6 +97,12 @@ size_t cg_metrics_render(const struct cg_metrics_gauges *g, char *buf, size_t bu
     one(&o, "chartgate_bars_late_ignored_total", "counter",
         "Tick-interval updates ignored because the tick was older than every bar held.",
         m->bars_late_ignored);
+    one(&o, "chartgate_bars_off_session_total", "counter",
+        "Ticks outside every trading session (and its slack): relayed, making no bar.",
+        m->bars_off_session);
+    one(&o, "chartgate_bars_timer_closed_total", "counter",
+        "Bars closed by the close timer at their end plus the grace, no later tick having come.",
+        m->bars_timer_closed);
     labelled(&o, "chartgate_redis_up", "gauge", "1 while the Redis link is connected.", "link",
              cg_link_names, up, CG_LINK__COUNT);
     labelled(&o, "chartgate_redis_reconnects_total", "counter", "Redis reconnections, by link.",
