@@ -150,6 +150,15 @@ class CalendarTest(harness.GatewayTestCase):
         self.assertEqual(self.r.zcard("bars:QUIET1:1m"), 0)
         self.assertEqual(self.metrics().value("chartgate_bars_timer_closed_total"), 1)
 
+    def test_shipped_file_matches_schema(self):
+        """scripts/sessions/cn-futures.json: valid for the schema and for the gateway."""
+        r = subprocess.run(["/usr/bin/python3", os.path.join(harness.REPO_ROOT, "proto",
+                                                             "validate.py"),
+                            "sessions", SESSIONS], capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        gw = self.start_gateway("--sessions", SESSIONS, "--timezone", "Asia/Shanghai")
+        self.assertIsNotNone(gw.port)
+
     def test_bad_sessions_file(self):
         """A bad file stops the gateway at start-up with one line naming file and position."""
         with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
