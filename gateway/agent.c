@@ -399,7 +399,8 @@ static void send_snapshot(struct cg_agent *a, struct cg_sub *sub, struct cg_agen
         n++;
     }
     struct cg_frame *f =
-        cg_frame_snapshot(in->name, in->seq, c ? c->last : NULL, c ? c->last_len : 0, fb, n);
+        cg_frame_snapshot_tz(in->name, in->seq, c ? c->last : NULL, c ? c->last_len : 0, fb, n,
+                             c && c->sched ? c->sched->tz : NULL);
     deliver(a, sub, f, NULL);
     cg_frame_unref(f);
     for (uint32_t i = 0; i < CG_CONFIG_INTERVALS_MAX; i++)

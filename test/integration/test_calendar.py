@@ -96,6 +96,7 @@ class CalendarTest(harness.GatewayTestCase):
         v.epoch_aligned = False
         v.subscribe(["rb2501"], intervals=["1h", "1d"])
         self.assertEqual(v.snapshots["rb2501"]["bars"], {"1h": want["1h"], "1d": want["1d"]})
+        self.assertEqual(v.snapshots["rb2501"]["tz"], "Asia/Shanghai")
         # offline, scripts/import-bars builds the same bars from the same ticks
         with tempfile.TemporaryDirectory() as out:
             r = subprocess.run([IMPORT_BARS, "--ticks", TICKS, "--instrument", "rb2501",
