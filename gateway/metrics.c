@@ -95,7 +95,8 @@ size_t cg_metrics_render(const struct cg_metrics_gauges *g, char *buf, size_t bu
     one(&o, "chartgate_bars_recorded_total", "counter", "Completed bars written to Redis.",
         m->bars_recorded);
     one(&o, "chartgate_bars_late_ignored_total", "counter",
-        "Tick-interval updates ignored because the tick was older than every bar held.",
+        "Tick-interval updates ignored: the tick was older than every bar held, or (with a "
+        "trading calendar) its bar was final past its grace.",
         m->bars_late_ignored);
     one(&o, "chartgate_bars_off_session_total", "counter",
         "Ticks outside every trading session (and its slack): relayed, making no bar.",
