@@ -201,6 +201,7 @@ void cg_agent_tick(void *data, struct cg_instrument *in, json_t *obj, const char
     if (c->cal)
         schedule(a, in);
 }
+
 /* ---- subscriptions ----------------------------------------------------------- */
 
 void cg_agent_instrument_active(void *data, struct cg_instrument *in, int active)
