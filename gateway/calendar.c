@@ -573,6 +573,14 @@ out:
     return rc;
 }
 
+/* The error is one line whatever the file held: keys and jansson's context are echoed in it. */
+static void one_line(char *err)
+{
+    for (char *c = err; *c; c++)
+        if ((unsigned char)*c < 0x20 || *c == 0x7f)
+            *c = '?';
+}
+
 struct cg_calendar *cg_calendar_load(const char *path, const char *tz, int64_t slack, char *err,
                                      size_t errsz)
 {
@@ -581,6 +589,7 @@ struct cg_calendar *cg_calendar_load(const char *path, const char *tz, int64_t s
                  "chartgate: --timezone: expected a zone of the tz database (" ZONEINFO
                  "), like Asia/Shanghai or UTC, got \"%.64s\"",
                  tz);
+        one_line(err);
         return NULL;
     }
     struct cg_calendar *cal = calloc(1, sizeof(*cal));
@@ -600,6 +609,7 @@ struct cg_calendar *cg_calendar_load(const char *path, const char *tz, int64_t s
     a->day[0][1] = 1440;
     struct loader L = {path, err, errsz};
     if (path && path[0] && load_file(&L, cal)) {
+        one_line(err);
         cg_calendar_destroy(cal);
         return NULL;
     }

@@ -310,6 +310,7 @@ static void test_file_errors(void)
     EXPECT_ERROR("{\"calendars\": [\n  {\"instruments\": [\"a*\"],,}]}", ":2:");
     EXPECT_ERROR("{\"calendars\": []}", "calendars: expected a non-empty array");
     EXPECT_ERROR("{\"calendar\": []}", "calendar: unknown key");
+    EXPECT_ERROR("{\"cal\\nendar\\r\": []}", "cal?endar?: unknown key"); /* one line */
     EXPECT_ERROR("{\"calendars\": [{\"instruments\": [\"a*\"], \"day\": [[\"09:00\",\"9:30\"]]}]}",
                  "calendars[0].day[0]: expected");
     EXPECT_ERROR("{\"calendars\": [{\"instruments\": [\"a*\"], \"day\": [[\"10:00\",\"09:30\"]]}]}",
