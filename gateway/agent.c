@@ -75,29 +75,19 @@ static void record(struct cg_agent *a, const struct cg_instrument *in, uint32_t 
 
 /* ---- live ticks -------------------------------------------------------------- */
 
-void cg_agent_tick(void *data, struct cg_instrument *in, json_t *obj, const char *text, size_t len,
-                   struct cg_frame *f, int64_t at_ms)
+/* Sends bar events to the subscriptions that want them and records the final ones. seq: the
+ * frames' seq (the tick's, or the closed bar's own for a timer close). */
+static void emit(struct cg_agent *a, struct cg_instrument *in, uint64_t seq,
+                 const struct cg_chart_event *ev, int n)
 {
-    struct cg_agent *a = data;
     const struct cg_config *cfg = a->cfg;
     struct cg_chart *c = in->chart;
-    if (!c) {
-        if (!cfg->record_bars)
-            return;
-        c = in->chart = cg_chart_create(cfg, in->name, in->seq - 1);
-        if (!c)
-            return;
-    }
-    struct cg_chart_event ev[CG_CHART_EVENTS_MAX];
-    uint64_t late = c->late_ignored;
-    int n = cg_chart_tick(c, cfg, in->seq, obj, text, len, f, at_ms ? at_ms : wall_ms(), ev);
-    cg_metrics.bars_late_ignored += c->late_ignored - late;
     for (int k = 0; k < n; k++) {
         uint32_t i = ev[k].interval;
         int final = ev[k].ev.kind != CG_BAR_UPDATED;
         if (c->interval_refs[i]) {
-            struct cg_frame *bf = cg_frame_bar(&c->series[i], in->name, cfg->interval_names[i],
-                                               in->seq, &ev[k].ev.bar, final);
+            struct cg_frame *bf = cg_frame_bar(&c->series[i], in->name, cfg->interval_names[i], seq,
+                                               &ev[k].ev.bar, final);
             for (uint32_t j = 0; j < in->nsubs; j++) { /* delivery drops no subscription */
                 struct cg_sub *s = cg_registry_sub_at(in, j);
                 struct cg_chart_view *v = &s->view;
@@ -118,6 +108,100 @@ void cg_agent_tick(void *data, struct cg_instrument *in, json_t *obj, const char
     }
 }
 
+/* ---- the close timer ------------------------------------------------------------ */
+
+static void close_cb(uv_timer_t *t);
+
+/* Arms the one timer for the earliest due bar, when that changed. */
+static void arm_close(struct cg_agent *a)
+{
+    int64_t next = cg_closing_next(&a->closing);
+    if (next == a->close_armed)
+        return;
+    a->close_armed = next;
+    if (next == INT64_MAX) {
+        uv_timer_stop(&a->close_timer);
+        return;
+    }
+    int64_t wait = next - wall_ms();
+    uv_timer_start(&a->close_timer, close_cb, wait > 0 ? (uint64_t)wait : 0, 0);
+}
+
+/* After a chart changed: its forming bars sit in the schedule at their due times. */
+static void schedule(struct cg_agent *a, struct cg_instrument *in)
+{
+    struct cg_chart *c = in->chart;
+    for (uint32_t i = 0; i < c->nseries; i++) {
+        struct cg_series *s = &c->series[i];
+        int64_t due = cg_series_due(s);
+        if (!due)
+            cg_closing_remove(&a->closing, s);
+        else if (!s->heap_idx || a->closing.heap[s->heap_idx - 1].due != due)
+            cg_closing_set(&a->closing, s, in, i, due); /* OOM: closed by a later tick */
+    }
+    arm_close(a);
+}
+
+/* A chart going away leaves the schedule first. */
+static void unschedule(struct cg_agent *a, struct cg_chart *c)
+{
+    for (uint32_t i = 0; c && i < c->nseries; i++)
+        cg_closing_remove(&a->closing, &c->series[i]);
+}
+
+static void close_cb(uv_timer_t *t)
+{
+    struct cg_agent *a = t->data;
+    a->close_armed = INT64_MAX;
+    int64_t now = wall_ms();
+    struct cg_closing_entry e;
+    while (cg_closing_pop(&a->closing, now, &e)) {
+        struct cg_instrument *in = e.owner;
+        struct cg_chart_event ev;
+        ev.interval = e.interval;
+        if (cg_series_expire(e.series, now, &ev.ev)) {
+            cg_metrics.bars_timer_closed++;
+            emit(a, in, ev.ev.bar.seq, &ev, 1);
+        } else if (cg_series_due(e.series)) { /* a late tick moved it on */
+            cg_closing_set(&a->closing, e.series, in, e.interval, cg_series_due(e.series));
+        }
+    }
+    arm_close(a);
+}
+
+/* ---- live ticks -------------------------------------------------------------- */
+
+static struct cg_chart *new_chart(struct cg_agent *a, struct cg_instrument *in, uint64_t seq)
+{
+    struct cg_chart *c = cg_chart_create(a->cfg, in->name, seq);
+    if (c)
+        cg_chart_set_calendar(c, a->cal, in->name);
+    return c;
+}
+
+void cg_agent_tick(void *data, struct cg_instrument *in, json_t *obj, const char *text, size_t len,
+                   struct cg_frame *f, int64_t at_ms)
+{
+    struct cg_agent *a = data;
+    const struct cg_config *cfg = a->cfg;
+    struct cg_chart *c = in->chart;
+    if (!c) {
+        if (!cfg->record_bars)
+            return;
+        c = in->chart = new_chart(a, in, in->seq - 1);
+        if (!c)
+            return;
+    }
+    struct cg_chart_event ev[CG_CHART_EVENTS_MAX];
+    uint64_t late = c->late_ignored, off = c->off_session;
+    int n = cg_chart_tick(c, cfg, in->seq, obj, text, len, f, at_ms ? at_ms : wall_ms(), ev);
+    cg_metrics.bars_late_ignored += c->late_ignored - late;
+    cg_metrics.bars_off_session += c->off_session - off;
+    emit(a, in, in->seq, ev, n);
+    if (c->cal)
+        schedule(a, in);
+}
+
 /* ---- subscriptions ----------------------------------------------------------- */
 
 void cg_agent_instrument_active(void *data, struct cg_instrument *in, int active)
@@ -126,7 +210,7 @@ void cg_agent_instrument_active(void *data, struct cg_instrument *in, int active
     struct cg_chart *c = in->chart;
     if (active) {
         if (!c) {
-            in->chart = cg_chart_create(a->cfg, in->name, in->seq);
+            in->chart = new_chart(a, in, in->seq);
         } else {
             /* Ticks were not coming: what we hold is out of date, unless the stream can fill
              * the gap (stream.c catches a shared instrument up, and resets it if it cannot). */
@@ -321,7 +405,8 @@ static void send_snapshot(struct cg_agent *a, struct cg_sub *sub, struct cg_agen
         n++;
     }
     struct cg_frame *f =
-        cg_frame_snapshot(in->name, in->seq, c ? c->last : NULL, c ? c->last_len : 0, fb, n);
+        cg_frame_snapshot_tz(in->name, in->seq, c ? c->last : NULL, c ? c->last_len : 0, fb, n,
+                             c && c->sched ? c->sched->tz : NULL);
     deliver(a, sub, f, NULL);
     cg_frame_unref(f);
     for (uint32_t i = 0; i < CG_CONFIG_INTERVALS_MAX; i++)
@@ -505,6 +590,7 @@ static void sweep_one(struct cg_map_node *n, void *arg)
     if (!c || in->nsubs || a->cfg->record_bars || !c->idle_since_ms ||
         uv_now(a->loop) - c->idle_since_ms < (uint64_t)a->cfg->chart_idle_s * 1000)
         return;
+    unschedule(a, c);
     cg_chart_destroy(c);
     in->chart = NULL;
     cg_registry_reap(a->reg, in);
@@ -529,12 +615,22 @@ void cg_agent_init(struct cg_agent *a, uv_loop_t *loop, const struct cg_config *
     uv_timer_init(loop, &a->sweep);
     a->sweep.data = a;
     uv_timer_start(&a->sweep, sweep_cb, SWEEP_MS, SWEEP_MS);
+    cg_closing_init(&a->closing);
+    uv_timer_init(loop, &a->close_timer);
+    a->close_timer.data = a;
+    a->close_armed = INT64_MAX;
+    char err[512];
+    a->cal = cg_calendar_load(cfg->sessions_file, cfg->timezone, cfg->session_slack_ms, err,
+                              sizeof(err));
+    if (!a->cal) /* the file changed since it was checked at start-up */
+        cg_log(CG_LOG_ERROR, "calendar not loaded: bars are epoch-aligned", "reason=\"%s\"", err);
 }
 
 static void free_chart(struct cg_map_node *n, void *arg)
 {
-    (void)arg;
+    struct cg_agent *a = arg;
     struct cg_instrument *in = CG_CONTAINER_OF(n, struct cg_instrument, node);
+    unschedule(a, in->chart);
     cg_chart_destroy(in->chart);
     in->chart = NULL;
 }
@@ -543,5 +639,10 @@ void cg_agent_finish(struct cg_agent *a)
 {
     uv_timer_stop(&a->sweep);
     uv_close((uv_handle_t *)&a->sweep, NULL);
-    cg_map_each(&a->reg->instruments, free_chart, NULL);
+    uv_timer_stop(&a->close_timer);
+    uv_close((uv_handle_t *)&a->close_timer, NULL);
+    cg_map_each(&a->reg->instruments, free_chart, a);
+    cg_closing_finish(&a->closing);
+    cg_calendar_destroy(a->cal);
+    a->cal = NULL;
 }

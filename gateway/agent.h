@@ -14,7 +14,9 @@
 #include <uv.h>
 
 #include "bridge.h"
+#include "calendar.h"
 #include "chart.h"
+#include "closing.h"
 #include "config.h"
 #include "registry.h"
 #include "relay.h"
@@ -27,6 +29,11 @@ struct cg_agent {
     struct cg_relay_hooks out;   /* deliver hook (borrowed data) */
     uv_timer_t sweep;
     struct cg_log_limit rec_log;
+    /* trading calendar: bars follow sessions and close on time (PROTOCOL.md §18) */
+    struct cg_calendar *cal;   /* owned; NULL: epoch buckets, closed by later ticks */
+    struct cg_closing closing; /* forming bars by due time */
+    uv_timer_t close_timer;    /* one for the process, armed at the earliest due time */
+    int64_t close_armed;       /* due time the timer is armed for; INT64_MAX: idle */
 };
 
 void cg_agent_init(struct cg_agent *a, uv_loop_t *loop, const struct cg_config *cfg,

@@ -15,7 +15,9 @@ int cg_series_init(struct cg_series *s, int64_t interval_ms, uint32_t depth)
 void cg_series_finish(struct cg_series *s)
 {
     free(s->ring);
+    free(s->ring_due);
     s->ring = NULL;
+    s->ring_due = NULL;
 }
 
 void cg_series_clear(struct cg_series *s)
@@ -36,6 +38,11 @@ static struct cg_bar *completed(const struct cg_series *s, uint32_t i)
     return &s->ring[(s->head + i) % s->cap];
 }
 
+static int64_t completed_due(const struct cg_series *s, uint32_t i)
+{
+    return s->ring_due ? s->ring_due[(s->head + i) % s->cap] : 0;
+}
+
 /* The ring grows as bars complete, up to depth: a series that never ticked, or
  * ticked little, costs little (clients can name many instruments). */
 static int grow(struct cg_series *s)
@@ -44,18 +51,27 @@ static int grow(struct cg_series *s)
     if (ncap > s->depth)
         ncap = s->depth;
     struct cg_bar *r = malloc(sizeof(*r) * ncap);
-    if (!r)
+    int64_t *d = s->timed ? malloc(sizeof(*d) * ncap) : NULL;
+    if (!r || (s->timed && !d)) {
+        free(r);
+        free(d);
         return -1;
-    for (uint32_t i = 0; i < s->count; i++)
+    }
+    for (uint32_t i = 0; i < s->count; i++) {
         r[i] = *completed(s, i);
+        if (d)
+            d[i] = completed_due(s, i);
+    }
     free(s->ring);
+    free(s->ring_due);
     s->ring = r;
+    s->ring_due = d;
     s->cap = ncap;
     s->head = 0;
     return 0;
 }
 
-static void push_completed(struct cg_series *s, const struct cg_bar *b)
+static void push_completed(struct cg_series *s, const struct cg_bar *b, int64_t due)
 {
     if (s->count == s->cap && s->cap < s->depth)
         grow(s); /* on failure the oldest bar makes room instead */
@@ -66,6 +82,8 @@ static void push_completed(struct cg_series *s, const struct cg_bar *b)
         s->count--;
     }
     *completed(s, s->count) = *b;
+    if (s->ring_due)
+        s->ring_due[(s->head + s->count) % s->cap] = due;
     s->count++;
 }
 
@@ -89,27 +107,43 @@ static void apply(struct cg_bar *b, double price, double volume, uint64_t seq, i
     b->seq = seq;
 }
 
-int cg_series_tick(struct cg_series *s, int64_t ts, double price, double volume, uint64_t seq,
-                   struct cg_bar_event ev[2])
+static int64_t due_at(const struct cg_bar_bucket *b, int64_t now)
 {
-    int64_t t = cg_bars_bucket(ts, s->ms);
+    if (b->settle < 0)
+        return 0;
+    int64_t a = b->end + b->settle, c = now + b->grace;
+    return a > c ? a : c;
+}
+
+int cg_series_add(struct cg_series *s, const struct cg_bar_bucket *b, int64_t ts, double price,
+                  double volume, uint64_t seq, int64_t now, struct cg_bar_event ev[2])
+{
     int n = 0;
+    int64_t t = b->t;
+    s->timed = b->settle >= 0;
+    /* The newest bar: the forming one, or the last completed once the timer closed it. */
+    int64_t newest = s->has_forming ? s->forming.t
+                     : s->count     ? completed(s, s->count - 1)->t
+                                    : INT64_MIN;
     if (s->has_forming && t == s->forming.t) {
         int late = ts < s->forming_ts;
         apply(&s->forming, price, volume, seq, late);
         if (!late)
             s->forming_ts = ts;
-    } else if (!s->has_forming || t > s->forming.t) {
+        s->forming_due = due_at(b, now);
+    } else if (t > newest) {
         if (s->has_forming) {
-            /* Closing is a change: a client resuming after this tick must be sent
-             * the bar's final state. */
+            /* Closing is a change: a client resuming after this tick must be sent the
+             * bar's final state. A correction stays possible until the bar was due. */
             s->forming.seq = seq;
-            push_completed(s, &s->forming);
+            push_completed(s, &s->forming, s->forming_due);
             ev[n].kind = CG_BAR_CLOSED;
             ev[n++].bar = s->forming;
         }
         start(&s->forming, t, price, volume, seq);
         s->forming_ts = ts;
+        s->forming_end = b->end;
+        s->forming_due = due_at(b, now);
         s->has_forming = 1;
     } else {
         /* Late: binary search the completed ring (sorted by t). */
@@ -123,15 +157,42 @@ int cg_series_tick(struct cg_series *s, int64_t ts, double price, double volume,
         }
         if (lo == s->count || completed(s, lo)->t != t)
             return -1;
-        struct cg_bar *b = completed(s, lo);
-        apply(b, price, volume, seq, 1);
+        struct cg_bar *bar = completed(s, lo);
+        int64_t due = completed_due(s, lo);
+        if (due && now >= due)
+            return -1; /* final for good: past its grace */
+        apply(bar, price, volume, seq, 1);
         ev[0].kind = CG_BAR_CORRECTED;
-        ev[0].bar = *b;
+        ev[0].bar = *bar;
         return 1;
     }
     ev[n].kind = CG_BAR_UPDATED;
     ev[n++].bar = s->forming;
     return n;
+}
+
+int cg_series_tick(struct cg_series *s, int64_t ts, double price, double volume, uint64_t seq,
+                   struct cg_bar_event ev[2])
+{
+    int64_t t = cg_bars_bucket(ts, s->ms);
+    struct cg_bar_bucket b = {t, t + s->ms, -1, 0};
+    return cg_series_add(s, &b, ts, price, volume, seq, 0, ev);
+}
+
+int64_t cg_series_due(const struct cg_series *s)
+{
+    return s->has_forming ? s->forming_due : 0;
+}
+
+int cg_series_expire(struct cg_series *s, int64_t now, struct cg_bar_event *ev)
+{
+    if (!s->has_forming || !s->forming_due || now < s->forming_due)
+        return 0;
+    push_completed(s, &s->forming, s->forming_due);
+    s->has_forming = 0;
+    ev->kind = CG_BAR_CLOSED;
+    ev->bar = s->forming;
+    return 1;
 }
 
 size_t cg_series_size(const struct cg_series *s)

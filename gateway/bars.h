@@ -6,7 +6,13 @@
  * bars. A tick in a later bucket closes the forming bar; a late tick updates the
  * completed bar of its bucket if the ring still holds it, and is otherwise
  * reported as too old. Every bar remembers the seq of the tick that last changed
- * it, which is what resuming clients ask about. Pure: no I/O, no JSON. */
+ * it, which is what resuming clients ask about.
+ *
+ * With a trading calendar (calendar.h) the caller names each tick's bucket [t, end) and
+ * when it settles: the bar is due to close at its end plus a grace, or a grace after its last
+ * tick arrived if that is later (a replayed feed), on the wall clock (cg_series_expire, driven by
+ * the agent's close timer), and a late tick corrects a completed bar only until that bar's due
+ * time; later it is ignored, as a tick older than every bar held is. Pure: no I/O, no JSON. */
 #ifndef CG_BARS_H
 #define CG_BARS_H
 
@@ -26,6 +32,12 @@ struct cg_series {
     struct cg_bar forming;
     int64_t forming_ts; /* newest tick time in the forming bar: older ones are late */
     int has_forming;
+    int64_t *ring_due;   /* per completed bar: wall ms after which it is final for good (0:
+                          * corrections while held); NULL until a due time is first set */
+    int64_t forming_end; /* bucket end of the forming bar */
+    int64_t forming_due; /* wall ms at which the forming bar is due to close; 0: never */
+    int timed;           /* bars have due times (a calendar): ring_due is kept */
+    uint32_t heap_idx;   /* position + 1 in the agent's close schedule (closing.h); 0: none */
 };
 
 /* What one tick did to a series: at most a close and an update. */
@@ -54,6 +66,25 @@ int64_t cg_bars_bucket(int64_t ts, int64_t ms);
  * the tick is older than every bar held (ignored). */
 int cg_series_tick(struct cg_series *s, int64_t ts, double price, double volume, uint64_t seq,
                    struct cg_bar_event ev[2]);
+
+/* A tick's bucket as the caller's calendar sees it. The bar is due to close at
+ * max(end + settle, arrival of its last tick + grace) on the wall clock; settle < 0: never
+ * (bars close on later ticks only, corrections while held, as cg_series_tick). */
+struct cg_bar_bucket {
+    int64_t t, end;
+    int64_t settle; /* after end: the grace, plus the slack when end is a session's close */
+    int64_t grace;  /* after the last tick's arrival (a replayed or delayed feed) */
+};
+
+/* Applies one tick to bucket b (b->t >= the newest bar's t for the tick to be live). now: wall
+ * ms of arrival. Same events and return as cg_series_tick; a late tick for a completed bar past
+ * its due time returns -1. */
+int cg_series_add(struct cg_series *s, const struct cg_bar_bucket *b, int64_t ts, double price,
+                  double volume, uint64_t seq, int64_t now, struct cg_bar_event ev[2]);
+/* Wall ms at which the forming bar is due to close, or 0 (none, or no close timer). */
+int64_t cg_series_due(const struct cg_series *s);
+/* Closes the forming bar if it is due at now: returns 1 with ev (CG_BAR_CLOSED), else 0. */
+int cg_series_expire(struct cg_series *s, int64_t now, struct cg_bar_event *ev);
 
 /* Number of bars held, forming bar included. */
 size_t cg_series_size(const struct cg_series *s);

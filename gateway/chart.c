@@ -51,6 +51,22 @@ void cg_chart_destroy(struct cg_chart *c)
     free(c);
 }
 
+void cg_chart_set_calendar(struct cg_chart *c, struct cg_calendar *cal, const char *name)
+{
+    c->cal = cal && cal->active ? cal : NULL;
+    c->sched = c->cal ? cg_calendar_match(c->cal, name) : NULL;
+}
+
+int cg_chart_expire(struct cg_chart *c, int64_t now, struct cg_chart_event ev[CG_CHART_EVENTS_MAX])
+{
+    int n = 0;
+    for (uint32_t i = 0; i < c->nseries; i++) {
+        if (cg_series_expire(&c->series[i], now, &ev[n].ev))
+            ev[n++].interval = i;
+    }
+    return n;
+}
+
 void cg_chart_gap(struct cg_chart *c, uint64_t seq)
 {
     c->floor = seq + 1;
@@ -148,9 +164,31 @@ int cg_chart_tick(struct cg_chart *c, const struct cg_config *cfg, uint64_t seq,
     /* A tick without a volume adds none; for running totals it is not a reset. */
     vol = has_vol ? tick_volume(c, vol, ts) : 0;
     int n = 0;
+    struct cg_cal_where w;
+    if (c->sched) {
+        int r = cg_cal_locate(c->sched, c->cal->slack, ts, &w);
+        if (r < 0)
+            return -1;
+        if (r == 0) {
+            c->off_session++;
+            return rc < 0 ? rc : 0;
+        }
+    }
     for (uint32_t i = 0; i < c->nseries; i++) {
         struct cg_bar_event be[2];
-        int k = cg_series_tick(&c->series[i], ts, price, vol, seq, be);
+        int k;
+        if (c->sched) {
+            struct cg_bar_bucket b;
+            cg_cal_bucket(&w, c->series[i].ms, &b.t, &b.end);
+            /* A bar ending at a session's close waits for ticks within the slack too. */
+            b.grace = cfg->bar_close_grace_ms;
+            b.settle = b.grace + (b.end == w.close || b.end == w.day_close ? c->cal->slack : 0);
+            if (cg_series_expire(&c->series[i], now_ms, &ev[n].ev))
+                ev[n++].interval = i;
+            k = cg_series_add(&c->series[i], &b, w.ts, price, vol, seq, now_ms, be);
+        } else {
+            k = cg_series_tick(&c->series[i], ts, price, vol, seq, be);
+        }
         if (k < 0) {
             c->late_ignored++;
             continue;
@@ -161,6 +199,25 @@ int cg_chart_tick(struct cg_chart *c, const struct cg_config *cfg, uint64_t seq,
         }
     }
     return rc < 0 ? rc : n;
+}
+
+int64_t cg_chart_oldest_forming(const struct cg_chart *c, int64_t now)
+{
+    int64_t oldest = now;
+    struct cg_cal_where w;
+    if (c->cal && cg_cal_locate(c->sched, c->cal->slack, now, &w) != 1)
+        return now - 86400000; /* between sessions: the last trading day's bars */
+    for (uint32_t i = 0; i < c->nseries; i++) {
+        int64_t ms = c->series[i].ms, t = now - now % ms, end;
+        if (c->cal) {
+            cg_cal_bucket(&w, ms, &t, &end);
+            if (ms % 86400000 == 0)
+                t = w.day_open; /* a day's label is its midnight; its ticks start at the open */
+        }
+        if (t < oldest)
+            oldest = t;
+    }
+    return oldest;
 }
 
 int cg_chart_set_last(struct cg_chart *c, uint64_t seq, const char *text, size_t len)

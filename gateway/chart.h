@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "bars.h"
+#include "calendar.h"
 #include "config.h"
 #include "frame.h"
 
@@ -48,6 +49,10 @@ struct cg_chart {
     int stale;              /* ticks stopped coming (no upstream subscription) */
     uint64_t idle_since_ms; /* when the last subscriber left; 0 while subscribed */
     uint64_t late_ignored;  /* ticks older than every bar held */
+    /* trading calendar (NULL: epoch-aligned buckets, closed by later ticks only) */
+    struct cg_calendar *cal;    /* borrowed */
+    struct cg_cal_sched *sched; /* borrowed from cal: this instrument's sessions */
+    uint64_t off_session;       /* ticks outside every session (and its slack): no bars */
 };
 
 /* One bar change produced by a tick, for the agent to encode and record. */
@@ -62,6 +67,12 @@ struct cg_chart_event {
  * the instrument's current seq (resume starts above it). NULL on OOM. */
 struct cg_chart *cg_chart_create(const struct cg_config *cfg, const char *name, uint64_t seq);
 void cg_chart_destroy(struct cg_chart *c); /* accepts NULL */
+/* Makes the chart's bars follow cal's sessions for instrument name (cal borrowed, outliving the
+ * chart; NULL or an inactive calendar: epoch buckets). Call before the first tick. */
+void cg_chart_set_calendar(struct cg_chart *c, struct cg_calendar *cal, const char *name);
+/* Closes every forming bar due at now (wall ms). Fills ev, returns how many. */
+int cg_chart_expire(struct cg_chart *c, int64_t now, struct cg_chart_event ev[CG_CHART_EVENTS_MAX]);
+
 /* Forgets bars and ring after a gap (the last tick stays): resume needs a tick
  * after seq. */
 void cg_chart_reset(struct cg_chart *c, uint64_t seq);
@@ -69,12 +80,19 @@ void cg_chart_reset(struct cg_chart *c, uint64_t seq);
 void cg_chart_gap(struct cg_chart *c, uint64_t seq);
 
 /* Applies tick seq (data: the tick object; text: its compact JSON; frame: its tick
- * frame, borrowed, the ring takes a reference). now_ms is the arrival time used
- * when the tick has no timestamp. Fills ev, returns how many events (0 when the
+ * frame, borrowed, the ring takes a reference). now_ms is the arrival time (wall
+ * clock), used when the tick has no timestamp and for the calendar's due times. With a
+ * calendar, forming bars already due are closed first, and a tick outside every session makes
+ * no bar (counted in off_session). Fills ev, returns how many events (0 when the
  * tick has no numeric price), or -1 on OOM (the tick is then only partly applied). */
 int cg_chart_tick(struct cg_chart *c, const struct cg_config *cfg, uint64_t seq, json_t *data,
                   const char *text, size_t len, struct cg_frame *frame, int64_t now_ms,
                   struct cg_chart_event ev[CG_CHART_EVENTS_MAX]);
+
+/* When the oldest bar that may still be forming at now (wall ms) began: the earliest bucket start
+ * over the intervals (with a calendar: the trading day's first open for 1d, the session-aligned
+ * bucket otherwise; outside every session, a day before now). A warm-up reads ticks back to it. */
+int64_t cg_chart_oldest_forming(const struct cg_chart *c, int64_t now);
 
 /* Takes tick seq (text: its compact JSON, len bytes) as the last value without touching bars or
  * ring: a tick older than every bar being formed (stream.c's warm-up). 0, or -1 on OOM. */

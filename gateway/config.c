@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "calendar.h"
 #include "log.h"
 
 enum kind {
@@ -134,6 +135,14 @@ static const struct opt opts[] = {
      "--queue-max-frames)"},
     {"chart-idle-s", K_U32, F(chart_idle_s), 0, 0, 86400,
      "chart state kept after an instrument's last subscriber leaves"},
+    {"timezone", K_STR, F(timezone), S(timezone), 0, 0,
+     "IANA time zone of the exchange: trading days, sessions, the 1d bar (default UTC)"},
+    {"sessions", K_STR, F(sessions_file), S(sessions_file), 0, 0,
+     "JSON file of trading sessions per instrument pattern (PROTOCOL.md §18); none: 24/7"},
+    {"bar-close-grace-ms", K_U32, F(bar_close_grace_ms), 0, 0, 600000,
+     "with a calendar: a bar closes this long after its end when no later tick closes it"},
+    {"session-slack-ms", K_U32, F(session_slack_ms), 0, 0, 3600000,
+     "ticks this close before a session's open or after its close go into its first/last bar"},
     {"dev-login", K_BOOL, F(dev_login), 0, 0, 0,
      "DEVELOPMENT ONLY: GET /dev/login?user=NAME creates a session"},
     {"max-conns-per-ip", K_U32, F(max_conns_per_ip), 0, 0, 1000000,
@@ -223,6 +232,9 @@ static void defaults(struct cg_config *c, const char *web_root)
     c->history_max = 1000;
     c->resume_ring = 256;
     c->chart_idle_s = 300;
+    snprintf(c->timezone, sizeof(c->timezone), "UTC");
+    c->bar_close_grace_ms = 2000;
+    c->session_slack_ms = 60000;
     c->max_conns_per_ip = 1000;
     c->handshake_rate_per_ip = 200;
     c->handshake_burst_per_ip = 400;
@@ -313,6 +325,26 @@ static int derive(struct cg_config *c, char *err, size_t errsz)
         return -1;
     }
     c->ncumulative = (uint32_t)n;
+    /* The calendar is read here only to refuse a bad file at start-up; the agent keeps its own
+     * copy (config stays a plain value). */
+    int active = c->sessions_file[0] || strcmp(c->timezone, "UTC") != 0;
+    if (active) {
+        struct cg_calendar *cal =
+            cg_calendar_load(c->sessions_file, c->timezone, c->session_slack_ms, err, errsz);
+        if (!cal)
+            return -1;
+        cg_calendar_destroy(cal);
+    }
+    for (uint32_t i = 0; active && i < c->nintervals; i++) {
+        if (c->interval_ms[i] % CG_CALENDAR_DAY_MS == 0 &&
+            c->interval_ms[i] != CG_CALENDAR_DAY_MS) {
+            snprintf(err, errsz,
+                     "chartgate: --intervals: %s: with --sessions or --timezone, 1d is the only "
+                     "interval of whole days (one trading day)",
+                     c->interval_names[i]);
+            return -1;
+        }
+    }
     return 0;
 bad_intervals:
     snprintf(err, errsz,

@@ -97,6 +97,11 @@ struct cg_config {
     uint32_t history_max;   /* largest history reply */
     uint32_t resume_ring;   /* ticks kept per instrument for resume */
     uint32_t chart_idle_s;  /* chart state kept this long after the last subscriber */
+    /* trading calendar (PROTOCOL.md §18): checked at load, read again by the agent */
+    char timezone[64];           /* IANA zone of the sessions and the 24/7 default */
+    char sessions_file[512];     /* empty: 24/7 */
+    uint32_t bar_close_grace_ms; /* a bar closes this long after its end (calendar on) */
+    uint32_t session_slack_ms;   /* ticks this close to a session still make bars */
 
     int dev_login;
 

@@ -398,7 +398,14 @@ static void put_bars(struct cur *c, const struct cg_frame_bars *b)
 struct cg_frame *cg_frame_snapshot(const char *instrument, uint64_t seq, const char *last_json,
                                    size_t last_len, const struct cg_frame_bars *series, size_t n)
 {
-    size_t cap = 128 + strlen(instrument) + (last_json ? last_len : 4);
+    return cg_frame_snapshot_tz(instrument, seq, last_json, last_len, series, n, NULL);
+}
+
+struct cg_frame *cg_frame_snapshot_tz(const char *instrument, uint64_t seq, const char *last_json,
+                                      size_t last_len, const struct cg_frame_bars *series, size_t n,
+                                      const char *tz)
+{
+    size_t cap = 128 + strlen(instrument) + (last_json ? last_len : 4) + (tz ? strlen(tz) + 8 : 0);
     for (size_t i = 0; i < n; i++)
         cap += strlen(series[i].interval) + 4 + bars_len(&series[i]);
     struct cg_frame *f = cg_frame_alloc(cap);
@@ -424,7 +431,13 @@ struct cg_frame *cg_frame_snapshot(const char *instrument, uint64_t seq, const c
         PUTLIT(&c, "\":");
         put_bars(&c, &series[i]);
     }
-    PUTLIT(&c, "}}");
+    PUTLIT(&c, "}");
+    if (tz) {
+        PUTLIT(&c, ",\"tz\":\"");
+        put_str(&c, tz);
+        PUTLIT(&c, "\"");
+    }
+    PUTLIT(&c, "}");
     f->len = (size_t)(c.p - cg_frame_data(f));
     return f;
 }

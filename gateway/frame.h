@@ -88,6 +88,10 @@ struct cg_frame_bars {
 /* {"type":"snapshot","instrument":..,"seq":..,"last":<last_json or null>,"bars":{..}}. */
 struct cg_frame *cg_frame_snapshot(const char *instrument, uint64_t seq, const char *last_json,
                                    size_t last_len, const struct cg_frame_bars *series, size_t n);
+/* The same with "tz": the instrument's trading-calendar zone (PROTOCOL.md §18); NULL: none. */
+struct cg_frame *cg_frame_snapshot_tz(const char *instrument, uint64_t seq, const char *last_json,
+                                      size_t last_len, const struct cg_frame_bars *series, size_t n,
+                                      const char *tz);
 /* {"type":"history","id":..,"instrument":..,"interval":..,"bars":[..]}. */
 struct cg_frame *cg_frame_history(const char *id_json, const char *instrument,
                                   const struct cg_frame_bars *bars);

@@ -95,7 +95,8 @@ size_t cg_metrics_render(const struct cg_metrics_gauges *g, char *buf, size_t bu
     one(&o, "chartgate_bars_recorded_total", "counter", "Completed bars written to Redis.",
         m->bars_recorded);
     one(&o, "chartgate_bars_late_ignored_total", "counter",
-        "Tick-interval updates ignored because the tick was older than every bar held.",
+        "Tick-interval updates ignored: the tick was older than every bar held, or (with a "
+        "trading calendar) its bar was final past its grace.",
         m->bars_late_ignored);
     one(&o, "chartgate_ticks_repeated_total", "counter",
         "Shared ticks skipped because their seq was already applied (caught up, then live).",
@@ -114,6 +115,12 @@ size_t cg_metrics_render(const struct cg_metrics_gauges *g, char *buf, size_t bu
     one(&o, "chartgate_stream_hold_overflows_total", "counter",
         "Live ticks not kept while their instrument was being caught up (cap reached).",
         m->stream_hold_overflows);
+    one(&o, "chartgate_bars_off_session_total", "counter",
+        "Ticks outside every trading session (and its slack): relayed, making no bar.",
+        m->bars_off_session);
+    one(&o, "chartgate_bars_timer_closed_total", "counter",
+        "Bars closed by the close timer at their end plus the grace, no later tick having come.",
+        m->bars_timer_closed);
     labelled(&o, "chartgate_redis_up", "gauge", "1 while the Redis link is connected.", "link",
              cg_link_names, up, CG_LINK__COUNT);
     labelled(&o, "chartgate_redis_reconnects_total", "counter", "Redis reconnections, by link.",

@@ -47,6 +47,8 @@ struct cg_metrics {
     uint64_t stream_caught_up;      /* ticks taken from streams that way */
     uint64_t stream_resumes;        /* sockets resumed from a stream */
     uint64_t stream_hold_overflows; /* ticks not held while catching up (the cap was reached) */
+    uint64_t bars_off_session;      /* ticks outside every trading session: relayed, no bars */
+    uint64_t bars_timer_closed;     /* bars closed by the close timer (no later tick came) */
     /* services (PROTOCOL.md §16), by index in cfg->services */
     uint64_t service_sent[CG_CONFIG_SERVICES_MAX];        /* sends Redis accepted */
     uint64_t service_unavailable[CG_CONFIG_SERVICES_MAX]; /* sends refused: down or full */

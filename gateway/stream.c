@@ -419,18 +419,6 @@ static int gap_read(struct cg_stream_catchup *cu)
     return cg_bridge_command(cu->s->bridge, on_catchup, cu, 6, argv, lens);
 }
 
-/* The start of the oldest bar that may still be forming: a warm-up reads back to there. */
-static int64_t oldest_forming(const struct cg_config *cfg, int64_t now)
-{
-    int64_t oldest = now;
-    for (uint32_t i = 0; i < cfg->nintervals; i++) {
-        int64_t ms = cfg->interval_ms[i], t = now - now % ms;
-        if (t < oldest)
-            oldest = t;
-    }
-    return oldest;
-}
-
 static int issue(struct cg_stream_catchup *cu)
 {
     cu->waiting = 0;
@@ -483,7 +471,7 @@ static void start(struct cg_stream *s, struct cg_instrument *in, int warm)
     cu->in = in;
     cu->warm = warm;
     cu->after = in->seq;
-    cu->since_ms = oldest_forming(s->cfg, wall_ms());
+    cu->since_ms = in->chart ? cg_chart_oldest_forming(in->chart, wall_ms()) : wall_ms();
     in->catchup = cu;
     cg_list_append(&s->catchups, &cu->link);
     cg_metrics.stream_catchups++;

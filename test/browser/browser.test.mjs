@@ -755,6 +755,58 @@ async function main() {
     check(!/level=error|Traceback/.test(readFileSync(join(ARTIFACTS, "alerts.log"), "utf8")), "errors in alerts.log");
   });
 
+  await step("a trading calendar: exchange local time on the axis, sessions back to back", async () => {
+    // A second gateway on the same Redis with the cn-futures calendar (PROTOCOL.md §18) and its
+    // own bars prefix, holding the recorded day of test/integration/fixtures: 1h bars of the
+    // night session (Monday 21:00, Shanghai) and the day sessions, and the Tuesday 1d bar.
+    const want = JSON.parse(readFileSync(join(ROOT, "test", "integration", "fixtures",
+      "rb2501-20241119.expected.json"), "utf8"));
+    for (const iv of ["1h", "1d"]) {
+      await redis.call("ZADD", `cal:rb2501:${iv}`, ...want[iv].flatMap((b) => [b[0], JSON.stringify(b)]));
+    }
+    await redis.call("SADD", "md:instruments", "rb2501");
+    const port = await freePort();
+    const logFile = join(ARTIFACTS, "gateway-calendar.log");
+    const gw2 = start("chartgate-calendar", BIN, ["--listen", `127.0.0.1:${port}`,
+      "--redis", `redis://127.0.0.1:${redisPort}`, "--web-root", webRoot, "--dev-login",
+      "--bars-prefix", "cal:", "--sessions", join(ROOT, "scripts", "sessions", "cn-futures.json"),
+      "--timezone", "Asia/Shanghai"], logFile);
+    const saved = page;
+    const ctx = await newContext({ timezoneId: "UTC" }); // the viewer's zone is not the exchange's
+    try {
+      await waitFor("the calendar gateway's /healthz", async () => (await httpGet(port, "/healthz")).status === 200);
+      page = await ctx.newPage();
+      watchPage(page);
+      await page.goto(`http://127.0.0.1:${port}/dev/login?user=caltester`);
+      await waitConn("Live");
+      await pickInPanel(0, "rb2501");
+      await page.locator(`${panelSel(0)} .intervals button[data-iv="1h"]`).click();
+      await waitFor("the 1h bars of the recorded day", async () => (await panelAttr(0, "interval")) === "1h" &&
+        (await barsOf(0)) === want["1h"].length && (await panelAttr(0, "tz")) === "Asia/Shanghai", 10000);
+      const labels = await page.evaluate((ts) => {
+        const p = window.chartgate.panels[0];
+        const fmt = p.chart.options().timeScale.tickMarkFormatter;
+        return { ticks: ts.map((t) => fmt(t / 1000, 3)), first: p.formatTime(ts[0] / 1000) };
+      }, want["1h"].map((b) => b[0]));
+      check(JSON.stringify(labels.ticks) === JSON.stringify(["21:00", "22:00", "09:00", "10:00", "10:30", "13:30",
+        "14:30", "21:00"]), `1h axis labels not in Shanghai time: ${labels.ticks}`);
+      check(labels.first === "2024-11-18 21:00", `crosshair time ${labels.first}`);
+      await waitFor("candles drawn", async () => (await colouredPixels(0)) > 20, 5000);
+      await shot("calendar-1h");
+      await page.locator(`${panelSel(0)} .intervals button[data-iv="1d"]`).click();
+      await waitFor("the 1d bars", async () => (await panelAttr(0, "interval")) === "1d" &&
+        (await barsOf(0)) === want["1d"].length, 10000);
+      const day = await page.evaluate((t) => window.chartgate.panels[0].formatTime(t / 1000), want["1d"][0][0]);
+      check(day === "2024-11-19", `the Tuesday bar (Monday night + Tuesday) is dated ${day}`);
+    } finally {
+      page = saved;
+      await ctx.close();
+      await stop(gw2);
+    }
+    const { code } = await gw2.exited;
+    check(code === 0, `the calendar gateway exited with ${code}`);
+  });
+
   await step("no script errors in the page", async () => {
     check(pageErrors.length === 0, `page errors:\n    ${pageErrors.slice(0, 10).join("\n    ")}`);
   });

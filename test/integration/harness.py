@@ -219,6 +219,8 @@ class WSClient:
                  name="client"):
         self.name = name
         self.port = port
+        # bar t on the epoch grid (no trading calendar: PROTOCOL.md §14); False: session-aligned
+        self.epoch_aligned = True
         self.pending = deque()  # frames received but not yet handed out
         self.history = []  # every frame received, in order
         self.messages = []  # byte length and frame count of every text message received
@@ -460,7 +462,7 @@ class WSClient:
                         raise AssertionError("%s: snapshot of %s came before that of %s "
                                              "(request order %s)" % (
                                                  self.name, inst, order[len(got)], order))
-                    check_snapshot(f, inst, intervals)
+                    check_snapshot(f, inst, intervals, self.epoch_aligned)
                     got.append(f)
                     self.snapshots[inst] = f
                 elif f.get("type") in ("tick", "bar", "snapshot") and inst in order[len(got):]:
@@ -540,19 +542,20 @@ def interval_ms(name):
     return int(name[:-1]) * INTERVAL_UNIT_MS[name[-1]]
 
 
-def check_bar_list(bars, interval, what="bars"):
-    """Bar arrays [t,o,h,l,c,v]: strictly ascending t (one per t), each aligned to interval."""
+def check_bar_list(bars, interval, what="bars", aligned=True):
+    """Bar arrays [t,o,h,l,c,v]: strictly ascending t (one per t), each aligned to interval
+    (unless not aligned: a trading calendar's buckets start at session opens, §18)."""
     ms = interval_ms(interval)
     ts = [b[0] for b in bars]
     if ts != sorted(set(ts)):
         raise AssertionError("%s (%s): t not strictly ascending: %s" % (what, interval, ts[:20]))
-    bad = [t for t in ts if t % ms]
+    bad = [t for t in ts if t % ms] if aligned else []
     if bad:
         raise AssertionError("%s (%s): t not aligned to the interval: %s" % (what, interval,
                                                                            bad[:5]))
 
 
-def check_snapshot(f, instrument, intervals=()):
+def check_snapshot(f, instrument, intervals=(), aligned=True):
     """A snapshot of instrument for the requested intervals (beyond the schema's checks)."""
     if f.get("type") != "snapshot" or f.get("instrument") != instrument:
         raise AssertionError("not a snapshot of %s: %s" % (instrument, compact(f)[:300]))
@@ -560,7 +563,7 @@ def check_snapshot(f, instrument, intervals=()):
         raise AssertionError("snapshot of %s has bars for %s, the request asked for %s"
                              % (instrument, sorted(f["bars"]), sorted(set(intervals))))
     for iv, bars in f["bars"].items():
-        check_bar_list(bars, iv, "snapshot of %s" % instrument)
+        check_bar_list(bars, iv, "snapshot of %s" % instrument, aligned)
 
 
 def _short(frames, n=8):

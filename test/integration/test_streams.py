@@ -254,6 +254,35 @@ class ResumeAnywhereTest(StreamCase):
         self.fpub("rr1", {"last_price": 52, "volume": 1, "ts": minute + 20})
         self.assertEqual(self.ticks(c2, "rr1", 1)[0], [5])
 
+    def test_restarted_gateway_rebuilds_calendar_bars(self):
+        """With a trading calendar (a zone 5:30 off UTC: hours start at :30 UTC), the bars a
+        restarted gateway rebuilds from the stream follow the same buckets as live ones."""
+        args = ("--timezone", "Asia/Kolkata", "--intervals", "1m,1h")
+        a = self.start_gateway(*args)
+        c = self.connect(gw=a)
+        c.epoch_aligned = False  # calendar buckets
+        self.sub(c, ["rc1"], intervals=["1h"])
+        self.wait_subscribed_upstream("rc1")
+        now = int(time.time() * 1000)
+        prices = [10.0, 12.5, 9.5, 11.0]
+        for i, p in enumerate(prices):
+            self.fpub("rc1", {"last_price": p, "volume": 1, "ts": now + i})
+        self.ticks(c, "rc1", len(prices))
+        live = [f for f in c.barrier() if f.get("type") == "bar"]
+        c.close()
+        a.stop()
+        off = 5 * 3600000 + 1800000
+        hour = (now + off) // 3600000 * 3600000 - off
+        b = self.start_gateway(*args)
+        c2 = self.connect(gw=b, name="after-restart")
+        c2.epoch_aligned = False
+        _, snaps = self.sub(c2, ["rc1"], intervals=["1h"])
+        bars = {x[0]: x for x in snaps["rc1"]["bars"]["1h"]}
+        self.assertIn(hour, bars, "the 1h bucket starts at the local hour: %s" % snaps["rc1"])
+        self.assertEqual(bars[hour][1:], [10.0, 12.5, 9.5, 11.0, 4])
+        if live:  # what the first gateway sent live for the same bucket
+            self.assertEqual(live[-1]["bar"]["t"], hour)
+
     def test_gap_filled_after_pubsub_link_loss(self):
         self.start_gateway()
         c = self.connect()

@@ -12,7 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "calendar.h"
 #include "chart.h"
 #include "check.h"
 #include "frame.h"
@@ -753,6 +755,65 @@ static void test_relay(void)
     }
 }
 
+/* Loading a sessions file and computing a window of sessions: every failure reported (NULL
+ * with a reason / -1), nothing leaked, a failed window computation leaving the old one. */
+static void test_calendar(void)
+{
+    char path[] = "/tmp/cg-alloc-cal-XXXXXX";
+    int fd = mkstemp(path);
+    if (!CHECK(fd >= 0))
+        return;
+    const char text[] =
+        "{\"holidays\":[\"2024-11-20\"],\"calendars\":[{\"instruments\":[\"rb*\","
+        "\"hc*\"],\"night\":[[\"21:00\",\"23:00\"]],\"day\":[[\"09:00\",\"10:15\"],"
+        "[\"10:30\",\"11:30\"],[\"13:30\",\"15:00\"]],\"holidays\":[\"2024-11-21\"]}]}";
+    CHECK(write(fd, text, sizeof(text) - 1) == (ssize_t)(sizeof(text) - 1));
+    close(fd);
+    int failures = 0, done = 0;
+    struct cg_calendar *cal = NULL;
+    for (long n = 0; n < MAX_ROUNDS && !done; n++) {
+        long base = live;
+        char err[256] = "";
+        arm(n);
+        cal = cg_calendar_load(path, "Asia/Shanghai", 60000, err, sizeof(err));
+        if (disarm()) {
+            failures++;
+            CHECK(cal == NULL);
+            CHECK(err[0] != 0);
+            CHECK_INT(live, base);
+        } else {
+            done = 1;
+            CHECK(cal != NULL);
+        }
+    }
+    CHECK(done);
+    note("calendar_load", 0, failures);
+    CHECK(failures >= 4);
+    unlink(path);
+    if (!cal)
+        return;
+    struct cg_cal_sched *s = cg_calendar_match(cal, "rb2501");
+    failures = done = 0;
+    for (long n = 0; n < MAX_ROUNDS && !done; n++) {
+        struct cg_cal_where w;
+        arm(n);
+        int r = cg_cal_locate(s, 0, 1731981900000, &w); /* 2024-11-19 10:05 Shanghai */
+        if (disarm()) {
+            failures++;
+            CHECK_INT(r, -1);
+            CHECK(s->spans == NULL && s->nspans == 0);
+        } else {
+            done = 1;
+            CHECK_INT(r, 1);
+            CHECK_INT(w.open, 1731981600000 - 3600000);
+        }
+    }
+    CHECK(done);
+    note("calendar_locate", 0, failures);
+    CHECK(failures >= 1);
+    cg_calendar_destroy(cal);
+}
+
 int main(void)
 {
     json_set_alloc_funcs(json_malloc, json_free);
@@ -768,6 +829,7 @@ int main(void)
         test_session();
         test_request();
         test_relay();
+        test_calendar();
     }
     return check_summary("alloc");
 }

@@ -981,6 +981,37 @@ static void test_workers(void)
     ERR(LOAD("--config", p), "workers");
 }
 
+/* The trading calendar's options (PROTOCOL.md §18): defaults, a good file, and errors that name
+ * the flag, the file and the position. */
+static void test_calendar(void)
+{
+    CHECK_INT(LOAD0(), CG_CONFIG_OK);
+    CHECK_STR(cfg.timezone, "UTC");
+    CHECK_STR(cfg.sessions_file, "");
+    CHECK_UINT(cfg.bar_close_grace_ms, 2000);
+    CHECK_UINT(cfg.session_slack_ms, 60000);
+    const char *good = file_with("{\"calendars\":[{\"instruments\":[\"rb*\"],"
+                                 "\"day\":[[\"09:00\",\"15:00\"]]}]}");
+    CHECK_INT(LOAD("--sessions", good, "--timezone", "Asia/Shanghai", "--bar-close-grace-ms", "500",
+                   "--session-slack-ms", "0"),
+              CG_CONFIG_OK);
+    CHECK_STR(cfg.sessions_file, good);
+    CHECK_STR(cfg.timezone, "Asia/Shanghai");
+    CHECK_UINT(cfg.bar_close_grace_ms, 500);
+    CHECK_UINT(cfg.session_slack_ms, 0);
+    ERR(LOAD("--timezone", "Mars/Olympus"), "--timezone");
+    ERR(LOAD("--timezone", "../../etc/passwd"), "--timezone");
+    ERR(LOAD("--sessions", "/nonexistent/s.json"), "/nonexistent/s.json");
+    const char *bad = file_with("{\"calendars\":[{\"instruments\":[\"rb*\"],"
+                                "\"day\":[[\"09:00\",\"15:00\"]],\"night_on\":1}]}");
+    ERR(LOAD("--sessions", bad), "calendars[0].night_on");
+    CHECK(strstr(err, bad) != NULL);
+    ERR(LOAD("--sessions", good, "--intervals", "1m,2d"), "--intervals");
+    CHECK_INT(LOAD("--intervals", "1m,2d"), CG_CONFIG_OK); /* no calendar: epoch days */
+    ERR(LOAD("--session-slack-ms", "3600001"), "--session-slack-ms");
+    ERR(LOAD("--bar-close-grace-ms", "-1"), "--bar-close-grace-ms");
+}
+
 int main(void)
 {
     snprintf(tmpdir, sizeof(tmpdir), "/tmp/cg-test-config-XXXXXX");
@@ -1005,6 +1036,7 @@ int main(void)
     test_reload_secrets();
     test_scrub_argv();
     test_workers();
+    test_calendar();
     for (int i = 0; i < 16; i++) {
         char p[128];
         snprintf(p, sizeof(p), "%s/secret%d", tmpdir, i);

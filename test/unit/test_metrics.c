@@ -45,6 +45,8 @@ static const struct {
     {"chartgate_stream_caught_up_ticks_total", "counter"},
     {"chartgate_stream_resumes_total", "counter"},
     {"chartgate_stream_hold_overflows_total", "counter"},
+    {"chartgate_bars_off_session_total", "counter"},
+    {"chartgate_bars_timer_closed_total", "counter"},
     {"chartgate_redis_up", "gauge"},
     {"chartgate_redis_reconnects_total", "counter"},
     {"chartgate_redis_auth_failures_total", "counter"},
@@ -268,6 +270,8 @@ static void set_all(struct cg_metrics_gauges *g)
     m->history_requests = 1013;
     m->bars_recorded = 1014;
     m->bars_late_ignored = 1015;
+    m->bars_off_session = 1016;
+    m->bars_timer_closed = 1017;
     m->redis_master_switches = 1016;
     m->ticks_repeated = 1017;
     m->ticks_missed = 1018;
@@ -332,6 +336,8 @@ static void test_values(void)
     SAMPLE("chartgate_history_requests_total 1013");
     SAMPLE("chartgate_bars_recorded_total 1014");
     SAMPLE("chartgate_bars_late_ignored_total 1015");
+    SAMPLE("chartgate_bars_off_session_total 1016");
+    SAMPLE("chartgate_bars_timer_closed_total 1017");
     SAMPLE("chartgate_redis_master_switches_total 1016");
     SAMPLE("chartgate_ticks_repeated_total 1017");
     SAMPLE("chartgate_ticks_missed_total 1018");

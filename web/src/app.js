@@ -142,7 +142,9 @@ function onFrame(f) {
       setPrice(f.instrument, priceOf(f.last));
       const bars = f.bars && typeof f.bars === "object" ? f.bars : {};
       for (const p of panels) {
-        if (p.instrument === f.instrument && Array.isArray(bars[p.interval])) p.queueSnapshot(bars[p.interval]);
+        if (p.instrument === f.instrument && Array.isArray(bars[p.interval])) {
+          p.queueSnapshot(bars[p.interval], typeof f.tz === "string" ? f.tz : undefined);
+        }
       }
       schedule();
       break;

@@ -25,9 +25,27 @@ const THEMES = {
 const pad = (n) => String(n).padStart(2, "0");
 const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 
-// Intraday bars are shown in the viewer's local time; daily bars are UTC days (as the gateway
-// buckets them) and shown as dates.
-function parts(sec, daily) {
+// Wall-clock parts of an instant in an IANA zone (one formatter per zone, made once).
+const zoneFormats = new Map();
+function zoneParts(ms, tz) {
+  let f = zoneFormats.get(tz);
+  if (!f) {
+    f = new Intl.DateTimeFormat("en-US", { timeZone: tz, hourCycle: "h23", year: "numeric",
+      month: "numeric", day: "numeric", hour: "numeric", minute: "numeric", second: "numeric" });
+    zoneFormats.set(tz, f);
+  }
+  const p = {};
+  for (const { type, value } of f.formatToParts(new Date(ms))) p[type] = Number(value);
+  return { y: p.year, mo: p.month - 1, d: p.day, h: p.hour % 24, mi: p.minute, s: p.second };
+}
+
+// With a trading calendar the snapshot names the exchange's zone (tz): every time is shown in
+// it, and a 1d bar's t is the trading day's local midnight there (PROTOCOL.md §18). Without
+// one, intraday bars are shown in the viewer's local time and daily bars are UTC days (as the
+// gateway buckets them). Sessions' breaks and nights need nothing: the time scale is
+// index-based, so bars of consecutive sessions sit side by side.
+function parts(sec, daily, tz) {
+  if (tz) return daily ? { ...zoneParts(sec * 1000, tz), h: 0, mi: 0, s: 0 } : zoneParts(sec * 1000, tz);
   const d = new Date(sec * 1000);
   return daily
     ? { y: d.getUTCFullYear(), mo: d.getUTCMonth(), d: d.getUTCDate(), h: 0, mi: 0, s: 0 }
@@ -54,6 +72,7 @@ export class ChartPanel {
     this.historyLoading = false;
     this.historyDone = false;
     this.quote = null; // {price, ref}: ref the price the change is from, null when unknown
+    this.tz = null; // exchange time zone from the snapshot (trading calendar), null: none
     this.hoverTime = null; // bar time under the crosshair (seconds), null when none
     this.notice = "";
     this.loaded = false;
@@ -290,7 +309,7 @@ export class ChartPanel {
         timeVisible: !daily,
         secondsVisible: this.interval.endsWith("s"),
         tickMarkFormatter: (t, type) => {
-          const p = parts(t, daily);
+          const p = parts(t, daily, this.tz);
           if (type === 0) return String(p.y);
           if (type === 1) return MONTHS[p.mo];
           if (type === 2) return `${p.d} ${MONTHS[p.mo]}`;
@@ -304,7 +323,7 @@ export class ChartPanel {
 
   formatTime(t) {
     const daily = this.interval.endsWith("d");
-    const p = parts(t, daily);
+    const p = parts(t, daily, this.tz);
     const date = `${p.y}-${pad(p.mo + 1)}-${pad(p.d)}`;
     if (daily) return date;
     return `${date} ${pad(p.h)}:${pad(p.mi)}${this.interval.endsWith("s") ? ":" + pad(p.s) : ""}`;
@@ -323,8 +342,14 @@ export class ChartPanel {
 
   // --- frames in ----------------------------------------------------------------------------
 
-  /** A snapshot's bars for this panel's interval: replaces everything shown. */
-  queueSnapshot(bars) {
+  /** A snapshot's bars for this panel's interval: replaces everything shown. tz: the
+   * instrument's exchange zone when the gateway has a trading calendar, else undefined. */
+  queueSnapshot(bars, tz) {
+    if ((tz || null) !== this.tz) {
+      this.tz = tz || null;
+      this.root.dataset.tz = this.tz || "";
+      this.configureInterval();
+    }
     this.pendingSnapshot = bars;
     this.pendingBars.clear(); // the snapshot already reflects every earlier update
     this.dirty = true;
