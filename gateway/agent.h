@@ -27,6 +27,7 @@ struct cg_agent {
     struct cg_relay_hooks out;   /* deliver hook (borrowed data) */
     uv_timer_t sweep;
     struct cg_log_limit rec_log;
+    struct cg_log_limit ov_log;
 };
 
 void cg_agent_init(struct cg_agent *a, uv_loop_t *loop, const struct cg_config *cfg,
@@ -42,6 +43,12 @@ void cg_agent_tick(void *data, struct cg_instrument *in, json_t *obj, const char
                    struct cg_frame *f);
 /* The pub/sub link came (back) up: ticks may have been missed, resume restarts. */
 void cg_agent_gap(void *data);
+
+/* Turns overlay operations on or off for a subscription (PROTOCOL.md §17). Returns 0, or -1
+ * when out of memory (then they stay off). */
+int cg_agent_set_overlays(struct cg_agent *a, struct cg_sub *sub, int on);
+/* Relay hook: operations of in were missed; its overlay viewers read the state again. */
+void cg_agent_overlay_gap(void *data, struct cg_instrument *in);
 
 /* Sets the intervals a subscription wants (replacing the previous set). */
 void cg_agent_set_intervals(struct cg_agent *a, struct cg_sub *sub, uint32_t mask);

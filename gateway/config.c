@@ -160,6 +160,12 @@ static const struct opt opts[] = {
      "items a service's list may hold; a send beyond it is refused (unavailable)"},
     {"reply-prefix", K_STR, F(reply_prefix), S(reply_prefix), 0, 0,
      "pub/sub channel prefix of service replies (one channel per gateway process)"},
+    {"chart-prefix", K_STR, F(chart_prefix), S(chart_prefix), 0, 0,
+     "pub/sub channel prefix of chart overlay operations (PROTOCOL.md §17)"},
+    {"overlay-max", K_U32, F(overlay_max), 0, 1, 1000,
+     "overlays an instrument may hold (shared and per-user together)"},
+    {"overlay-points", K_U32, F(overlay_points), 0, 10, 100000,
+     "points an overlay keeps (the oldest are dropped first)"},
 };
 
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
@@ -212,6 +218,9 @@ static void defaults(struct cg_config *c, const char *web_root)
     c->service_queue_max = 10000;
     snprintf(c->reply_prefix, sizeof(c->reply_prefix), "chartgate:reply:");
     c->max_sockets_per_user = 100;
+    snprintf(c->chart_prefix, sizeof(c->chart_prefix), "chart:");
+    c->overlay_max = 32;
+    c->overlay_points = 2000;
 }
 
 int cg_config_loopback(const char *host)
@@ -292,6 +301,19 @@ static int derive(struct cg_config *c, char *err, size_t errsz)
         return -1;
     }
     c->ncumulative = (uint32_t)n;
+    /* Channels are told apart by prefix: one that starts another would route ticks as
+     * overlay operations or the other way round. */
+    const char *other[2] = {c->md_prefix, c->user_prefix};
+    for (int i = 0; i < 2; i++) {
+        size_t a = strlen(c->chart_prefix), b = strlen(other[i]);
+        if (!a || !strncmp(c->chart_prefix, other[i], a < b ? a : b)) {
+            snprintf(err, errsz,
+                     "chartgate: --chart-prefix: \"%.60s\" must be non-empty and neither start "
+                     "nor be the start of --%s \"%.60s\"",
+                     c->chart_prefix, i ? "user-prefix" : "md-prefix", other[i]);
+            return -1;
+        }
+    }
     return 0;
 bad_intervals:
     snprintf(err, errsz,

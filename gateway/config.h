@@ -120,6 +120,11 @@ struct cg_config {
     char service_prefix[128];
     uint32_t service_queue_max;
     char reply_prefix[128];
+
+    /* chart overlays (PROTOCOL.md §17) */
+    char chart_prefix[64];   /* pub/sub channel prefix of applied overlay operations */
+    uint32_t overlay_max;    /* overlays per instrument */
+    uint32_t overlay_points; /* points per overlay */
 };
 
 /* Index of service name (len bytes) in cfg, or -1. */

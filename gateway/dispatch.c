@@ -217,6 +217,8 @@ static void handle_subscribe(struct cg_client *c, const struct cg_request *req)
         if (!subs[k])
             continue;
         cg_agent_set_intervals(w->agent, subs[k], req->intervals);
+        if (cg_agent_set_overlays(w->agent, subs[k], req->overlays))
+            cg_log(CG_LOG_WARN, "overlays not turned on", "reason=\"out of memory\"");
         if (recovered) {
             /* seq numbers of another process (or of this port before a restart) say
              * nothing about this one's: no epoch, no resume. */

@@ -28,6 +28,8 @@
  * the fan-out streams through: a list of subscriptions cost a cache miss per subscriber, and
  * so did a pointer array (perf at 1000 sockets x 500 instruments: the fan-out stalled on
  * loading each struct cg_sub, 23% of the gateway's CPU). */
+struct cg_overlay_inst;
+
 struct cg_fan {
     struct cg_member *member;
     uint64_t slot;      /* the member's pending-tick position, see outq.h */
@@ -43,6 +45,8 @@ struct cg_instrument {
     uint8_t known;          /* seen on the wire or listed in Redis: shown by list/search */
     uint64_t seq;           /* last seq assigned to a tick of this instrument */
     struct cg_chart *chart; /* the chart agent's state, owned by the agent; NULL = none */
+    struct cg_overlay_inst *overlays; /* overlay viewers' state (overlay.h), owned by the
+                                       * agent; NULL while no subscription has overlays on */
     char name[CG_INSTRUMENT_MAX + 1];
 };
 

@@ -182,8 +182,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct cg_relay relay;
     struct cg_member m[4];
     /* The first byte's top bit asks for every tick (tick_all, as with --record-bars). */
-    const struct cg_relay_hooks hooks = {deliver, &delivered, tick_hook, &delivered,
-                                         size && (data[0] & 0x80)};
+    const struct cg_relay_hooks hooks = {
+        deliver, &delivered, tick_hook, &delivered, size && (data[0] & 0x80), NULL};
     cg_registry_init(&reg, NULL, 64);
     cg_relay_init(&relay, &reg, &hooks, MAX_PAYLOAD);
     relay.drop_log = drop_log;

@@ -698,7 +698,7 @@ static void count_deliver(void *data, struct cg_member *m, struct cg_frame *f, u
 
 static void test_relay(void)
 {
-    static const struct cg_relay_hooks rh = {count_deliver, NULL, NULL, NULL, 0};
+    static const struct cg_relay_hooks rh = {count_deliver, NULL, NULL, NULL, 0, NULL};
     const char *tick = "{\n\"last\": 1,\n\"bid\": [1, 2]\n}"; /* re-encoded: one more alloc */
     const char *envl = "{\"user\":\"u1\",\"data\":{\"k\": [1, 2, 3]}}";
     for (int c = 0; c < 3; c++) {

@@ -44,7 +44,7 @@ static void forget(void)
 static struct cg_registry reg;
 static struct cg_relay relay;
 static struct cg_member m1, m2, m3;
-static const struct cg_relay_hooks hooks = {deliver, &hook_cookie, NULL, NULL, 0};
+static const struct cg_relay_hooks hooks = {deliver, &hook_cookie, NULL, NULL, 0, NULL};
 
 #define MAXP 256
 
