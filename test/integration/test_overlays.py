@@ -10,6 +10,8 @@ Expected state comes from Model, a transcription of §17's rules (not of the Lua
 
 import json
 import os
+import signal
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -371,6 +373,98 @@ class TestBadOperations(OverlayCase):
         self.assertEqual([f for f in a.barrier() if f.get("type") == "overlay"], [])
         self.assertEqual(self.snapshot_overlays("u2"), model.visible("u2"))
         self.assertEqual(int(self.r.hget(key(), "~v")), 2)
+
+
+INDICATORS = os.path.join(harness.REPO_ROOT, "scripts", "services", "indicators")
+
+
+class TestIndicatorsService(OverlayCase):
+    """scripts/services/indicators against recorded bars and live ticks: what it publishes is
+    checked against the indicators computed here, straight from their definitions."""
+
+    def start_service(self, *extra):
+        logf = os.path.join(self.logdir, "indicators.log")
+        with open(logf, "ab") as out:
+            proc = harness.track(subprocess.Popen(
+                ["/usr/bin/python3", INDICATORS, "--redis", self.redis.url, "--intervals", "1m",
+                 "--update-ms", "50"] + list(extra),
+                stdin=subprocess.DEVNULL, stdout=out, stderr=out))
+
+        def stop():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                rc, _ = harness.stop_proc(proc, 0, 10)
+                self.assertEqual(rc, 0, harness.tail(logf))
+        self.addCleanup(stop)
+        wait_for(lambda: proc.poll() is not None or "started" in open(logf).read(), scaled(10),
+                 "the indicators service to start")
+        self.assertIsNone(proc.poll(), harness.tail(logf))
+        return proc, logf
+
+    def test_lines_and_crossovers_from_bars_and_ticks(self):
+        self.start_gateway()
+        self.wait_functions()
+        # 80 completed 1m bars: falling for 60, then rising: MA20 crosses MA60 upward once
+        closes = [100.0 - i * 0.5 for i in range(60)] + [70.0 + i * 3 for i in range(20)]
+        t0 = T - 80 * M
+        for i, c in enumerate(closes):
+            self.r.zadd("bars:%s:1m" % INST,
+                        {compact([t0 + i * M, c, c + 1, c - 1, c, 10]): t0 + i * M})
+        a = self.viewer("u1")
+        self.wait_channel_ready("chart:" + INST)
+        self.start_service()
+        wait_for(lambda: self.r.pubsub_numpat() >= 1, scaled(10),
+                 "the service's md:* subscription")
+        self.publish("md:" + INST, {"last_price": 130.0, "volume": 5, "ts": T + 1000})
+        sets = {f["op"]["overlay"]: f["op"] for f in a.collect(is_overlay(op="set"), 6,
+                                                                 timeout=scaled(15))}
+        self.assertEqual(sorted(sets), ["bb_lower.1m", "bb_upper.1m", "cross.1m", "ma20.1m",
+                                        "ma60.1m", "vwap.1m"])
+        allc = closes + [130.0]
+        ts = [t0 + i * M for i in range(80)] + [T]
+
+        def ma(n, i):
+            return sum(allc[i - n + 1:i + 1]) / n
+        ma20 = dict((t, v) for t, v in sets["ma20.1m"]["points"])
+        self.assertEqual(sorted(ma20), ts[19:])
+        for i in range(19, 81):
+            self.assertAlmostEqual(ma20[ts[i]], ma(20, i), places=6)
+        ma60 = dict((t, v) for t, v in sets["ma60.1m"]["points"])
+        self.assertEqual(sorted(ma60), ts[59:])
+        for i in range(59, 81):
+            self.assertAlmostEqual(ma60[ts[i]], ma(60, i), places=6)
+        up = dict((t, v) for t, v in sets["bb_upper.1m"]["points"])
+        lo = dict((t, v) for t, v in sets["bb_lower.1m"]["points"])
+        for i in (19, 50, 80):
+            m = ma(20, i)
+            sd = (sum((c - m) ** 2 for c in allc[i - 19:i + 1]) / 20) ** 0.5
+            self.assertAlmostEqual(up[ts[i]], m + 2 * sd, places=6)
+            self.assertAlmostEqual(lo[ts[i]], m - 2 * sd, places=6)
+        # the crossover: the first completed bar where MA20 > MA60 after being <=
+        want = [ts[i] for i in range(60, 80)
+                if ma(20, i - 1) <= ma(60, i - 1) and ma(20, i) > ma(60, i)]
+        self.assertEqual(len(want), 1)
+        marks = sets["cross.1m"]["points"]
+        self.assertEqual([(m["t"], m["shape"], m["position"]) for m in marks],
+                         [(want[0], "arrowUp", "below")])
+        self.assertEqual(sets["ma20.1m"]["style"]["title"], "MA20")
+        # VWAP of the UTC day on the typical price: (h + l + c) / 3 = c here; the forming bar
+        # has the tick's volume (per-tick volume: no --cumulative-volume)
+        vw = dict((t, v) for t, v in sets["vwap.1m"]["points"])
+        vols = [10] * 80 + [5]
+        self.assertAlmostEqual(vw[T], sum(c * v for c, v in zip(allc, vols)) / sum(vols),
+                               places=6)
+        # the forming bar moves: an append with its new values
+        self.publish("md:" + INST, {"last_price": 140.0, "volume": 5, "ts": T + 2000})
+        f = a.recv_until(lambda f: is_overlay(op="append")(f)
+                         and f["op"]["overlay"] == "ma20.1m", timeout=scaled(10))[-1]
+        allc[-1] = 140.0
+        self.assertEqual(f["op"]["points"][-1][0], T)
+        self.assertAlmostEqual(f["op"]["points"][-1][1], ma(20, 80), places=6)
+        # a late viewer sees the same picture
+        snap = {o["overlay"]: o for o in self.snapshot_overlays("u2")}
+        self.assertAlmostEqual(dict(map(tuple, snap["ma20.1m"]["points"]))[T], ma(20, 80),
+                               places=6)
 
 
 if __name__ == "__main__":
