@@ -296,6 +296,7 @@ static struct cg_bar *reply_bars(redisReply *r, int64_t older, size_t *n)
 }
 
 static void overlays_caught_up(struct cg_agent *a, struct cg_sub *sub, uint64_t v);
+static void start_sync(struct cg_agent *a, struct cg_sub *sub);
 
 static void send_snapshot(struct cg_agent *a, struct cg_sub *sub, struct cg_agent_snap *sn)
 {
@@ -335,6 +336,8 @@ static void send_snapshot(struct cg_agent *a, struct cg_sub *sub, struct cg_agen
     cg_metrics.snapshots++;
     if (ov)
         overlays_caught_up(a, sub, sn->overlays_v);
+    else if (sub->view.overlays)
+        start_sync(a, sub); /* not read (Redis away): a sync follows as soon as it can */
 }
 
 static void snap_free(struct cg_agent_snap *sn)
@@ -493,7 +496,10 @@ static void on_sync(redisAsyncContext *ac, void *r, void *priv)
             deliver(o->a, sub, f, NULL);
             cg_frame_unref(f);
             cg_metrics.overlay_syncs++;
+            sub->view.ovstale = 0;
             overlays_caught_up(o->a, sub, v);
+        } else {
+            sub->view.ovstale = 1; /* the command link coming back retries (cg_agent_command_up) */
         }
         if (o->again)
             start_sync(o->a, sub);
@@ -514,7 +520,8 @@ static void start_sync(struct cg_agent *a, struct cg_sub *sub)
     o->a = a;
     o->sub = sub;
     if (read_overlays(a, sub, on_sync, o)) {
-        free(o); /* Redis is away: the link coming back resyncs (cg_agent_gap) */
+        free(o);
+        sub->view.ovstale = 1; /* Redis is away: cg_agent_command_up resyncs */
         return;
     }
     sub->view.ovsync = o;
@@ -687,6 +694,22 @@ static void overlay_gap_one(struct cg_map_node *n, void *arg)
     s->count = s->head = 0;
     s->last_v = 0;
     cg_agent_overlay_gap(arg, in);
+}
+
+static void command_up_one(struct cg_map_node *n, void *arg)
+{
+    struct cg_instrument *in = CG_CONTAINER_OF(n, struct cg_instrument, node);
+    for (uint32_t j = 0; in->overlays && j < in->nsubs; j++) {
+        struct cg_sub *s = cg_registry_sub_at(in, j);
+        if (s->view.overlays && s->view.ovstale && !s->view.pending)
+            start_sync(arg, s);
+    }
+}
+
+void cg_agent_command_up(void *data)
+{
+    struct cg_agent *a = data;
+    cg_map_each(&a->reg->instruments, command_up_one, a);
 }
 
 void cg_agent_gap(void *data)

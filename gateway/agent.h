@@ -41,6 +41,8 @@ void cg_agent_instrument_active(void *data, struct cg_instrument *in, int active
 void cg_agent_sub_dropped(void *data, struct cg_sub *sub);
 void cg_agent_tick(void *data, struct cg_instrument *in, json_t *obj, const char *text, size_t len,
                    struct cg_frame *f);
+/* The command link came (back) up: overlay viewers whose state could not be read get it. */
+void cg_agent_command_up(void *data);
 /* The pub/sub link came (back) up: ticks may have been missed, resume restarts. */
 void cg_agent_gap(void *data);
 

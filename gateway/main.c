@@ -148,6 +148,7 @@ static void command_up(void *data)
     struct app *a = data;
     load_overlay_library(a);
     cg_service_command_up(&a->service);
+    cg_agent_command_up(&a->agent);
 }
 
 /* The sentinels answered: links not on the master's address move to it. */

@@ -270,6 +270,30 @@ class TestOverlays(OverlayCase):
         self.assertEqual(norm(f["op"]["overlays"]), model.visible("u1"))
 
 
+    def test_redis_restart_brings_a_sync(self):
+        """Operations may be lost while the pub/sub link is down: every viewer is sent the
+        state whole (sync) when the links are back, and live frames carry on."""
+        self.start_gateway()
+        self.wait_functions()
+        model = Model()
+        a = self.viewer("u1")
+        self.wait_channel_ready("chart:" + INST)
+        self.apply(LINE, model=model)
+        self.apply(dict(LEVEL, user="u1"), model=model)
+        a.collect(is_overlay(), 2)
+        self.kill_redis(save=True)
+        self.restart_redis()
+        f = a.recv_until(is_overlay(op="sync"), timeout=scaled(20))[-1]
+        self.assertEqual(f["op"]["v"], 2)
+        self.assertEqual(norm(f["op"]["overlays"]), model.visible("u1"))
+        self.wait_functions()
+        self.wait_channel_ready("chart:" + INST)
+        v = self.apply({"op": "append", "overlay": "ma20", "points": [[T + 9 * M, 1]]},
+                       model=model)
+        self.assertEqual(a.recv_until(is_overlay(op="append"))[-1]["op"]["v"], v)
+        self.wait_metric("chartgate_overlay_syncs_total", lambda x: x >= 1)
+
+
 class TestOverlayBounds(OverlayCase):
 
     def test_every_bound(self):
