@@ -7,6 +7,10 @@
  * What it writes (proto/PROTOCOL.md §11.2 and §11.4):
  *   PUBLISH <md-prefix><name> <tick>                                  --mode publish (default)
  *   RPUSH <inbox-key> {"instrument":"<name>","data":<tick>}           --mode rpush
+ *   FCALL chartgate_overlay 1 overlays:{<name>} <name> <append>       --mode overlay
+ * with <append> = {"op":"append","overlay":"bench","points":[[<pub_ms>,<pub_us % 1000>]]} (the
+ * scheduled time in the point: PROTOCOL.md §17 keeps no other member), after one "set" of the
+ * line overlay "bench" (interval 1m) per instrument before t0;
  * with <tick> = {"ts":<epoch ms>,"last_price":3500.3,"volume":<n>,"pub_us":<epoch us>} and, with
  * --payload-bytes, a trailing "pad" string member that brings it to about that many bytes.
  *
@@ -87,6 +91,7 @@ struct pub_opts {
     double duration_s;
     uint64_t count; /* 0: bounded by the duration only */
     int rpush;
+    int overlay;            /* --mode overlay */
     const char *inbox_key;  /* borrowed from argv, or a literal */
     uint32_t payload_bytes; /* 0: no padding */
     uint32_t warmup_ms;
@@ -112,8 +117,8 @@ static void usage(FILE *f)
           "  --seed N             PRNG seed (Zipf choice, price walk)                     [1]\n"
           "  --duration S         stop scheduling after S seconds (required, <= 3600)\n"
           "  --count N            stop after N messages too, whichever comes first\n"
-          "  --mode publish|rpush PUBLISH <md-prefix><name>, or RPUSH an inbox envelope\n"
-          "                                                                       [publish]\n"
+          "  --mode publish|rpush|overlay  PUBLISH <md-prefix><name>, RPUSH an inbox envelope,\n"
+          "                       or FCALL chartgate_overlay with an overlay append [publish]\n"
           "  --inbox-key K        inbox list for --mode rpush                [chartgate:inbox]\n"
           "  --payload-bytes B    pad each tick with a \"pad\" member to about B bytes    [0]\n"
           "  --warmup-ms M        sleep M ms after connecting, before t0                  [0]\n"
@@ -226,12 +231,10 @@ static void parse_opts(struct pub_opts *o, int argc, char **argv)
             o->count = bench_uint_arg("count", optarg, 1, UINT64_MAX);
             break;
         case O_MODE:
-            if (!strcmp(optarg, "rpush"))
-                o->rpush = 1;
-            else if (!strcmp(optarg, "publish"))
-                o->rpush = 0;
-            else
-                bench_die("--mode: want publish or rpush, got '%s'", optarg);
+            o->rpush = !strcmp(optarg, "rpush");
+            o->overlay = !strcmp(optarg, "overlay");
+            if (!o->rpush && !o->overlay && strcmp(optarg, "publish"))
+                bench_die("--mode: want publish, rpush or overlay, got '%s'", optarg);
             break;
         case O_INBOX:
             o->inbox_key = key_arg("inbox-key", optarg);
@@ -437,6 +440,24 @@ static int pub_connect(struct pub *p, char *err, size_t errsz)
         return -1;
     }
     freeReplyObject(r);
+    /* --mode overlay: the line every append goes to, set (emptied) once per instrument. */
+    for (uint32_t i = 0; p->o.overlay && i < p->o.instruments; i++) {
+        const struct pub_inst *in = &p->in[i];
+        r = redisCommand(p->c,
+                         "FCALL chartgate_overlay 1 overlays:{%s} %s "
+                         "{\"op\":\"set\",\"overlay\":\"bench\",\"kind\":\"line\","
+                         "\"interval\":\"1m\",\"points\":[]}",
+                         in->name, in->name);
+        if (!r || r->type == REDIS_REPLY_ERROR) {
+            /* "Function not found": no gateway has connected to this Redis yet */
+            snprintf(err, errsz, "FCALL chartgate_overlay (set): %.200s",
+                     r ? r->str : p->c->errstr);
+            if (r)
+                freeReplyObject(r);
+            return -1;
+        }
+        freeReplyObject(r);
+    }
     return 0;
 }
 
@@ -508,6 +529,27 @@ static int append_tick(struct pub *p, uint64_t due_ns, char *err, size_t errsz)
     size_t len = tick_text(p, in, due_ns);
     const char *argv[3];
     size_t argvlen[3];
+    if (p->o.overlay) {
+        /* The scheduled time rides in the point: t = pub_ms, v = the microseconds past it. */
+        uint64_t pub_us = p->real0_us + (due_ns - p->t0_ns) / 1000;
+        char key[64];
+        int n = snprintf(p->payload, p->payload_cap,
+                         "{\"op\":\"append\",\"overlay\":\"bench\",\"points\":[[%" PRIu64
+                         ",%" PRIu64 "]]}",
+                         pub_us / 1000, pub_us % 1000);
+        int k = snprintf(key, sizeof(key), "overlays:{%s}", in->name);
+        const char *fargv[6] = {"FCALL", "chartgate_overlay", "1", key, in->name, p->payload};
+        size_t flen[6] = {5, 17, 1, (size_t)k, in->name_len, (size_t)n};
+        if (redisAppendCommandArgv(p->c, 6, fargv, flen) != REDIS_OK) {
+            snprintf(err, errsz, "appending FCALL %s: %s", key,
+                     p->c->errstr[0] ? p->c->errstr : "out of memory");
+            return -1;
+        }
+        p->appended++;
+        in->published++;
+        return 0;
+    }
+    (void)len;
     if (p->o.rpush) {
         int h =
             snprintf(p->envelope, p->envelope_cap, "{\"instrument\":\"%s\",\"data\":", in->name);
@@ -561,12 +603,15 @@ static int flush(struct pub *p, uint32_t n, char *err, size_t errsz)
         }
         redisReply *r = reply;
         if (r->type != REDIS_REPLY_INTEGER) {
-            snprintf(err, errsz, "redis refused %s: %s", p->o.rpush ? "RPUSH" : "PUBLISH",
+            snprintf(err, errsz, "redis refused %s: %s",
+                     p->o.overlay ? "FCALL"
+                     : p->o.rpush ? "RPUSH"
+                                  : "PUBLISH",
                      r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply type");
             freeReplyObject(r);
             return -1;
         }
-        if (!p->o.rpush && r->integer > 0)
+        if (!p->o.rpush && !p->o.overlay && r->integer > 0)
             p->receivers += (uint64_t)r->integer;
         freeReplyObject(r);
     }
@@ -628,9 +673,12 @@ static void report(const struct pub *p)
     printf("{\"published\":%" PRIu64 ",\"mode\":\"%s\",\"target_rate\":%.10g,\"duration_s\":%.3f,"
            "\"achieved_rate\":%.1f,\"receivers\":%" PRIu64 ",\"behind_max_us\":%" PRIu64
            ",\"behind_p99_us\":%" PRIu64 ",\"per_instrument\":[",
-           p->published, o->rpush ? "rpush" : "publish", target, dur,
-           dur > 0 ? (double)p->published / dur : 0.0, p->receivers, p->behind.max / 1000,
-           hist_pct(&p->behind, 99) / 1000);
+           p->published,
+           o->overlay ? "overlay"
+           : o->rpush ? "rpush"
+                      : "publish",
+           target, dur, dur > 0 ? (double)p->published / dur : 0.0, p->receivers,
+           p->behind.max / 1000, hist_pct(&p->behind, 99) / 1000);
     for (uint32_t i = 0; i < o->instruments; i++)
         printf("%s%" PRIu64, i ? "," : "", p->in[i].published);
     printf("]}\n");
