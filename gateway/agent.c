@@ -431,6 +431,7 @@ static void overlays_off(struct cg_sub *sub)
     if (!sub->view.overlays)
         return;
     sub->view.overlays = 0;
+    cg_registry_want_overlays(sub, 0);
     if (sub->view.ovsync) {
         sub->view.ovsync->sub = NULL;
         sub->view.ovsync = NULL;
@@ -455,6 +456,7 @@ int cg_agent_set_overlays(struct cg_agent *a, struct cg_sub *sub, int on)
         return -1;
     in->overlays->viewers++;
     sub->view.overlays = 1;
+    cg_registry_want_overlays(sub, 1);
     return 0;
 }
 

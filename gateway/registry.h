@@ -35,6 +35,7 @@ struct cg_fan {
     uint64_t slot;      /* the member's pending-tick position, see outq.h */
     struct cg_sub *sub; /* the rest of the subscription */
     uint32_t held;      /* a snapshot is being prepared: no live ticks (cg_registry_hold) */
+    uint32_t overlays;  /* overlay frames wanted (cg_registry_want_overlays), in the padding */
 };
 
 struct cg_instrument {
@@ -144,6 +145,8 @@ struct cg_sub *cg_registry_find_sub(const struct cg_member *m, const struct cg_i
 /* Holds live ticks back from s (held = 1: its snapshot is being prepared and will include
  * them) or lets them through again (0). */
 void cg_registry_hold(struct cg_sub *s, int held);
+/* Marks s as wanting overlay frames (1) or not (0), where the overlay fan-out reads it. */
+void cg_registry_want_overlays(struct cg_sub *s, int on);
 
 /* The i-th subscription of in (i < in->nsubs), for code that reaches every viewer of an
  * instrument (the chart agent's bar fan-out). The order is not meaningful. */

@@ -224,13 +224,16 @@ int cg_relay_overlay(struct cg_relay *r, const char *name, size_t nlen, const ch
         goto done;
     }
     cg_overlay_remember(s, op.v, f, op.user);
+    /* As for ticks, the fan array alone says who gets it: no subscription record is touched. */
+    struct cg_fan *fan = in->fan;
     for (uint32_t i = 0, n = in->nsubs; i < n; i++) {
-        struct cg_sub *sub = in->fan[i].sub;
-        if (!sub->view.overlays || in->fan[i].held)
+        if (i + 8 < n)
+            __builtin_prefetch(fan[i + 8].member);
+        if (!fan[i].overlays || fan[i].held)
             continue;
-        const struct cg_user *u = sub->member->user;
-        if (cg_overlay_visible(op.user, u ? u->id : NULL))
-            r->hooks.deliver(r->hooks.data, sub->member, f, NULL);
+        const struct cg_user *u = op.user ? fan[i].member->user : NULL;
+        if (!op.user || (u && !strcmp(u->id, op.user)))
+            r->hooks.deliver(r->hooks.data, fan[i].member, f, NULL);
     }
     cg_frame_unref(f);
 done:

@@ -208,7 +208,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct cg_instrument *rbi = cg_registry_instrument(&reg, "rb2501", 6, 0);
     FUZZ_CHECK(rbi && (rbi->overlays = cg_overlay_inst_create()) != NULL);
     for (int i = 1; i <= 2; i++) {
-        cg_registry_find_sub(&m[i], rbi)->view.overlays = 1;
+        struct cg_sub *sub = cg_registry_find_sub(&m[i], rbi);
+        sub->view.overlays = 1;
+        cg_registry_want_overlays(sub, 1);
         rbi->overlays->viewers++;
     }
 
