@@ -417,6 +417,13 @@ static int read_reply(struct cg_agent *a, redisReply *r, char **json, size_t *le
         t->type != REDIS_REPLY_STRING || t->len < 2 || t->str[0] != '[' ||
         t->str[t->len - 1] != ']' || memchr(t->str, '\n', t->len) || memchr(t->str, '\r', t->len))
         return -1;
+    if (t->len > a->cfg->queue_max_bytes / 2) {
+        /* Queued whole it would close the socket as a slow consumer: better without. */
+        cg_metrics.overlay_oversize++;
+        cg_log_limited(&a->ov_log, 10000, CG_LOG_WARN, "overlays left out",
+                       "reason=\"larger than half of --queue-max-bytes\" bytes=%zu", t->len);
+        return -1;
+    }
     if (!(*json = malloc(t->len)))
         return -1;
     memcpy(*json, t->str, t->len);

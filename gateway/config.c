@@ -220,7 +220,7 @@ static void defaults(struct cg_config *c, const char *web_root)
     c->max_sockets_per_user = 100;
     snprintf(c->chart_prefix, sizeof(c->chart_prefix), "chart:");
     c->overlay_max = 32;
-    c->overlay_points = 2000;
+    c->overlay_points = 1000;
 }
 
 int cg_config_loopback(const char *host)

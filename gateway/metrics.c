@@ -123,6 +123,9 @@ size_t cg_metrics_render(const struct cg_metrics_gauges *g, char *buf, size_t bu
         "Overlay operations from the inbox that Redis applied.", m->overlay_applied);
     one(&o, "chartgate_overlay_syncs_total", "counter",
         "Whole overlay states sent after a resume or a missed operation.", m->overlay_syncs);
+    one(&o, "chartgate_overlay_oversize_total", "counter",
+        "Overlay states left out of a snapshot or sync: more than half of --queue-max-bytes.",
+        m->overlay_oversize);
     const char *snames[CG_CONFIG_SERVICES_MAX];
     uint32_t ns = g->cfg ? g->cfg->nservices : 0;
     if (!ns)

@@ -39,7 +39,7 @@ class Model:
     """§17: set replaces, append upserts by t (time order, newest MAX_POINTS kept), remove
     drops; overlays are keyed by (name, user)."""
 
-    def __init__(self, max_points=2000):
+    def __init__(self, max_points=1000):
         self.max_points = max_points
         self.overlays = {}
 
@@ -339,6 +339,24 @@ class TestOverlayBounds(OverlayCase):
         ops = self.ops_of(a.collect(is_overlay(), v - 1))
         self.assertEqual([o["v"] for o in ops], [i for i in range(1, v + 1) if i != v9])
         self.assertEqual([f for f in a.barrier() if f.get("type") == "overlay"], [])
+
+
+    def test_overlays_too_large_for_the_queue_are_left_out(self):
+        self.start_gateway("--queue-max-bytes", "8192")
+        self.wait_functions()
+        self.apply(dict(LINE, points=[[T + i * M, 3850.125 + i] for i in range(400)]))
+        c = self.connect(user_id="u1")
+        reply = c.request({"action": "subscribe", "instruments": [INST], "overlays": True,
+                           "id": 4})
+        self.assertEqual(reply["type"], "subscribed")
+        snap = c.take_snapshots([INST])[0]
+        self.assertNotIn("overlays", snap)  # left out, the socket stays open
+        self.wait_metric("chartgate_overlay_oversize_total", lambda v: v >= 1)
+        self.assertEqual(c.request({"action": "ping", "id": 5})["type"], "pong")
+        # live operations still come
+        self.wait_channel_ready("chart:" + INST)
+        self.apply({"op": "append", "overlay": "ma20", "points": [[T + 500 * M, 1]]})
+        c.recv_until(is_overlay(op="append"))
 
 
 class TestBadOperations(OverlayCase):

@@ -50,6 +50,7 @@ static const struct {
     {"chartgate_service_events_dropped_total", "counter"},
     {"chartgate_overlay_applied_total", "counter"},
     {"chartgate_overlay_syncs_total", "counter"},
+    {"chartgate_overlay_oversize_total", "counter"},
     {"chartgate_service_messages_total", "counter"},
     {"chartgate_service_unavailable_total", "counter"},
 };
@@ -282,6 +283,7 @@ static void set_all(struct cg_metrics_gauges *g)
     m->service_events_dropped = 1016;
     m->overlay_applied = 1017;
     m->overlay_syncs = 1018;
+    m->overlay_oversize = 1019;
     m->service_sent[0] = 801;
     m->service_sent[1] = 802;
     m->service_unavailable[0] = 901;
@@ -370,6 +372,7 @@ static void test_values(void)
     SAMPLE("chartgate_service_events_dropped_total 1016");
     SAMPLE("chartgate_overlay_applied_total 1017");
     SAMPLE("chartgate_overlay_syncs_total 1018");
+    SAMPLE("chartgate_overlay_oversize_total 1019");
     SAMPLE("chartgate_service_messages_total{service=\"alerts\"} 801");
     SAMPLE("chartgate_service_messages_total{service=\"orders\"} 802");
     SAMPLE("chartgate_service_unavailable_total{service=\"alerts\"} 901");

@@ -58,7 +58,7 @@ static void test_config_bounds(void)
     CHECK(cg_config_load(&cfg, 1, none, "web", err, sizeof(err), NULL) == CG_CONFIG_OK);
     CHECK(!strcmp(cfg.chart_prefix, "chart:"));
     CHECK_UINT(cfg.overlay_max, 32);
-    CHECK_UINT(cfg.overlay_points, 2000);
+    CHECK_UINT(cfg.overlay_points, 1000);
 }
 
 static void test_key(void)
