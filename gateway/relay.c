@@ -199,30 +199,27 @@ int cg_relay_overlay(struct cg_relay *r, const char *name, size_t nlen, const ch
     int rc = 0;
     if (!s || op.v <= s->last_v)
         goto done; /* nobody here views it, or already seen (a read included it) */
-    if (s->last_v && op.v > s->last_v + 1) {
-        /* Missed operations (the pub/sub link was down): what the ring holds has a hole. */
+    const char *text;
+    size_t tlen;
+    char *owned = NULL;
+    struct cg_frame *f = NULL;
+    int missed = s->last_v && op.v > s->last_v + 1; /* the pub/sub link was down */
+    if (!missed && !text_of(v, payload, plen, &text, &tlen, &owned))
+        f = cg_frame_overlay(in->name, text, tlen);
+    free(owned);
+    if (!f) {
+        /* Missed, or out of memory: the viewers no longer hold what Redis holds, and the ring
+         * has a hole. They read the whole state again (a sync). */
         for (uint32_t i = 0; i < s->count; i++)
             cg_frame_unref(s->ring[(s->head + i) % CG_OVERLAY_RING].f);
         s->count = s->head = 0;
         s->last_v = op.v;
         if (r->hooks.overlay_gap)
             r->hooks.overlay_gap(r->hooks.tick_data, in);
+        rc = missed ? 0 : -1;
         goto done;
     }
     s->last_v = op.v;
-    const char *text;
-    size_t tlen;
-    char *owned;
-    if (text_of(v, payload, plen, &text, &tlen, &owned)) {
-        rc = -1;
-        goto done;
-    }
-    struct cg_frame *f = cg_frame_overlay(in->name, text, tlen);
-    free(owned);
-    if (!f) {
-        rc = -1;
-        goto done;
-    }
     cg_overlay_remember(s, op.v, f, op.user);
     /* As for ticks, the fan array alone says who gets it: no subscription record is touched. */
     struct cg_fan *fan = in->fan;
