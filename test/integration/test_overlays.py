@@ -8,7 +8,6 @@ operations dropped and counted without harm.
 
 Expected state comes from Model, a transcription of §17's rules (not of the Lua)."""
 
-import json
 import os
 import signal
 import subprocess
@@ -16,7 +15,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import compact, is_type, scaled, wait_for  # noqa: E402
+from harness import compact, scaled, wait_for  # noqa: E402
 
 import redis  # noqa: E402
 
