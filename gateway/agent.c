@@ -10,6 +10,7 @@
 #include "instrument.h"
 #include "log.h"
 #include "metrics.h"
+#include "overlay.h"
 #include "request.h"
 
 #define SWEEP_MS 10000
@@ -235,6 +236,9 @@ struct cg_agent_snap {
     struct cg_agent *a;
     int waiting;
     struct snap_part parts[CG_CONFIG_INTERVALS_MAX];
+    char *overlays; /* the overlay state read for this snapshot (JSON array), owned; or NULL */
+    size_t overlays_len;
+    uint64_t overlays_v;
     struct cg_bar *fill[CG_CONFIG_INTERVALS_MAX]; /* older bars from Redis, oldest first */
     size_t nfill[CG_CONFIG_INTERVALS_MAX];
 };
@@ -246,9 +250,12 @@ static void set_pending(struct cg_sub *sub, struct cg_agent_snap *sn)
     cg_registry_hold(sub, sn != NULL);
 }
 
+static void overlays_off(struct cg_sub *sub);
+
 void cg_agent_sub_dropped(void *data, struct cg_sub *sub)
 {
     (void)data;
+    overlays_off(sub);
     struct cg_chart *c = sub->inst->chart;
     for (uint32_t i = 0; c && i < c->nseries; i++)
         if (sub->view.intervals & (1u << i))
@@ -377,6 +384,9 @@ static struct cg_bar *reply_bars(redisReply *r, int64_t older, size_t *n)
     return out;
 }
 
+static void overlays_caught_up(struct cg_agent *a, struct cg_sub *sub, uint64_t v);
+static void start_sync(struct cg_agent *a, struct cg_sub *sub);
+
 static void send_snapshot(struct cg_agent *a, struct cg_sub *sub, struct cg_agent_snap *sn)
 {
     struct cg_instrument *in = sub->inst;
@@ -404,22 +414,30 @@ static void send_snapshot(struct cg_agent *a, struct cg_sub *sub, struct cg_agen
         fb[n].nsecond = take;
         n++;
     }
+    const char *ov = sn && sn->overlays ? sn->overlays : NULL;
     struct cg_frame *f =
-        cg_frame_snapshot_tz(in->name, in->seq, c ? c->last : NULL, c ? c->last_len : 0, fb, n,
-                             c && c->sched ? c->sched->tz : NULL);
+        cg_frame_snapshot_full(in->name, in->seq, c ? c->last : NULL, c ? c->last_len : 0, fb, n,
+                               c && c->sched ? c->sched->tz : NULL, ov, ov ? sn->overlays_len : 0);
     deliver(a, sub, f, NULL);
     cg_frame_unref(f);
     for (uint32_t i = 0; i < CG_CONFIG_INTERVALS_MAX; i++)
         free(mem[i]);
     cg_metrics.snapshots++;
+    if (ov)
+        overlays_caught_up(a, sub, sn->overlays_v);
+    else if (sub->view.overlays)
+        start_sync(a, sub); /* not read (Redis away): a sync follows as soon as it can */
 }
 
 static void snap_free(struct cg_agent_snap *sn)
 {
     for (uint32_t i = 0; i < CG_CONFIG_INTERVALS_MAX; i++)
         free(sn->fill[i]);
+    free(sn->overlays);
     free(sn);
 }
+
+static void snap_part_done(struct cg_agent_snap *sn);
 
 static void on_fill(redisAsyncContext *ac, void *r, void *priv)
 {
@@ -432,6 +450,11 @@ static void on_fill(redisAsyncContext *ac, void *r, void *priv)
         int64_t older = s && cg_series_size(s) ? cg_series_at(s, 0)->t : INT64_MAX;
         sn->fill[p->interval] = reply_bars(r, older, &sn->nfill[p->interval]);
     }
+    snap_part_done(sn);
+}
+
+static void snap_part_done(struct cg_agent_snap *sn)
+{
     if (--sn->waiting)
         return;
     if (sn->sub) {
@@ -448,6 +471,188 @@ void cg_agent_resume_from(struct cg_agent *a, struct cg_sub *sub, uint64_t since
     if (sub->inst->chart)
         resume(a, sub, since, pre, pre_seq, n);
     cg_metrics.stream_resumes++;
+    if (sub->view.overlays)
+        start_sync(a, sub);
+}
+
+/* ---- overlays (PROTOCOL.md §17) --------------------------------------------------- */
+
+struct cg_agent_ovsync {
+    struct cg_agent *a;
+    struct cg_sub *sub; /* NULL once the subscription went */
+    int again;          /* a gap came while the read was on its way: read once more */
+};
+
+static const char *user_of(const struct cg_sub *sub)
+{
+    return sub->member && sub->member->user ? sub->member->user->id : "";
+}
+
+/* Reads the overlays sub may see (the shared ones and its user's) from Redis, with their
+ * version. Returns cg_bridge_command's result. */
+static int read_overlays(struct cg_agent *a, struct cg_sub *sub, redisCallbackFn *fn, void *priv)
+{
+    char key[CG_OVERLAY_KEY_MAX];
+    size_t klen = cg_overlay_key(sub->inst->name, key);
+    const char *user = user_of(sub);
+    const char *argv[6] = {"FCALL_RO", CG_OVERLAY_READ_FUNCTION, "1", key, sub->inst->name, user};
+    size_t lens[6] = {
+        8, sizeof(CG_OVERLAY_READ_FUNCTION) - 1, 1, klen, strlen(sub->inst->name), strlen(user)};
+    return cg_bridge_command(a->bridge, fn, priv, 6, argv, lens);
+}
+
+/* The read's reply, [version, JSON array]: 0 with *json (new, *len bytes) and *v, or -1. */
+static int read_reply(struct cg_agent *a, redisReply *r, char **json, size_t *len, uint64_t *v)
+{
+    if (!r)
+        return -1; /* the link dropped */
+    if (r->type == REDIS_REPLY_ERROR) {
+        cg_log_limited(&a->ov_log, 10000, CG_LOG_WARN, "overlays not read", "error=\"%.200s\"",
+                       r->str);
+        return -1;
+    }
+    redisReply *t = r->type == REDIS_REPLY_ARRAY && r->elements == 2 ? r->element[1] : NULL;
+    if (!t || r->element[0]->type != REDIS_REPLY_INTEGER || r->element[0]->integer < 0 ||
+        t->type != REDIS_REPLY_STRING || t->len < 2 || t->str[0] != '[' ||
+        t->str[t->len - 1] != ']' || memchr(t->str, '\n', t->len) || memchr(t->str, '\r', t->len))
+        return -1;
+    if (t->len > a->cfg->queue_max_bytes / 2) {
+        /* Queued whole it would close the socket as a slow consumer: better without. */
+        cg_metrics.overlay_oversize++;
+        cg_log_limited(&a->ov_log, 10000, CG_LOG_WARN, "overlays left out",
+                       "reason=\"larger than half of --queue-max-bytes\" bytes=%zu", t->len);
+        return -1;
+    }
+    if (!(*json = malloc(t->len)))
+        return -1;
+    memcpy(*json, t->str, t->len);
+    *len = t->len;
+    *v = (uint64_t)r->element[0]->integer;
+    return 0;
+}
+
+static void overlays_off(struct cg_sub *sub)
+{
+    struct cg_instrument *in = sub->inst;
+    if (!sub->view.overlays)
+        return;
+    sub->view.overlays = 0;
+    cg_registry_want_overlays(sub, 0);
+    if (sub->view.ovsync) {
+        sub->view.ovsync->sub = NULL;
+        sub->view.ovsync = NULL;
+    }
+    if (in->overlays && !--in->overlays->viewers) {
+        cg_overlay_inst_destroy(in->overlays);
+        in->overlays = NULL;
+    }
+}
+
+int cg_agent_set_overlays(struct cg_agent *a, struct cg_sub *sub, int on)
+{
+    (void)a;
+    struct cg_instrument *in = sub->inst;
+    if (!on) {
+        overlays_off(sub);
+        return 0;
+    }
+    if (sub->view.overlays)
+        return 0;
+    if (!in->overlays && !(in->overlays = cg_overlay_inst_create()))
+        return -1;
+    in->overlays->viewers++;
+    sub->view.overlays = 1;
+    cg_registry_want_overlays(sub, 1);
+    return 0;
+}
+
+static void start_sync(struct cg_agent *a, struct cg_sub *sub);
+
+/* sub holds the overlay state as of version v: what came after it, from the ring; when the
+ * ring no longer reaches back to v, the state is read again. */
+static void overlays_caught_up(struct cg_agent *a, struct cg_sub *sub, uint64_t v)
+{
+    struct cg_overlay_inst *s = sub->inst->overlays;
+    if (!s)
+        return;
+    if (!s->last_v) {
+        s->last_v = v; /* the first state read: a later version gap is now visible */
+        return;
+    }
+    if (!cg_overlay_covers(s, v)) {
+        start_sync(a, sub);
+        return;
+    }
+    struct replay_ctx rc = {a, sub};
+    const char *user = user_of(sub);
+    cg_overlay_each_after(s, v, user[0] ? user : NULL, replay_one, &rc);
+}
+
+static void on_sync(redisAsyncContext *ac, void *r, void *priv)
+{
+    (void)ac;
+    struct cg_agent_ovsync *o = priv;
+    struct cg_sub *sub = o->sub;
+    if (sub) {
+        sub->view.ovsync = NULL;
+        char *json;
+        size_t len;
+        uint64_t v;
+        if (read_reply(o->a, r, &json, &len, &v) == 0) {
+            struct cg_frame *f = cg_frame_overlay_sync(sub->inst->name, v, json, len);
+            free(json);
+            deliver(o->a, sub, f, NULL);
+            cg_frame_unref(f);
+            cg_metrics.overlay_syncs++;
+            sub->view.ovstale = 0;
+            overlays_caught_up(o->a, sub, v);
+        } else {
+            sub->view.ovstale = 1; /* the command link coming back retries (cg_agent_command_up) */
+        }
+        if (o->again)
+            start_sync(o->a, sub);
+    }
+    free(o);
+}
+
+/* Sends sub the whole overlay state (a sync operation), read from Redis now. */
+static void start_sync(struct cg_agent *a, struct cg_sub *sub)
+{
+    if (sub->view.ovsync) {
+        sub->view.ovsync->again = 1;
+        return;
+    }
+    struct cg_agent_ovsync *o = calloc(1, sizeof(*o));
+    if (!o)
+        return;
+    o->a = a;
+    o->sub = sub;
+    if (read_overlays(a, sub, on_sync, o)) {
+        free(o);
+        sub->view.ovstale = 1; /* Redis is away: cg_agent_command_up resyncs */
+        return;
+    }
+    sub->view.ovsync = o;
+}
+
+void cg_agent_overlay_gap(void *data, struct cg_instrument *in)
+{
+    struct cg_agent *a = data;
+    for (uint32_t j = 0; j < in->nsubs; j++) {
+        struct cg_sub *s = cg_registry_sub_at(in, j);
+        /* One whose snapshot is on its way catches up (or resyncs) when it is sent. */
+        if (s->view.overlays && !s->view.pending)
+            start_sync(a, s);
+    }
+}
+
+static void on_overlays_read(redisAsyncContext *ac, void *r, void *priv)
+{
+    (void)ac;
+    struct cg_agent_snap *sn = priv;
+    if (sn->sub && read_reply(sn->a, r, &sn->overlays, &sn->overlays_len, &sn->overlays_v))
+        sn->overlays = NULL;
+    snap_part_done(sn);
 }
 
 void cg_agent_start(struct cg_agent *a, struct cg_sub *sub, int recovered, uint64_t since)
@@ -455,6 +660,8 @@ void cg_agent_start(struct cg_agent *a, struct cg_sub *sub, int recovered, uint6
     struct cg_chart *c = sub->inst->chart;
     if (recovered && c) {
         resume(a, sub, since, NULL, NULL, 0);
+        if (sub->view.overlays)
+            start_sync(a, sub);
         return;
     }
     if (sub->view.pending) /* a snapshot is already on its way */
@@ -476,6 +683,12 @@ void cg_agent_start(struct cg_agent *a, struct cg_sub *sub, int recovered, uint6
         int64_t before = have ? cg_series_at(s, 0)->t : INT64_MAX;
         if (read_bars(a, sub->inst->name, i, before, a->cfg->bars_depth - have, on_fill,
                       &sn->parts[i]) == 0)
+            sn->waiting++;
+    }
+    if (sub->view.overlays && cg_bridge_up(a->bridge, CG_LINK_COMMAND) &&
+        (sn || (sn = calloc(1, sizeof(*sn))))) {
+        sn->a = a;
+        if (read_overlays(a, sub, on_overlays_read, sn) == 0)
             sn->waiting++;
     }
     if (sn && sn->waiting) {
@@ -576,10 +789,42 @@ static void gap_one(struct cg_map_node *n, void *arg)
         cg_chart_gap(in->chart, in->seq);
 }
 
+/* Operations published while the pub/sub link was down are lost to this process: every
+ * instrument's overlay viewers read the state again, and the ring starts over. */
+static void overlay_gap_one(struct cg_map_node *n, void *arg)
+{
+    struct cg_instrument *in = CG_CONTAINER_OF(n, struct cg_instrument, node);
+    struct cg_overlay_inst *s = in->overlays;
+    if (!s)
+        return;
+    for (uint32_t i = 0; i < s->count; i++)
+        cg_frame_unref(s->ring[(s->head + i) % CG_OVERLAY_RING].f);
+    s->count = s->head = 0;
+    s->last_v = 0;
+    cg_agent_overlay_gap(arg, in);
+}
+
+static void command_up_one(struct cg_map_node *n, void *arg)
+{
+    struct cg_instrument *in = CG_CONTAINER_OF(n, struct cg_instrument, node);
+    for (uint32_t j = 0; in->overlays && j < in->nsubs; j++) {
+        struct cg_sub *s = cg_registry_sub_at(in, j);
+        if (s->view.overlays && s->view.ovstale && !s->view.pending)
+            start_sync(arg, s);
+    }
+}
+
+void cg_agent_command_up(void *data)
+{
+    struct cg_agent *a = data;
+    cg_map_each(&a->reg->instruments, command_up_one, a);
+}
+
 void cg_agent_gap(void *data)
 {
     struct cg_agent *a = data;
     cg_map_each(&a->reg->instruments, gap_one, NULL);
+    cg_map_each(&a->reg->instruments, overlay_gap_one, a);
 }
 
 static void sweep_one(struct cg_map_node *n, void *arg)
@@ -633,6 +878,8 @@ static void free_chart(struct cg_map_node *n, void *arg)
     unschedule(a, in->chart);
     cg_chart_destroy(in->chart);
     in->chart = NULL;
+    cg_overlay_inst_destroy(in->overlays);
+    in->overlays = NULL;
 }
 
 void cg_agent_finish(struct cg_agent *a)

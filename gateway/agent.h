@@ -34,6 +34,7 @@ struct cg_agent {
     struct cg_closing closing; /* forming bars by due time */
     uv_timer_t close_timer;    /* one for the process, armed at the earliest due time */
     int64_t close_armed;       /* due time the timer is armed for; INT64_MAX: idle */
+    struct cg_log_limit ov_log;
 };
 
 void cg_agent_init(struct cg_agent *a, uv_loop_t *loop, const struct cg_config *cfg,
@@ -47,8 +48,16 @@ void cg_agent_instrument_active(void *data, struct cg_instrument *in, int active
 void cg_agent_sub_dropped(void *data, struct cg_sub *sub);
 void cg_agent_tick(void *data, struct cg_instrument *in, json_t *obj, const char *text, size_t len,
                    struct cg_frame *f, int64_t at_ms);
+/* The command link came (back) up: overlay viewers whose state could not be read get it. */
+void cg_agent_command_up(void *data);
 /* The pub/sub link came (back) up: ticks may have been missed, resume restarts. */
 void cg_agent_gap(void *data);
+
+/* Turns overlay operations on or off for a subscription (PROTOCOL.md §17). Returns 0, or -1
+ * when out of memory (then they stay off). */
+int cg_agent_set_overlays(struct cg_agent *a, struct cg_sub *sub, int on);
+/* Relay hook: operations of in were missed; its overlay viewers read the state again. */
+void cg_agent_overlay_gap(void *data, struct cg_instrument *in);
 
 /* Sets the intervals a subscription wants (replacing the previous set). */
 void cg_agent_set_intervals(struct cg_agent *a, struct cg_sub *sub, uint32_t mask);

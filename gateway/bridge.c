@@ -10,6 +10,7 @@
 
 #include "instrument.h"
 #include "log.h"
+#include "overlay.h"
 #include "uvredis.h"
 
 #define CONNECT_TIMEOUT_MS 3000
@@ -318,6 +319,8 @@ static void add_instrument(struct cg_map_node *n, void *arg)
     struct cg_instrument *in = CG_CONTAINER_OF(n, struct cg_instrument, node);
     if (in->nsubs && !sb->b->cfg->record_bars)
         batch_add(sb, sb->b->cfg->md_prefix, in->name);
+    if (in->nsubs)
+        batch_add(sb, sb->b->cfg->chart_prefix, in->name);
 }
 
 static void add_user(struct cg_map_node *n, void *arg)
@@ -397,6 +400,8 @@ static void on_pubsub(redisAsyncContext *ac, void *r, void *priv)
         cg_relay_reply(b->relay, b->epoch, msg->str, msg->len);
     else if (ch->len == strlen(c->broadcast_channel) && !strcmp(ch->str, c->broadcast_channel))
         cg_relay_broadcast(b->relay, msg->str, msg->len, CG_SOURCE_PUBSUB);
+    else if (starts(ch->str, ch->len, c->chart_prefix, &pl))
+        cg_relay_overlay(b->relay, ch->str + pl, ch->len - pl, msg->str, msg->len);
     else if (starts(ch->str, ch->len, c->md_prefix, &pl))
         cg_relay_tick(b->relay, ch->str + pl, ch->len - pl, msg->str, msg->len, CG_SOURCE_PUBSUB);
     else if (starts(ch->str, ch->len, c->user_prefix, &pl))
@@ -416,6 +421,9 @@ static void upstream(struct cg_bridge *b, const char *verb, const char *prefix, 
 void cg_bridge_instrument_active(void *data, struct cg_instrument *inst, int active)
 {
     struct cg_bridge *b = data;
+    /* Overlay operations follow the instrument's viewers (a socket that did not ask for them
+     * costs one skipped message per operation, nothing per tick). */
+    upstream(b, active ? "SUBSCRIBE" : "UNSUBSCRIBE", b->cfg->chart_prefix, inst->name);
     if (b->cfg->record_bars)
         return; /* md:* is pattern-subscribed */
     upstream(b, active ? "SUBSCRIBE" : "UNSUBSCRIBE", b->cfg->md_prefix, inst->name);
@@ -528,6 +536,24 @@ static struct cg_bridge_link *inbox_reply(redisAsyncContext *ac, redisReply *rep
     return l;
 }
 
+/* The reply to an inbox overlay operation's FCALL: Redis refusing it is a bad operation. */
+static void on_applied(redisAsyncContext *ac, void *r, void *priv)
+{
+    (void)priv;
+    struct cg_bridge_link *l = ac->data;
+    redisReply *reply = r;
+    if (!l || !reply)
+        return;
+    if (reply->type == REDIS_REPLY_ERROR) {
+        cg_metrics.dropped[CG_DROP_BAD_OVERLAY]++;
+        cg_log_limited(&l->bridge->overlay_log, 5000, CG_LOG_WARN, "payload dropped",
+                       "reason=%s source=inbox detail=\"%.200s\"",
+                       cg_drop_names[CG_DROP_BAD_OVERLAY], reply->str);
+    } else {
+        cg_metrics.overlay_applied++;
+    }
+}
+
 static void on_pop(redisAsyncContext *ac, void *r, void *priv)
 {
     (void)priv;
@@ -541,16 +567,26 @@ static void on_pop(redisAsyncContext *ac, void *r, void *priv)
         if (cg_relay_envelope(b->relay, reply->str, reply->len, &env) == 0) {
             char ch[300];
             const struct cg_config *c = b->cfg;
-            if (env.kind == CG_ENV_INSTRUMENT)
-                snprintf(ch, sizeof(ch), "%s%s", c->md_prefix, env.target);
-            else if (env.kind == CG_ENV_USER)
-                snprintf(ch, sizeof(ch), "%s%s", c->user_prefix, env.target);
-            else
-                snprintf(ch, sizeof(ch), "%s", c->broadcast_channel);
-            /* Same connection, in order: the ack below cannot overtake the publish. Should
-             * either not be sent, the item stays in the processing list and goes back to the
-             * inbox when the link is back (recover_next): at least once. */
-            int rc = command(l, NULL, "inbox republish", "PUBLISH %s %b", ch, env.data, env.len);
+            int rc;
+            if (env.kind == CG_ENV_CHART) {
+                /* Applied, and published with its version, by Redis itself: once, whichever
+                 * gateway popped it. */
+                char key[CG_OVERLAY_KEY_MAX];
+                cg_overlay_key(env.target, key);
+                rc = command(l, on_applied, "inbox overlay", "FCALL %s 1 %s %s %b",
+                             CG_OVERLAY_FUNCTION, key, env.target, env.data, env.len);
+            } else {
+                if (env.kind == CG_ENV_INSTRUMENT)
+                    snprintf(ch, sizeof(ch), "%s%s", c->md_prefix, env.target);
+                else if (env.kind == CG_ENV_USER)
+                    snprintf(ch, sizeof(ch), "%s%s", c->user_prefix, env.target);
+                else
+                    snprintf(ch, sizeof(ch), "%s", c->broadcast_channel);
+                /* Same connection, in order: the ack below cannot overtake the publish. Should
+                 * either not be sent, the item stays in the processing list and goes back to
+                 * the inbox when the link is back (recover_next): at least once. */
+                rc = command(l, NULL, "inbox republish", "PUBLISH %s %b", ch, env.data, env.len);
+            }
             free(env.data);
             if (rc)
                 return;

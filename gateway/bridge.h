@@ -2,7 +2,8 @@
  *
  * Three hiredis async connections, attached with hiredis' libuv adapter:
  *  - pub/sub: SUBSCRIBE to the broadcast channel, a private heartbeat channel, and
- *    md:<instrument> / user:<id> for each instrument and user with local sockets
+ *    md:<instrument> + chart:<instrument> / user:<id> for each instrument and user with local
+ *    sockets
  *    (reference-counted by the registry; see the hooks in registry.h);
  *  - command: heartbeat PUBLISH, SMEMBERS of the instrument set, session re-checks;
  *  - inbox: BLMOVE from the inbox list into this gateway's processing list, then
@@ -77,6 +78,7 @@ struct cg_bridge {
     char processing_key[300];
     int stopping;
     struct cg_bridge_hooks hooks;
+    struct cg_log_limit overlay_log; /* inbox overlay operations Redis refused */
 };
 
 /* Initialises b and starts connecting (the links connect once the loop runs, and reconnect

@@ -24,9 +24,14 @@ struct cg_agent_snap; /* a snapshot being filled from Redis (agent.c) */
 /* What one subscription sees of its instrument's chart. Owned and used by the chart agent only;
  * embedded in struct cg_sub (registry.h) so that the bar fan-out finds it where it finds the
  * subscription, without another pointer to follow per viewer. */
+struct cg_agent_ovsync;
+
 struct cg_chart_view {
     struct cg_agent_snap *pending; /* a snapshot being prepared: no live frames meanwhile */
     uint32_t intervals;            /* bit i: bars of configured interval i wanted */
+    uint8_t overlays;              /* overlay operations wanted (PROTOCOL.md §17) */
+    uint8_t ovstale; /* its overlay state could not be read: resync when Redis is back */
+    struct cg_agent_ovsync *ovsync;             /* an overlay state read on its way, or NULL */
     uint64_t bar_slot[CG_CONFIG_INTERVALS_MAX]; /* pending forming-bar positions (outq.h) */
 };
 

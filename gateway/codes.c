@@ -31,7 +31,7 @@ const char *const cg_reject_names[CG_REJECT__COUNT] = {
 const char *const cg_drop_names[CG_DROP__COUNT] = {
     [CG_DROP_BAD_JSON] = "bad_json",   [CG_DROP_NOT_OBJECT] = "not_object",
     [CG_DROP_NO_TARGET] = "no_target", [CG_DROP_TOO_LARGE] = "too_large",
-    [CG_DROP_BAD_SEQ] = "bad_seq",
+    [CG_DROP_BAD_SEQ] = "bad_seq",     [CG_DROP_BAD_OVERLAY] = "bad_overlay",
 };
 
 const char *const cg_link_names[CG_LINK__COUNT] = {

@@ -43,7 +43,8 @@ enum cg_drop_reason {
     CG_DROP_NOT_OBJECT,
     CG_DROP_NO_TARGET,
     CG_DROP_TOO_LARGE,
-    CG_DROP_BAD_SEQ, /* a "#<seq> " header that is not one (PROTOCOL.md §19) */
+    CG_DROP_BAD_SEQ,     /* a "#<seq> " header that is not one (PROTOCOL.md §19) */
+    CG_DROP_BAD_OVERLAY, /* an overlay operation that is malformed or was refused (§17) */
     CG_DROP__COUNT
 };
 

@@ -184,6 +184,12 @@ static const struct opt opts[] = {
      "supervisor gives up (exit 1)"},
     {"worker-deaths-window-s", K_U32, F(worker_deaths_window_s), 0, 1, 86400,
      "the window of --worker-deaths-max"},
+    {"chart-prefix", K_STR, F(chart_prefix), S(chart_prefix), 0, 0,
+     "pub/sub channel prefix of chart overlay operations (PROTOCOL.md §17)"},
+    {"overlay-max", K_U32, F(overlay_max), 0, 1, 1000,
+     "overlays an instrument may hold (shared and per-user together)"},
+    {"overlay-points", K_U32, F(overlay_points), 0, 10, 100000,
+     "points an overlay keeps (the oldest are dropped first)"},
 };
 
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
@@ -245,6 +251,9 @@ static void defaults(struct cg_config *c, const char *web_root)
     c->stream_len = 10000;
     c->stream_catchup_max = 10000;
     snprintf(c->epoch_key, sizeof(c->epoch_key), "chartgate:epoch");
+    snprintf(c->chart_prefix, sizeof(c->chart_prefix), "chart:");
+    c->overlay_max = 32;
+    c->overlay_points = 1000;
 }
 
 int cg_config_loopback(const char *host)
@@ -342,6 +351,19 @@ static int derive(struct cg_config *c, char *err, size_t errsz)
                      "chartgate: --intervals: %s: with --sessions or --timezone, 1d is the only "
                      "interval of whole days (one trading day)",
                      c->interval_names[i]);
+            return -1;
+        }
+    }
+    /* Channels are told apart by prefix: one that starts another would route ticks as
+     * overlay operations or the other way round. */
+    const char *other[2] = {c->md_prefix, c->user_prefix};
+    for (int i = 0; i < 2; i++) {
+        size_t a = strlen(c->chart_prefix), b = strlen(other[i]);
+        if (!a || !strncmp(c->chart_prefix, other[i], a < b ? a : b)) {
+            snprintf(err, errsz,
+                     "chartgate: --chart-prefix: \"%.60s\" must be non-empty and neither start "
+                     "nor be the start of --%s \"%.60s\"",
+                     c->chart_prefix, i ? "user-prefix" : "md-prefix", other[i]);
             return -1;
         }
     }

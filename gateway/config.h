@@ -133,6 +133,11 @@ struct cg_config {
     uint32_t workers;           /* 1 = one process, no supervisor; 0 = one per online CPU */
     uint32_t worker_deaths_max; /* more deaths than this within the window: give up */
     uint32_t worker_deaths_window_s;
+
+    /* chart overlays (PROTOCOL.md §17) */
+    char chart_prefix[64];   /* pub/sub channel prefix of applied overlay operations */
+    uint32_t overlay_max;    /* overlays per instrument */
+    uint32_t overlay_points; /* points per overlay */
 };
 
 /* Index of service name (len bytes) in cfg, or -1. */

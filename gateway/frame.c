@@ -398,14 +398,32 @@ static void put_bars(struct cur *c, const struct cg_frame_bars *b)
 struct cg_frame *cg_frame_snapshot(const char *instrument, uint64_t seq, const char *last_json,
                                    size_t last_len, const struct cg_frame_bars *series, size_t n)
 {
-    return cg_frame_snapshot_tz(instrument, seq, last_json, last_len, series, n, NULL);
+    return cg_frame_snapshot_full(instrument, seq, last_json, last_len, series, n, NULL, NULL, 0);
 }
 
 struct cg_frame *cg_frame_snapshot_tz(const char *instrument, uint64_t seq, const char *last_json,
                                       size_t last_len, const struct cg_frame_bars *series, size_t n,
                                       const char *tz)
 {
-    size_t cap = 128 + strlen(instrument) + (last_json ? last_len : 4) + (tz ? strlen(tz) + 8 : 0);
+    return cg_frame_snapshot_full(instrument, seq, last_json, last_len, series, n, tz, NULL, 0);
+}
+
+struct cg_frame *cg_frame_snapshot_overlays(const char *instrument, uint64_t seq,
+                                            const char *last_json, size_t last_len,
+                                            const struct cg_frame_bars *series, size_t n,
+                                            const char *overlays_json, size_t overlays_len)
+{
+    return cg_frame_snapshot_full(instrument, seq, last_json, last_len, series, n, NULL,
+                                  overlays_json, overlays_len);
+}
+
+struct cg_frame *cg_frame_snapshot_full(const char *instrument, uint64_t seq, const char *last_json,
+                                        size_t last_len, const struct cg_frame_bars *series,
+                                        size_t n, const char *tz, const char *overlays_json,
+                                        size_t overlays_len)
+{
+    size_t cap = 128 + strlen(instrument) + (last_json ? last_len : 4) + (tz ? strlen(tz) + 8 : 0) +
+                 (overlays_json ? overlays_len + 16 : 0);
     for (size_t i = 0; i < n; i++)
         cap += strlen(series[i].interval) + 4 + bars_len(&series[i]);
     struct cg_frame *f = cg_frame_alloc(cap);
@@ -437,8 +455,55 @@ struct cg_frame *cg_frame_snapshot_tz(const char *instrument, uint64_t seq, cons
         put_str(&c, tz);
         PUTLIT(&c, "\"");
     }
+    if (overlays_json) {
+        PUTLIT(&c, ",\"overlays\":");
+        put(&c, overlays_json, overlays_len);
+    }
     PUTLIT(&c, "}");
     f->len = (size_t)(c.p - cg_frame_data(f));
+    return f;
+}
+
+struct cg_frame *cg_frame_overlay(const char *instrument, const char *op_json, size_t op_len)
+{
+    static const char p1[] = "{\"type\":\"overlay\",\"instrument\":\"";
+    static const char p2[] = "\",\"op\":";
+    size_t il = strlen(instrument);
+    struct cg_frame *f = cg_frame_alloc(sizeof(p1) - 1 + il + sizeof(p2) - 1 + op_len + 1);
+    if (!f)
+        return NULL;
+    struct cur c = {cg_frame_data(f)};
+    PUTLIT(&c, p1);
+    put(&c, instrument, il);
+    PUTLIT(&c, p2);
+    put(&c, op_json, op_len);
+    PUTLIT(&c, "}");
+    f->kind = CG_FRAME_MESSAGE;
+    return f;
+}
+
+struct cg_frame *cg_frame_overlay_sync(const char *instrument, uint64_t v,
+                                       const char *overlays_json, size_t overlays_len)
+{
+    static const char p1[] = "{\"type\":\"overlay\",\"instrument\":\"";
+    static const char p2[] = "\",\"op\":{\"op\":\"sync\",\"v\":";
+    static const char p3[] = ",\"overlays\":";
+    char num_s[24];
+    int nl = snprintf(num_s, sizeof(num_s), "%" PRIu64, v);
+    size_t il = strlen(instrument);
+    struct cg_frame *f = cg_frame_alloc(sizeof(p1) - 1 + il + sizeof(p2) - 1 + (size_t)nl +
+                                        sizeof(p3) - 1 + overlays_len + 2);
+    if (!f)
+        return NULL;
+    struct cur c = {cg_frame_data(f)};
+    PUTLIT(&c, p1);
+    put(&c, instrument, il);
+    PUTLIT(&c, p2);
+    put(&c, num_s, (size_t)nl);
+    PUTLIT(&c, p3);
+    put(&c, overlays_json, overlays_len);
+    PUTLIT(&c, "}}");
+    f->kind = CG_FRAME_MESSAGE;
     return f;
 }
 

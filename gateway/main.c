@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <hiredis/hiredis.h>
 #include <uv.h>
 
 #include "agent.h"
@@ -20,6 +21,7 @@
 #include "bridge.h"
 #include "config.h"
 #include "log.h"
+#include "overlay.h"
 #include "registry.h"
 #include "random.h"
 #include "relay.h"
@@ -126,11 +128,38 @@ static void pubsub_up(void *data)
     cg_stream_pubsub_up(&a->stream);
 }
 
+static void on_overlay_library(redisAsyncContext *ac, void *r, void *priv)
+{
+    (void)ac;
+    (void)priv;
+    redisReply *reply = r;
+    if (reply && reply->type == REDIS_REPLY_ERROR)
+        cg_log(CG_LOG_ERROR, "overlay functions not loaded",
+               "reason=\"%.200s\" effect=\"overlay operations are refused, snapshots carry none\"",
+               reply->str);
+}
+
+/* The overlay function library goes in first: the inbox and snapshots call it (§17). */
+static void load_overlay_library(struct app *a)
+{
+    char *lib = cg_overlay_library(&a->cfg);
+    if (!lib) {
+        cg_log(CG_LOG_ERROR, "overlay functions not loaded", "reason=\"out of memory\"");
+        return;
+    }
+    const char *argv[4] = {"FUNCTION", "LOAD", "REPLACE", lib};
+    size_t lens[4] = {8, 4, 7, strlen(lib)};
+    cg_bridge_command(&a->bridge, on_overlay_library, NULL, 4, argv, lens);
+    free(lib);
+}
+
 static void command_up(void *data)
 {
     struct app *a = data;
+    load_overlay_library(a);
     cg_service_command_up(&a->service);
     cg_stream_command_up(&a->stream);
+    cg_agent_command_up(&a->agent);
 }
 
 /* The sentinels answered: links not on the master's address move to it. */
@@ -229,8 +258,9 @@ int main(int argc, char **argv)
     cg_registry_init(&a.reg, &rh, a.cfg.max_instruments);
     /* Recording aggregates every instrument, watched here or not. */
     struct cg_relay_hooks relay_hooks = {
-        cg_client_deliver, &a.ws,          cg_agent_tick, &a.agent,
-        a.cfg.record_bars, cg_stream_hold, cg_stream_gap, &a.stream};
+        cg_client_deliver,   &a.ws,          cg_agent_tick, &a.agent,
+        a.cfg.record_bars,   cg_stream_hold, cg_stream_gap, &a.stream,
+        cg_agent_overlay_gap};
     cg_relay_init(&a.relay, &a.reg, &relay_hooks, a.cfg.max_payload_bytes);
     cg_agent_init(&a.agent, &a.loop, &a.cfg, &a.reg, &a.bridge, &relay_hooks);
     char proposed[17];

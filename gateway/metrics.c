@@ -143,6 +143,13 @@ size_t cg_metrics_render(const struct cg_metrics_gauges *g, char *buf, size_t bu
              m->replies, CG_REPLY__COUNT);
     one(&o, "chartgate_service_events_dropped_total", "counter",
         "Connection events a service's list could not take.", m->service_events_dropped);
+    one(&o, "chartgate_overlay_applied_total", "counter",
+        "Overlay operations from the inbox that Redis applied.", m->overlay_applied);
+    one(&o, "chartgate_overlay_syncs_total", "counter",
+        "Whole overlay states sent after a resume or a missed operation.", m->overlay_syncs);
+    one(&o, "chartgate_overlay_oversize_total", "counter",
+        "Overlay states left out of a snapshot or sync: more than half of --queue-max-bytes.",
+        m->overlay_oversize);
     const char *snames[CG_CONFIG_SERVICES_MAX];
     uint32_t ns = g->cfg ? g->cfg->nservices : 0;
     if (!ns)

@@ -54,6 +54,9 @@ struct cg_metrics {
     uint64_t service_unavailable[CG_CONFIG_SERVICES_MAX]; /* sends refused: down or full */
     uint64_t service_events_dropped;
     uint64_t replies[CG_REPLY__COUNT];
+    uint64_t overlay_syncs;    /* whole overlay states sent after a resume or a gap */
+    uint64_t overlay_applied;  /* inbox overlay operations Redis applied (§17) */
+    uint64_t overlay_oversize; /* overlay states left out of a snapshot or sync: too large */
 };
 
 extern struct cg_metrics cg_metrics;

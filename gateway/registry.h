@@ -28,11 +28,14 @@
  * the fan-out streams through: a list of subscriptions cost a cache miss per subscriber, and
  * so did a pointer array (perf at 1000 sockets x 500 instruments: the fan-out stalled on
  * loading each struct cg_sub, 23% of the gateway's CPU). */
+struct cg_overlay_inst;
+
 struct cg_fan {
     struct cg_member *member;
     uint64_t slot;      /* the member's pending-tick position, see outq.h */
     struct cg_sub *sub; /* the rest of the subscription */
     uint32_t held;      /* a snapshot is being prepared: no live ticks (cg_registry_hold) */
+    uint32_t overlays;  /* overlay frames wanted (cg_registry_want_overlays), in the padding */
 };
 
 struct cg_instrument {
@@ -45,7 +48,9 @@ struct cg_instrument {
     uint8_t warming; /* stream.c is replaying the stream into a new chart: no recording */
     uint64_t seq;    /* last seq assigned to (or carried by) a tick of this instrument */
     void *catchup;   /* stream.c's while the instrument is caught up from its stream: ticks wait */
-    struct cg_chart *chart; /* the chart agent's state, owned by the agent; NULL = none */
+    struct cg_chart *chart;           /* the chart agent's state, owned by the agent; NULL = none */
+    struct cg_overlay_inst *overlays; /* overlay viewers' state (overlay.h), owned by the
+                                       * agent; NULL while no subscription has overlays on */
     char name[CG_INSTRUMENT_MAX + 1];
 };
 
@@ -143,6 +148,8 @@ struct cg_sub *cg_registry_find_sub(const struct cg_member *m, const struct cg_i
 /* Holds live ticks back from s (held = 1: its snapshot is being prepared and will include
  * them) or lets them through again (0). */
 void cg_registry_hold(struct cg_sub *s, int held);
+/* Marks s as wanting overlay frames (1) or not (0), where the overlay fan-out reads it. */
+void cg_registry_want_overlays(struct cg_sub *s, int on);
 
 /* The i-th subscription of in (i < in->nsubs), for code that reaches every viewer of an
  * instrument (the chart agent's bar fan-out). The order is not meaningful. */

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "instrument.h"
+#include "overlay.h"
 #include "request.h"
 
 void cg_relay_init(struct cg_relay *r, struct cg_registry *reg, const struct cg_relay_hooks *hooks,
@@ -265,6 +266,72 @@ int cg_relay_broadcast(struct cg_relay *r, const char *payload, size_t plen, enu
     return rc;
 }
 
+struct overlay_fan {
+    struct cg_relay *r;
+    struct cg_instrument *in;
+};
+
+int cg_relay_overlay(struct cg_relay *r, const char *name, size_t nlen, const char *payload,
+                     size_t plen)
+{
+    cg_metrics.published[CG_SOURCE_PUBSUB]++;
+    if (!cg_instrument_valid(name, nlen))
+        return drop(r, CG_DROP_NO_TARGET, "overlay", "detail=\"invalid instrument name\"");
+    struct cg_instrument *in = cg_registry_instrument(r->reg, name, nlen, 0);
+    struct cg_overlay_inst *s = in ? in->overlays : NULL;
+    json_t *v = parse(r, payload, plen, "overlay");
+    if (!v)
+        return -1;
+    struct cg_overlay_op op;
+    const char *why;
+    char detail[120];
+    if (cg_overlay_check(v, &op, &why)) {
+        snprintf(detail, sizeof(detail), "detail=\"%s\"", why);
+        json_decref(v);
+        return drop(r, CG_DROP_BAD_OVERLAY, "overlay", detail);
+    }
+    int rc = 0;
+    if (!s || op.v <= s->last_v)
+        goto done; /* nobody here views it, or already seen (a read included it) */
+    const char *text;
+    size_t tlen;
+    char *owned = NULL;
+    struct cg_frame *f = NULL;
+    int missed = s->last_v && op.v > s->last_v + 1; /* the pub/sub link was down */
+    if (!missed && !text_of(v, payload, plen, &text, &tlen, &owned))
+        f = cg_frame_overlay(in->name, text, tlen);
+    free(owned);
+    if (!f) {
+        /* Missed, or out of memory: the viewers no longer hold what Redis holds, and the ring
+         * has a hole. They read the whole state again (a sync). */
+        for (uint32_t i = 0; i < s->count; i++)
+            cg_frame_unref(s->ring[(s->head + i) % CG_OVERLAY_RING].f);
+        s->count = s->head = 0;
+        s->last_v = op.v;
+        if (r->hooks.overlay_gap)
+            r->hooks.overlay_gap(r->hooks.tick_data, in);
+        rc = missed ? 0 : -1;
+        goto done;
+    }
+    s->last_v = op.v;
+    cg_overlay_remember(s, op.v, f, op.user);
+    /* As for ticks, the fan array alone says who gets it: no subscription record is touched. */
+    struct cg_fan *fan = in->fan;
+    for (uint32_t i = 0, n = in->nsubs; i < n; i++) {
+        if (i + 8 < n)
+            __builtin_prefetch(fan[i + 8].member);
+        if (!fan[i].overlays || fan[i].held)
+            continue;
+        const struct cg_user *u = op.user ? fan[i].member->user : NULL;
+        if (!op.user || (u && !strcmp(u->id, op.user)))
+            r->hooks.deliver(r->hooks.data, fan[i].member, f, NULL);
+    }
+    cg_frame_unref(f);
+done:
+    json_decref(v);
+    return rc;
+}
+
 int cg_relay_envelope(struct cg_relay *r, const char *payload, size_t plen, struct cg_envelope *env)
 {
     cg_metrics.published[CG_SOURCE_INBOX]++;
@@ -307,6 +374,17 @@ int cg_relay_envelope(struct cg_relay *r, const char *payload, size_t plen, stru
     } else if (json_is_true(bc)) {
         env->kind = CG_ENV_BROADCAST;
         rc = 0;
+    } else if (json_is_string(json_object_get(root, "chart"))) {
+        json_t *ch = json_object_get(root, "chart");
+        if (!cg_instrument_valid(json_string_value(ch), json_string_length(ch)))
+            drop(r, CG_DROP_NO_TARGET, "inbox", "detail=\"invalid instrument name\"");
+        else if (!json_is_object(data))
+            drop(r, CG_DROP_BAD_OVERLAY, "inbox", "detail=\"not an object\"");
+        else {
+            env->kind = CG_ENV_CHART;
+            memcpy(env->target, json_string_value(ch), json_string_length(ch) + 1);
+            rc = 0;
+        }
     } else {
         drop(r, CG_DROP_NO_TARGET, "inbox", NULL);
     }

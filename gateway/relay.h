@@ -39,6 +39,9 @@ struct cg_relay_hooks {
      * is then set and this tick goes to hold), -1 to go on with the gap. */
     int (*gap)(void *data, struct cg_instrument *in, uint64_t seq);
     void *stream_data;
+    /* An overlay operation came after a missing version (tick_data; may be NULL): the
+     * instrument's overlay viewers must read the state again. */
+    void (*overlay_gap)(void *data, struct cg_instrument *in);
 };
 
 struct cg_relay {
@@ -69,12 +72,19 @@ struct cg_frame *cg_relay_tick_frame(struct cg_instrument *in, uint64_t seq, con
 int cg_relay_user(struct cg_relay *r, const char *user_id, size_t ulen, const char *payload,
                   size_t plen, enum cg_source src);
 int cg_relay_broadcast(struct cg_relay *r, const char *payload, size_t plen, enum cg_source src);
+/* An applied overlay operation published on <chart-prefix><name> (PROTOCOL.md §17): checked,
+ * encoded once, remembered for snapshot seams and offered to each viewer of the instrument
+ * with overlays on that may see it. Returns 0 when delivered or skipped (nobody here views
+ * it, or this version was seen), -1 when dropped (counted as bad_overlay). */
+int cg_relay_overlay(struct cg_relay *r, const char *name, size_t nlen, const char *payload,
+                     size_t plen);
 /* An inbox envelope, parsed and validated once:
  *   {"instrument":..,"data":{..}} | {"user":..,"data":..} | {"broadcast":true,"data":..}
+ *   | {"chart":..,"data":{overlay operation}} (applied through chartgate_overlay, §17)
  * It is not delivered here: the bridge republishes data on the target's pub/sub
  * channel, so that every gateway process sharing the Redis delivers it to its own
  * sockets (an inbox item is popped by one process only). */
-enum cg_envelope_kind { CG_ENV_INSTRUMENT, CG_ENV_USER, CG_ENV_BROADCAST };
+enum cg_envelope_kind { CG_ENV_INSTRUMENT, CG_ENV_USER, CG_ENV_BROADCAST, CG_ENV_CHART };
 
 struct cg_envelope {
     enum cg_envelope_kind kind;

@@ -157,6 +157,10 @@ static int take_chart_options(struct cg_request *req, const struct cg_config *cf
         }
         req->has_intervals = 1;
     }
+    json_t *ov = json_object_get(req->root, "overlays");
+    if (ov && !json_is_boolean(ov))
+        return fail(err, CG_ERR_BAD_REQUEST, "\"overlays\" must be true or false");
+    req->overlays = json_is_true(ov);
     json_t *since = json_object_get(req->root, "since");
     if (since) {
         const char *k;

@@ -43,6 +43,7 @@ struct cg_request {
     char after[CG_INSTRUMENT_MAX + 1]; /* list/search: only names > after (strcmp); "" = all */
     uint32_t intervals;                /* subscribe: bit i = configured interval i */
     int has_intervals;
+    int overlays;          /* subscribe: "overlays":true (PROTOCOL.md §17) */
     json_t *since;         /* subscribe: {name: seq}, borrowed from root, or NULL */
     char epoch[17];        /* subscribe: the epoch since refers to, lower-cased; "" if none */
     char shared_epoch[17]; /* subscribe: the shared epoch (PROTOCOL.md §19), likewise */

@@ -10,6 +10,7 @@
 #include "config.h"
 #include "frame.h"
 #include "instrument.h"
+#include "log.h"
 #include "metrics.h"
 #include "relay.h"
 #include "request.h"
@@ -277,6 +278,8 @@ void cg_subscribe_handle(struct cg_client *c, const struct cg_request *req)
         if (!sub)
             continue;
         cg_agent_set_intervals(w->agent, sub, req->intervals);
+        if (cg_agent_set_overlays(w->agent, sub, req->overlays))
+            cg_log(CG_LOG_WARN, "overlays not turned on", "reason=\"out of memory\"");
         if (!sub->view.pending) {
             cg_registry_hold(sub, 1); /* nothing live before the reply */
             it->held = 1;

@@ -34,7 +34,8 @@ Examples in PROTOCOL.md (the rule is written down in its section 12):
   - an untagged fenced block: every Redis command in it whose argument is single-quoted
     JSON, with the default names: SET session:<id> (a session), PUBLISH md:<instrument>
     (tick data: checked as the tick frame it becomes), PUBLISH user:<id> / broadcast (any
-    JSON value), RPUSH chartgate:inbox (an envelope). A line of an untagged block that
+    JSON value), RPUSH chartgate:inbox (an envelope), FCALL chartgate_overlay 1
+    overlays:{<instrument>} <instrument> (an overlay operation). A line of an untagged block that
     starts with "{" or "[" is an error unless the block is marked;
   - a marker, an HTML comment on the line right before the block or "→" line, says what
     to expect instead: <!-- example: KIND --> checks every example as KIND (a schema name,
@@ -222,6 +223,7 @@ _FENCE = re.compile(r"^\s*(`{3,}|~{3,})\s*([^\s`]*)")
 _MARKER = re.compile(r"^\s*<!--\s*example:\s*(.*?)\s*-->\s*$")
 _ANY_MARKER = re.compile(r"^\s*<!--\s*example\b")
 _REDIS = re.compile(r"^\s*(SET|PUBLISH|RPUSH)\s+(\S+)\s+'([^']*)'")
+_FCALL = re.compile(r"^\s*FCALL\s+chartgate_overlay\s+1\s+overlays:\{(\S+)\}\s+(\S+)\s+'([^']*)'")
 _CODE = re.compile(r"`([^`]+)`")
 
 
@@ -339,6 +341,18 @@ def doc_examples(v, path=PROTOCOL_MD, text=None):
             out.extend(_json_block(v, n, body, kind, expect_ok))
             continue
         for k, row in enumerate(body, n + 1):
+            fc = _FCALL.match(row)
+            if fc:  # an overlay operation handed to the chartgate_overlay function (§17.2)
+                if fc.group(1) != fc.group(2):
+                    out.append(DocExample(k, "FCALL", problem="the key must be "
+                                          "overlays:{<the instrument argument>}"))
+                else:
+                    payload = fc.group(3)
+                    out.append(DocExample(k, "FCALL chartgate_overlay (overlay-op)", expect_ok,
+                                          lambda p=payload, kd=kind or ("overlay-op",
+                                                                        "overlay-op"):
+                                          v.check_raw(p, *kd)))
+                continue
             r = _REDIS.match(row)
             ex = _redis_example(v, r.group(2), r.group(3)) if r else None
             if ex and kind:

@@ -97,6 +97,7 @@ struct load_opts {
     int churn;
     double stats_s;
     uint64_t seed;
+    int overlays; /* subscribe with "overlays":true; overlay frames are counted as ticks */
     char origin[160];
     double send_rate;  /* sends per second per socket; 0: none */
     double send_for_s; /* seconds of sending from ready; 0: until the end */
@@ -196,6 +197,10 @@ static void usage(FILE *f)
           "  --send-rate R        `send` actions per second per socket, from ready on     [0]\n"
           "  --send-for S         seconds of sending (0: until the end)                  [0]\n"
           "  --send-service NAME  the service sends go to                             [bench]\n"
+          "  --overlays           subscribe with \"overlays\":true and count overlay frames "
+          "(cg-publish\n"
+          "                       --mode overlay) instead of ticks: seq is the op's v, latency\n"
+          "                       from its point [pub_ms, pub_us %% 1000]\n"
           "Prints `ready ...` when every socket is subscribed (hold mode), then one JSON line\n"
           "with the report at the end (duration over, or SIGTERM/SIGINT).\n",
           f);
@@ -225,6 +230,7 @@ static void parse_opts(struct load_opts *o, int argc, char **argv)
         O_SEND_RATE,
         O_SEND_FOR,
         O_SEND_SERVICE,
+        O_OVERLAYS,
         O_HELP
     };
     static const struct option opts[] = {{"url", required_argument, 0, O_URL},
@@ -248,6 +254,7 @@ static void parse_opts(struct load_opts *o, int argc, char **argv)
                                          {"send-rate", required_argument, 0, O_SEND_RATE},
                                          {"send-for", required_argument, 0, O_SEND_FOR},
                                          {"send-service", required_argument, 0, O_SEND_SERVICE},
+                                         {"overlays", no_argument, 0, O_OVERLAYS},
                                          {"help", no_argument, 0, O_HELP},
                                          {0, 0, 0, 0}};
     const char *url = NULL, *redis = NULL;
@@ -328,6 +335,9 @@ static void parse_opts(struct load_opts *o, int argc, char **argv)
             break;
         case O_SEND_FOR:
             o->send_for_s = bench_num_arg("send-for", optarg, 0, 3600);
+            break;
+        case O_OVERLAYS:
+            o->overlays = 1;
             break;
         case O_SEND_SERVICE: {
             size_t n = strlen(optarg);
@@ -729,7 +739,7 @@ static void send_subscribe(struct load *l, struct conn *c)
     n += (size_t)snprintf(s + n, cap - n, "{\"action\":\"subscribe\",\"id\":1,\"instruments\":[");
     for (uint32_t i = 0; i < c->nsubs; i++)
         n += (size_t)snprintf(s + n, cap - n, "%s\"%s%u\"", i ? "," : "", l->o.prefix, c->subs[i]);
-    n += (size_t)snprintf(s + n, cap - n, "]}");
+    n += (size_t)snprintf(s + n, cap - n, "]%s}", l->o.overlays ? ",\"overlays\":true" : "");
     send_frame(l, c, 0x1, s, n);
     free(s);
 }
@@ -905,6 +915,40 @@ static int tick_fast(struct load *l, struct conn *c, const char *p, const char *
     return 1;
 }
 
+/* An overlay append of cg-publish --mode overlay, accounted as a tick (seq = its v):
+ * {"type":"overlay","instrument":"<prefix><i>","op":{"op":"append","overlay":"bench",
+ *  "points":[[<pub_ms>,<pub_us % 1000>]],"v":N}}. Returns 0 for any other frame. */
+static int overlay_fast(struct load *l, struct conn *c, const char *p, const char *end)
+{
+    static const char head[] = "{\"type\":\"overlay\",\"instrument\":\"";
+    static const char mid[] = "\",\"op\":{\"op\":\"append\",\"overlay\":\"bench\",\"points\":[[";
+    static const char vk[] = "]],\"v\":";
+    size_t hl = sizeof(head) - 1, pl = strlen(l->o.prefix);
+    if (!l->o.overlays || end - p < 80 || memcmp(p, head, hl) || memcmp(p + hl, l->o.prefix, pl))
+        return 0;
+    const char *q = p + hl + pl;
+    uint32_t idx = 0;
+    int digits = 0;
+    while (q < end && *q >= '0' && *q <= '9' && digits < 6) {
+        idx = idx * 10 + (uint32_t)(*q++ - '0');
+        digits++;
+    }
+    if (!digits || idx >= l->o.instruments || end - q < (ptrdiff_t)sizeof(mid) ||
+        memcmp(q, mid, sizeof(mid) - 1))
+        return 0;
+    q += sizeof(mid) - 1;
+    int64_t ms = int_at(q, end);
+    const char *comma = memchr(q, ',', (size_t)(end - q));
+    if (!comma)
+        return 0;
+    int64_t us = int_at(comma + 1, end);
+    const char *v = memmem(comma, (size_t)(end - comma), vk, sizeof(vk) - 1);
+    if (!v)
+        return 0;
+    on_tick(l, c, idx, int_at(v + sizeof(vk) - 1, end), ms * 1000 + us);
+    return 1;
+}
+
 /* A send's answer {"type":"sent","id":<scheduled send time, us>}: its round trip. */
 static int sent_fast(struct load *l, const char *p, const char *end)
 {
@@ -934,7 +978,7 @@ static void on_error_frame(struct load *l, const char *p, const char *end)
 
 static void on_json(struct load *l, struct conn *c, const char *p, const char *end)
 {
-    if (tick_fast(l, c, p, end) || sent_fast(l, p, end))
+    if (tick_fast(l, c, p, end) || overlay_fast(l, c, p, end) || sent_fast(l, p, end))
         return;
     const char *t = member(p, end, KEY("\"type\""));
     if (!t || *t != '"') {
@@ -958,7 +1002,7 @@ static void on_json(struct load *l, struct conn *c, const char *p, const char *e
         int32_t idx = in && *in == '"' ? instrument_at(l, in + 1, end) : -1;
         int slot = idx >= 0 ? sub_slot(c, (uint32_t)idx) : -1;
         l->st.snapshots++;
-        if (sq && slot >= 0) {
+        if (sq && slot >= 0 && !l->o.overlays) { /* with overlays, seq counts operations (v) */
             int64_t seq = int_at(sq, end);
             if (seq > c->last_seq[slot])
                 c->last_seq[slot] = seq;

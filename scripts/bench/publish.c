@@ -8,6 +8,10 @@
  *   PUBLISH <md-prefix><name> <tick>                                  --mode publish (default)
  *   FCALL chartgate_publish 1 <md-prefix><name> <tick> [<stream-len>]  --mode fcall
  *   RPUSH <inbox-key> {"instrument":"<name>","data":<tick>}           --mode rpush
+ *   FCALL chartgate_overlay 1 overlays:{<name>} <name> <append>       --mode overlay
+ * with <append> = {"op":"append","overlay":"bench","points":[[<pub_ms>,<pub_us % 1000>]]} (the
+ * scheduled time in the point: PROTOCOL.md §17 keeps no other member), after one "set" of the
+ * line overlay "bench" (interval 1m) per instrument before t0;
  * with <tick> = {"ts":<epoch ms>,"last_price":3500.3,"volume":<n>,"pub_us":<epoch us>} and, with
  * --payload-bytes, a trailing "pad" string member that brings it to about that many bytes.
  *
@@ -87,7 +91,7 @@ struct pub_opts {
     uint64_t seed;
     double duration_s;
     uint64_t count; /* 0: bounded by the duration only */
-    enum { MODE_PUBLISH, MODE_RPUSH, MODE_FCALL } mode;
+    enum { MODE_PUBLISH, MODE_RPUSH, MODE_FCALL, MODE_OVERLAY } mode;
     char stream_len[24];    /* --mode fcall: the function's optional argument; "": none */
     const char *inbox_key;  /* borrowed from argv, or a literal */
     uint32_t payload_bytes; /* 0: no padding */
@@ -114,11 +118,12 @@ static void usage(FILE *f)
           "  --seed N             PRNG seed (Zipf choice, price walk)                     [1]\n"
           "  --duration S         stop scheduling after S seconds (required, <= 3600)\n"
           "  --count N            stop after N messages too, whichever comes first\n"
-          "  --mode publish|rpush|fcall\n"
+          "  --mode publish|rpush|fcall|overlay\n"
           "                       PUBLISH <md-prefix><name>, RPUSH an inbox envelope, or\n"
           "                       FCALL chartgate_publish 1 <md-prefix><name> <tick> (the\n"
           "                       Redis Function of gateway/functions/chartgate_md.lua, which\n"
-          "                       must be loaded: scripts/load-functions)          [publish]\n"
+          "                       must be loaded: scripts/load-functions), or FCALL\n"
+          "                       chartgate_overlay with an overlay append       [publish]\n"
           "  --stream-len N       --mode fcall: pass N as the function's stream length\n"
           "                       (default: none, the loaded library's)\n"
           "  --inbox-key K        inbox list for --mode rpush                [chartgate:inbox]\n"
@@ -136,7 +141,10 @@ static void usage(FILE *f)
 
 static const char *pub_mode_name(int mode)
 {
-    return mode == MODE_RPUSH ? "rpush" : mode == MODE_FCALL ? "fcall" : "publish";
+    return mode == MODE_RPUSH     ? "rpush"
+           : mode == MODE_FCALL   ? "fcall"
+           : mode == MODE_OVERLAY ? "overlay"
+                                  : "publish";
 }
 
 static const char *key_arg(const char *name, const char *v)
@@ -246,8 +254,10 @@ static void parse_opts(struct pub_opts *o, int argc, char **argv)
                 o->mode = MODE_PUBLISH;
             else if (!strcmp(optarg, "fcall"))
                 o->mode = MODE_FCALL;
+            else if (!strcmp(optarg, "overlay"))
+                o->mode = MODE_OVERLAY;
             else
-                bench_die("--mode: want publish, rpush or fcall, got '%s'", optarg);
+                bench_die("--mode: want publish, rpush, fcall or overlay, got '%s'", optarg);
             break;
         case O_STREAMLEN:
             /* the function's range; passed in canonical decimal form */
@@ -460,6 +470,24 @@ static int pub_connect(struct pub *p, char *err, size_t errsz)
         return -1;
     }
     freeReplyObject(r);
+    /* --mode overlay: the line every append goes to, set (emptied) once per instrument. */
+    for (uint32_t i = 0; p->o.mode == MODE_OVERLAY && i < p->o.instruments; i++) {
+        const struct pub_inst *in = &p->in[i];
+        r = redisCommand(p->c,
+                         "FCALL chartgate_overlay 1 overlays:{%s} %s "
+                         "{\"op\":\"set\",\"overlay\":\"bench\",\"kind\":\"line\","
+                         "\"interval\":\"1m\",\"points\":[]}",
+                         in->name, in->name);
+        if (!r || r->type == REDIS_REPLY_ERROR) {
+            /* "Function not found": no gateway has connected to this Redis yet */
+            snprintf(err, errsz, "FCALL chartgate_overlay (set): %.200s",
+                     r ? r->str : p->c->errstr);
+            if (r)
+                freeReplyObject(r);
+            return -1;
+        }
+        freeReplyObject(r);
+    }
     return 0;
 }
 
@@ -532,6 +560,26 @@ static int append_tick(struct pub *p, uint64_t due_ns, char *err, size_t errsz)
     const char *argv[6];
     size_t argvlen[6];
     int argc = 3;
+    if (p->o.mode == MODE_OVERLAY) {
+        /* The scheduled time rides in the point: t = pub_ms, v = the microseconds past it. */
+        uint64_t pub_us = p->real0_us + (due_ns - p->t0_ns) / 1000;
+        char key[64];
+        int n = snprintf(p->payload, p->payload_cap,
+                         "{\"op\":\"append\",\"overlay\":\"bench\",\"points\":[[%" PRIu64
+                         ",%" PRIu64 "]]}",
+                         pub_us / 1000, pub_us % 1000);
+        int k = snprintf(key, sizeof(key), "overlays:{%s}", in->name);
+        const char *fargv[6] = {"FCALL", "chartgate_overlay", "1", key, in->name, p->payload};
+        size_t flen[6] = {5, 17, 1, (size_t)k, in->name_len, (size_t)n};
+        if (redisAppendCommandArgv(p->c, 6, fargv, flen) != REDIS_OK) {
+            snprintf(err, errsz, "appending FCALL %s: %s", key,
+                     p->c->errstr[0] ? p->c->errstr : "out of memory");
+            return -1;
+        }
+        p->appended++;
+        in->published++;
+        return 0;
+    }
     if (p->o.mode == MODE_RPUSH) {
         int h =
             snprintf(p->envelope, p->envelope_cap, "{\"instrument\":\"%s\",\"data\":", in->name);

@@ -2,13 +2,15 @@
 // driven by playwright-core), against a real gateway and a private redis-server.
 //
 // Starts: redis-server (free port, no persistence), the gateway (--dev-login --record-bars
-// --service alerts), the alerts service (scripts/services/alerts), an in-test publisher (RESP
+// --service alerts), the alerts service (scripts/services/alerts), the indicators service
+// (scripts/services/indicators: chart overlays), an in-test publisher (RESP
 // over node:net). Then, as a person would: logs in through /dev/login,
 // checks the first visit opens a chart full of candles and a watchlist whose change is from the
 // previous day's close (seeded 1d bars), opens two instruments, checks candles are drawn and
 // prices move, switches interval, scrolls
 // back to load history, drops the socket and restarts the gateway (the page must resume), checks
-// notifications, price alerts (set from the chart, fired in every tab, refused, cancelled),
+// overlays (the indicator lines and markers drawn, a user's level, legend toggles, removal, interval
+// switches), notifications, price alerts (set from the chart, fired in every tab, refused, cancelled),
 // persistence, themes and phone size, and the logged-out state.
 // Screenshots go to test-artifacts/browser/. Last line: "browser: N passed, N failed".
 //
@@ -147,6 +149,7 @@ let redisPort;
 let gwPort;
 let gateway;
 let alertsSvc;
+let indicatorsSvc;
 let webRoot;
 let gwRuns = 0;
 
@@ -190,6 +193,19 @@ async function startAlerts() {
       throw Object.assign(new Error(`the alerts service exited (${child.exitCode ?? child.signalCode})`), { fatal: true });
     }
     return existsSync(logFile) && readFileSync(logFile, "utf8").includes("alerts loaded");
+  }, 10000);
+}
+
+async function startIndicators() {
+  const logFile = join(ARTIFACTS, "indicators.log");
+  indicatorsSvc = start("indicators", "/usr/bin/python3", [join(ROOT, "scripts", "services", "indicators"),
+    "--redis", `redis://127.0.0.1:${redisPort}`, "--intervals", "1m", "--update-ms", "500"], logFile);
+  const child = indicatorsSvc;
+  await waitFor("the indicators service", async () => {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      throw Object.assign(new Error(`the indicators service exited (${child.exitCode ?? child.signalCode})`), { fatal: true });
+    }
+    return existsSync(logFile) && readFileSync(logFile, "utf8").includes("msg=started");
   }, 10000);
 }
 
@@ -392,6 +408,7 @@ async function main() {
     await seedDailyBars(A);
     await startAlerts();
     await startGateway();
+    await startIndicators();
     startPublisher();
   }, { needed: true });
 
@@ -547,6 +564,75 @@ async function main() {
     await shot("04-history");
   });
 
+  // Overlays (PROTOCOL.md §17): the indicators service's lines and crossovers, and operations a
+  // backend publishes here through the chartgate_overlay function.
+  const overlay = (op) => redis.call("FCALL", "chartgate_overlay", "1", `overlays:{${A}}`, A, JSON.stringify(op));
+  const ovButton = (key) => page.locator(`${panelSel(0)} .ov-legend .ov[data-overlay="${key}"]`);
+  const ovVisible = (key) => page.evaluate((k) => {
+    const d = window.chartgate.panels[0].ovDrawn.get(k);
+    return d && d.series ? d.series.options().visible : null;
+  }, key);
+  const LINE_KEYS = ["ma20.1m", "ma60.1m", "bb_upper.1m", "bb_lower.1m", "vwap.1m"];
+
+  await step("overlays: the indicators service's lines are drawn, with a legend", async () => {
+    const sub = wsLog.find((e) => e.dir === "out" && e.frame.action === "subscribe" && e.frame.instruments?.includes(A) &&
+      e.frame.overlays === true);
+    check(sub, "no subscribe with overlays:true for A");
+    await waitFor("the indicator lines on chart 0", async () => Number(await panelAttr(0, "overlay-series")) >= 5, 20000);
+    const keys = await page.locator(`${panelSel(0)} .ov-legend .ov`).evaluateAll((bs) => bs.map((b) => b.dataset.overlay));
+    for (const k of LINE_KEYS) check(keys.includes(k), `no legend entry for ${k}: ${keys}`);
+    const points = await page.evaluate((ks) => ks.map((k) => window.chartgate.panels[0].ovDrawn.get(k)?.series?.data().length ?? 0),
+      LINE_KEYS);
+    check(points.every((n) => n > 0), `line series without points: ${LINE_KEYS.map((k, i) => `${k}=${points[i]}`)}`);
+    // They move with the market: the forming bar's MA20 point follows the ticks.
+    const last = () => page.evaluate(() => {
+      const d = window.chartgate.panels[0].ovDrawn.get("ma20.1m").series.data();
+      return JSON.stringify(d[d.length - 1]);
+    });
+    const before = await last();
+    await waitFor("MA20's last point to move", async () => (await last()) !== before, 10000);
+    await page.evaluate(() => window.chartgate.panels[0].chart.timeScale().scrollToRealTime());
+    await sleep(300);
+    await shot("04b-overlays");
+  });
+
+  await step("overlays: a backend's markers and this user's level; another user's stays away", async () => {
+    const T = Number(await panelAttr(0, "last-t"));
+    await overlay({ op: "set", overlay: "fills", kind: "markers", interval: "1m", style: { color: "#26a69a", title: "fills" },
+      points: [{ t: T - 5 * MIN, position: "below", shape: "arrowUp", text: "bought" },
+        { t: T - 2 * MIN, position: "above", shape: "arrowDown", color: "#ef5350", text: "sold" }] });
+    await overlay({ op: "set", overlay: "entry", kind: "level", price: prices[A], color: "#f5a623", title: "my entry", user: "tester" });
+    await overlay({ op: "set", overlay: "entry", kind: "level", price: prices[A] * 0.9, title: "not mine", user: "someone" });
+    await waitFor("the markers and one level on chart 0", async () => Number(await panelAttr(0, "overlay-markers")) >= 2 &&
+      Number(await panelAttr(0, "overlay-levels")) === 1, 5000);
+    const markers = await page.evaluate(() => window.chartgate.panels[0].ovMarkers.markers().map((m) => m.text));
+    check(markers.includes("bought") && markers.includes("sold"), `markers on the candles: ${markers}`);
+    check(await ovButton("entry|tester").count() === 1, "no legend entry for the user's level");
+    check(await ovButton("entry|someone").count() === 0, "another user's level reached this page");
+    check(!wsLog.some((e) => e.dir === "in" && e.frame.type === "overlay" && e.frame.op.user === "someone"),
+      "another user's overlay frame reached this page");
+    await shot("04c-overlays-markers-level");
+  });
+
+  await step("overlays: the legend toggles one, remove takes them off the chart", async () => {
+    await ovButton("ma20.1m").click();
+    await waitFor("MA20 hidden", async () => (await ovVisible("ma20.1m")) === false &&
+      (await ovButton("ma20.1m").getAttribute("aria-pressed")) === "false", 3000);
+    check((await ovVisible("ma60.1m")) === true, "hiding MA20 hid MA60 too");
+    await ovButton("ma20.1m").click();
+    await waitFor("MA20 shown again", async () => (await ovVisible("ma20.1m")) === true, 3000);
+    await ovButton("fills").click();
+    await waitFor("the markers hidden", async () => (await page.evaluate(() =>
+      window.chartgate.panels[0].ovMarkers.markers().filter((m) => m.text === "bought").length)) === 0, 3000);
+    await ovButton("fills").click();
+    await overlay({ op: "remove", overlay: "fills" });
+    await overlay({ op: "remove", overlay: "entry", user: "tester" });
+    await waitFor("markers and level removed", async () => Number(await panelAttr(0, "overlay-levels")) === 0 &&
+      (await ovButton("fills").count()) === 0 && (await ovButton("entry|tester").count()) === 0, 5000);
+    const left = await page.evaluate(() => window.chartgate.panels[0].ovMarkers.markers().map((m) => m.text));
+    check(!left.includes("bought") && !left.includes("sold"), `removed markers still drawn: ${left}`);
+  });
+
   await step("a dropped socket resumes with since (recovered)", async () => {
     const mark = wsLog.length;
     await page.evaluate(() => window.chartgate.conn.ws.close(4000, "test"));
@@ -592,6 +678,19 @@ async function main() {
     await waitFor("new 1s bars after the restart", async () => Number(await panelAttr(1, "last-t")) > t, 5000);
     await waitFor("candles drawn after the restart", async () => (await colouredPixels(0)) > 100, 5000);
     await shot("06-reconnected");
+  });
+
+  await step("overlays after the gateway's restart, and across an interval switch", async () => {
+    // The restarted process read them back from Redis: the snapshot carried them.
+    await waitFor("the indicator lines after the restart", async () => Number(await panelAttr(0, "overlay-series")) >= 5, 10000);
+    await page.locator(`${panelSel(0)} .intervals button[data-iv="5m"]`).click();
+    await waitFor("chart 0 at 5m without the 1m overlays", async () => (await panelAttr(0, "interval")) === "5m" &&
+      Number(await panelAttr(0, "overlay-series")) === 0, 5000);
+    check(await page.locator(`${panelSel(0)} .ov-legend .ov`).count() === 0, "1m overlays in the legend at 5m");
+    await page.locator(`${panelSel(0)} .intervals button[data-iv="1m"]`).click();
+    await waitFor("the 1m overlays back", async () => (await panelAttr(0, "interval")) === "1m" &&
+      Number(await panelAttr(0, "overlay-series")) >= 5, 10000);
+    await waitFor("bars back in chart 0", async () => (await barsOf(0)) >= 250, 10000);
   });
 
   await step("user and broadcast messages appear as notifications", async () => {
@@ -805,6 +904,15 @@ async function main() {
     }
     const { code } = await gw2.exited;
     check(code === 0, `the calendar gateway exited with ${code}`);
+  });
+
+  await step("the indicators service ran throughout and stops cleanly on SIGTERM", async () => {
+    check(indicatorsSvc.exitCode === null && indicatorsSvc.signalCode === null, "the indicators service exited during the test");
+    const exited = indicatorsSvc.exited;
+    await stop(indicatorsSvc, "SIGTERM", 5000);
+    const { code, sig } = await exited;
+    check(code === 0, `the indicators service exited with ${code === null ? sig : "status " + code} (see indicators.log)`);
+    check(!/level=error|Traceback/.test(readFileSync(join(ARTIFACTS, "indicators.log"), "utf8")), "errors in indicators.log");
   });
 
   await step("no script errors in the page", async () => {

@@ -7,7 +7,10 @@
  *   B\x1f<payload>             cg_relay_broadcast
  *   E\x1f<envelope>            cg_relay_envelope (an inbox item)
  *   R\x1f<reply>               cg_relay_reply    (a service's reply on this process's channel)
- * (any other operation byte selects one by its value). A fresh registry per input has
+ *   O<instrument>\x1f<op>      cg_relay_overlay  (a chart:<instrument> message, PROTOCOL.md §17)
+ * (any other operation byte selects one by its value). On rb2501 the subscriptions of conns 2
+ * (u1) and 3 (u2) have overlays on: an operation reaches at most those two, never a user's
+ * operation another user's socket, and versions only go forwards. A fresh registry per input has
  * members of users u1 and u2 subscribed to rb2501 and au2412, so fan-out runs; the
  * deliver hook takes and drops a reference and checks the frame: one JSON object on one
  * line. Envelopes must yield a valid target and compact JSON data. Replies go to this
@@ -16,6 +19,7 @@
  * holding the reply's service, id and data, and every reply is counted once. */
 #include "fuzz_common.h"
 #include "instrument.h"
+#include "overlay.h"
 #include "relay.h"
 
 #define MAX_PAYLOAD 2048
@@ -84,6 +88,10 @@ static void check_envelope(struct cg_relay *r, const char *p, size_t n)
         break;
     case CG_ENV_BROADCAST:
         FUZZ_CHECK(tl == 0);
+        break;
+    case CG_ENV_CHART:
+        FUZZ_CHECK(cg_instrument_valid(env.target, tl));
+        FUZZ_CHECK(env.data[0] == '{');
         break;
     default:
         FUZZ_CHECK(!"bad envelope kind");
@@ -184,7 +192,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct cg_member m[4];
     /* The first byte's top bit asks for every tick (tick_all, as with --record-bars). */
     const struct cg_relay_hooks hooks = {
-        deliver, &delivered, tick_hook, &delivered, size && (data[0] & 0x80), NULL, NULL, NULL};
+        deliver, &delivered, tick_hook, &delivered, size && (data[0] & 0x80),
+        NULL,    NULL,       NULL,      NULL};
     cg_registry_init(&reg, NULL, 64);
     cg_relay_init(&relay, &reg, &hooks, MAX_PAYLOAD);
     relay.drop_log = drop_log;
@@ -198,6 +207,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(cg_registry_subscribe(&reg, &m[0], rb, 1, 200) == CG_REG_OK);
     FUZZ_CHECK(cg_registry_subscribe(&reg, &m[1], both, 2, 200) == CG_REG_OK);
     FUZZ_CHECK(cg_registry_subscribe(&reg, &m[2], both, 2, 200) == CG_REG_OK);
+    struct cg_instrument *rbi = cg_registry_instrument(&reg, "rb2501", 6, 0);
+    FUZZ_CHECK(rbi && (rbi->overlays = cg_overlay_inst_create()) != NULL);
+    for (int i = 1; i <= 2; i++) {
+        struct cg_sub *sub = cg_registry_find_sub(&m[i], rbi);
+        sub->view.overlays = 1;
+        cg_registry_want_overlays(sub, 1);
+        rbi->overlays->viewers++;
+    }
 
     /* one copy of the input, cut into records in place (each part exactly sized for ASan) */
     size_t pos = 0;
@@ -216,9 +233,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         char *payload = fuzz_dup(sep ? sep + 1 : rec + rlen, plen);
         uint64_t before = delivered;
         int rc;
-        switch (op == 'T' || op == 'U' || op == 'B' || op == 'E' || op == 'R'
+        switch (op == 'T' || op == 'U' || op == 'B' || op == 'E' || op == 'R' || op == 'O'
                     ? op
-                    : "TUBER"[(unsigned char)op % 5]) {
+                    : "TUBERO"[(unsigned char)op % 6]) {
+        case 'O': {
+            uint64_t v0 = rbi->overlays->last_v;
+            last_member = NULL;
+            rc = cg_relay_overlay(&relay, target, tlen, payload, plen);
+            FUZZ_CHECK(rc == 0 || rc == -1);
+            FUZZ_CHECK(delivered - before <= 2);
+            FUZZ_CHECK(rbi->overlays->last_v >= v0);
+            if (delivered - before == 1) /* a user's operation: one of u1's or u2's sockets */
+                FUZZ_CHECK(last_member == &m[1] || last_member == &m[2]);
+            FUZZ_CHECK(rbi->overlays->count <= CG_OVERLAY_RING);
+            break;
+        }
         case 'T': {
             struct cg_instrument *in = cg_registry_instrument(&reg, target, tlen, 0);
             uint64_t seq = in ? in->seq : 0;
@@ -252,6 +281,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         last_checked = NULL; /* a later frame may get the same address */
     }
     drop_log = relay.drop_log;
+    cg_overlay_inst_destroy(rbi->overlays);
+    rbi->overlays = NULL;
     for (int i = 0; i < 3; i++)
         cg_registry_leave(&reg, &m[i]);
     cg_registry_finish(&reg);

@@ -396,7 +396,8 @@ class WSClient:
     # resumes sends the epoch its seq numbers came from (PROTOCOL.md §15), like the web page.
     epochs = {}
 
-    def subscribe(self, names, id=None, timeout=None, intervals=None, since=None, epoch="auto"):
+    def subscribe(self, names, id=None, timeout=None, intervals=None, since=None, epoch="auto",
+                  overlays=None):
         """Subscribe (with "intervals"/"since" when given) and return the `subscribed` reply,
         after checking it (instruments, intervals echo, recovered keys) and consuming what the
         protocol says follows it (PROTOCOL.md §3, §15): one `snapshot` per distinct instrument
@@ -406,6 +407,8 @@ class WSClient:
         req = {"action": "subscribe", "instruments": list(names), "id": id}
         if intervals is not None:
             req["intervals"] = list(intervals)
+        if overlays is not None:
+            req["overlays"] = overlays
         if since is not None:
             req["since"] = dict(since)
             if epoch == "auto":
@@ -433,8 +436,12 @@ class WSClient:
             if recovered is None or set(recovered) != want:
                 raise AssertionError("subscribed.recovered %r: expected one entry for each of %s"
                                      % (recovered, sorted(want)))
-        self.take_snapshots([n for n in names if not recovered.get(n)], intervals or [],
-                            timeout)
+        snaps = self.take_snapshots([n for n in names if not recovered.get(n)], intervals or [],
+                                    timeout)
+        for f in snaps:
+            if bool(overlays) != ("overlays" in f):
+                raise AssertionError("snapshot of %s %s overlays, the request asked %s" % (
+                    f["instrument"], "has" if "overlays" in f else "has no", overlays))
         return reply
 
     def take_snapshots(self, names, intervals=(), timeout=None):

@@ -68,7 +68,7 @@ class BenchQuick(unittest.TestCase):
     def test_fanout_steps_count_exactly(self):
         for s in self.steps("fanout", "fanout_zipf", "bursty", "bursty_wide", "tornado",
                             "tornado_bursty", "nginx1", "nginx2", "nginx1_bursty",
-                            "nginx2_bursty"):
+                            "nginx2_bursty", "overlay", "overlay_ticks"):
             with self.subTest(step=s["label"]):
                 self.assertGreater(s["conns"], 0)
                 self.assertEqual(s["connect_failed"], 0)

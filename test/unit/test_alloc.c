@@ -20,6 +20,7 @@
 #include "frame.h"
 #include "outq.h"
 #include "registry.h"
+#include "overlay.h"
 #include "relay.h"
 #include "config.h"
 #include "request.h"
@@ -196,13 +197,19 @@ static struct cg_frame *encode(int which)
         return cg_frame_snapshot("au2412", 0, NULL, 0, NULL, 0);
     case 10:
         return cg_frame_history("9", "rb2501", &bars2[0]);
+    case 11:
+        return cg_frame_overlay("rb2501", "{\"op\":\"remove\",\"overlay\":\"a\",\"v\":1}", 35);
+    case 12:
+        return cg_frame_overlay_sync("rb2501", 3, "[]", 2);
+    case 13:
+        return cg_frame_snapshot_overlays("rb2501", 42, "{}", 2, bars2, 2, "[]", 2);
     default:
         return cg_frame_subscribed("7", names, 2, intervals, 2, "3f9a0c1d2e4b5a69",
                                    "9e1b7c3d5f0a2b44", recovered);
     }
 }
 
-#define NENCODERS 12
+#define NENCODERS 15
 
 static void test_frames(void)
 {
@@ -701,10 +708,12 @@ static void count_deliver(void *data, struct cg_member *m, struct cg_frame *f, u
 
 static void test_relay(void)
 {
-    static const struct cg_relay_hooks rh = {count_deliver, NULL, NULL, NULL, 0, NULL, NULL, NULL};
+    static const struct cg_relay_hooks rh = {count_deliver, NULL, NULL, NULL, 0,
+                                             NULL,          NULL, NULL, NULL};
     const char *tick = "{\n\"last\": 1,\n\"bid\": [1, 2]\n}"; /* re-encoded: one more alloc */
     const char *envl = "{\"user\":\"u1\",\"data\":{\"k\": [1, 2, 3]}}";
-    for (int c = 0; c < 3; c++) {
+    const char *op = "{\"op\": \"remove\",\n\"overlay\": \"a\", \"v\": 1}"; /* re-encoded */
+    for (int c = 0; c < 4; c++) {
         int failures = 0, done = 0;
         for (long n = 0; n < MAX_ROUNDS && !done; n++) {
             long base = live;
@@ -720,30 +729,47 @@ static void test_relay(void)
             cg_registry_subscribe(&r, &m2, names, 1, 200);
             struct cg_instrument *in = cg_registry_instrument(&r, "rb2501", 6, 0);
             struct cg_envelope env = {0};
+            if (c == 3) { /* both with overlays on */
+                in->overlays = cg_overlay_inst_create();
+                cg_registry_want_overlays(in->fan[0].sub, 1);
+                cg_registry_want_overlays(in->fan[1].sub, 1);
+            }
             ndelivered = 0;
             arm(n);
             int rc;
-            if (c == 0)
+            if (c == 3)
+                rc = cg_relay_overlay(&rl, "rb2501", 6, op, strlen(op));
+            else if (c == 0)
                 rc = cg_relay_tick(&rl, "rb2501", 6, tick, strlen(tick), CG_SOURCE_PUBSUB);
             else if (c == 1)
                 rc = cg_relay_user(&rl, "u1", 2, tick, strlen(tick), CG_SOURCE_PUBSUB);
             else
                 rc = cg_relay_envelope(&rl, envl, strlen(envl), &env);
-            if (disarm()) {
+            if (disarm() && !(c == 3 && rc == 0 && ndelivered == 2)) {
+                /* (jansson's dump may absorb one of its own failed allocations and still encode
+                 * the object: then the operation went out whole, also all or nothing) */
                 failures++;
                 CHECK_INT(rc, -1);
                 CHECK_INT(ndelivered, 0); /* all or nothing */
                 CHECK(env.data == NULL);
+                if (c == 3) /* dropped unparsed, or (encoding failed) a resync from v 1 on */
+                    CHECK(in->overlays->count == 0 && in->overlays->last_v <= 1);
             } else {
                 done = 1;
                 CHECK_INT(rc, 0);
                 CHECK_INT(ndelivered, c == 2 ? 0 : 2);
                 if (c == 0)
                     CHECK_UINT(in->seq, 1);
+                if (c == 3)
+                    CHECK(in->overlays->count == 1 && in->overlays->last_v == 1);
                 if (c == 2)
                     CHECK_MEM(env.data, env.len, "{\"k\":[1,2,3]}");
             }
             free(env.data);
+            if (in) {
+                cg_overlay_inst_destroy(in->overlays);
+                in->overlays = NULL;
+            }
             cg_registry_leave(&r, &m1);
             cg_registry_leave(&r, &m2);
             cg_registry_finish(&r);

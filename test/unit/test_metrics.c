@@ -56,6 +56,9 @@ static const struct {
     {"chartgate_client_errors_total", "counter"},
     {"chartgate_service_replies_total", "counter"},
     {"chartgate_service_events_dropped_total", "counter"},
+    {"chartgate_overlay_applied_total", "counter"},
+    {"chartgate_overlay_syncs_total", "counter"},
+    {"chartgate_overlay_oversize_total", "counter"},
     {"chartgate_service_messages_total", "counter"},
     {"chartgate_service_unavailable_total", "counter"},
 };
@@ -82,11 +85,9 @@ static const struct {
              {CG_LINK_SESSION, "session"},
              {CG_AUTH_PEER_SENTINEL, "sentinel"}},
   sources[] = {{CG_SOURCE_PUBSUB, "pubsub"}, {CG_SOURCE_INBOX, "inbox"}},
-  drops[] = {{CG_DROP_BAD_JSON, "bad_json"},
-             {CG_DROP_NOT_OBJECT, "not_object"},
-             {CG_DROP_NO_TARGET, "no_target"},
-             {CG_DROP_TOO_LARGE, "too_large"},
-             {CG_DROP_BAD_SEQ, "bad_seq"}},
+  drops[] = {{CG_DROP_BAD_JSON, "bad_json"},   {CG_DROP_NOT_OBJECT, "not_object"},
+             {CG_DROP_NO_TARGET, "no_target"}, {CG_DROP_TOO_LARGE, "too_large"},
+             {CG_DROP_BAD_SEQ, "bad_seq"},     {CG_DROP_BAD_OVERLAY, "bad_overlay"}},
   codes[] = {{CG_ERR_BAD_JSON, "bad_json"},
              {CG_ERR_BAD_REQUEST, "bad_request"},
              {CG_ERR_UNKNOWN_ACTION, "unknown_action"},
@@ -294,6 +295,9 @@ static void set_all(struct cg_metrics_gauges *g)
     for (int i = 0; i < CG_REPLY__COUNT; i++)
         m->replies[i] = 700 + (uint64_t)i;
     m->service_events_dropped = 1016;
+    m->overlay_applied = 1017;
+    m->overlay_syncs = 1018;
+    m->overlay_oversize = 1019;
     m->service_sent[0] = 801;
     m->service_sent[1] = 802;
     m->service_unavailable[0] = 901;
@@ -388,6 +392,9 @@ static void test_values(void)
         SAMPLE("chartgate_service_replies_total{result=\"%s\"} %d", replies[i].name,
                700 + replies[i].index);
     SAMPLE("chartgate_service_events_dropped_total 1016");
+    SAMPLE("chartgate_overlay_applied_total 1017");
+    SAMPLE("chartgate_overlay_syncs_total 1018");
+    SAMPLE("chartgate_overlay_oversize_total 1019");
     SAMPLE("chartgate_service_messages_total{service=\"alerts\"} 801");
     SAMPLE("chartgate_service_messages_total{service=\"orders\"} 802");
     SAMPLE("chartgate_service_unavailable_total{service=\"alerts\"} 901");

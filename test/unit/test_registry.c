@@ -189,6 +189,12 @@ static void test_subscribe_hooks(void)
     CHECK_UINT(rb->fan[0].held, 0);
     cg_registry_hold(rb->fan[1].sub, 0);
     CHECK_UINT(rb->fan[1].held, 0);
+    /* So does the overlay flag; a subscription's fan entry is new: no overlays. */
+    cg_registry_want_overlays(rb->fan[0].sub, 1);
+    CHECK_UINT(rb->fan[0].overlays, 1);
+    CHECK_UINT(rb->fan[1].overlays, 0);
+    cg_registry_want_overlays(rb->fan[0].sub, 0);
+    CHECK_UINT(rb->fan[0].overlays, 0);
 
     /* Re-subscribing is a no-op that succeeds. */
     CHECK_INT(cg_registry_subscribe(&r, &m1, n1, 2, 2), CG_REG_OK);

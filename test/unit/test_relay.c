@@ -44,7 +44,8 @@ static void forget(void)
 static struct cg_registry reg;
 static struct cg_relay relay;
 static struct cg_member m1, m2, m3;
-static const struct cg_relay_hooks hooks = {deliver, &hook_cookie, NULL, NULL, 0, NULL, NULL, NULL};
+static const struct cg_relay_hooks hooks = {deliver, &hook_cookie, NULL, NULL, 0,
+                                            NULL,    NULL,         NULL, NULL};
 
 #define MAXP 256
 
@@ -772,8 +773,8 @@ static int on_gap(void *data, struct cg_instrument *in, uint64_t seq)
 
 static void test_shared_ticks(void)
 {
-    static const struct cg_relay_hooks sh = {deliver, &hook_cookie, NULL,   NULL,
-                                             0,       on_hold,      on_gap, NULL};
+    static const struct cg_relay_hooks sh = {deliver, &hook_cookie, NULL, NULL, 0,
+                                             on_hold, on_gap,       NULL, NULL};
     setup();
     cg_relay_init(&relay, &reg, &sh, MAXP);
     snap();

@@ -9,6 +9,7 @@ import { el, formatPrice } from "./format.js";
 import { Picker } from "./picker.js";
 import { notifyMessage, toast } from "./notify.js";
 import { Alerts } from "./alerts.js";
+import { OverlayStore } from "./overlays.js";
 
 const $ = (sel) => document.querySelector(sel);
 const STORE_KEY = "chartgate.layout.v1";
@@ -146,6 +147,11 @@ function onFrame(f) {
           p.queueSnapshot(bars[p.interval], typeof f.tz === "string" ? f.tz : undefined);
         }
       }
+      if (Array.isArray(f.overlays)) {
+        if (!overlayStores.has(f.instrument)) overlayStores.set(f.instrument, new OverlayStore());
+        overlayStores.get(f.instrument).reset(f.overlays);
+        overlaysChanged(f.instrument);
+      }
       schedule();
       break;
     }
@@ -157,6 +163,12 @@ function onFrame(f) {
         if (p.instrument === f.instrument && p.interval === f.interval) p.queueBar(f.bar);
       }
       schedule();
+      break;
+    }
+    case "overlay": {
+      // Only a snapshot with overlays starts a store: operations before it have nothing to act on.
+      const store = overlayStores.get(f.instrument);
+      if (store && store.apply(f.op)) overlaysChanged(f.instrument);
       break;
     }
     case "message":
@@ -285,8 +297,20 @@ function syncSubscriptions(resume = false) {
   }
 }
 
+// Overlays (proto/PROTOCOL.md §17) of the instruments on a chart: one store each, shared by the
+// charts that show the instrument.
+const overlayStores = new Map(); // name -> OverlayStore
+
+function overlaysChanged(name) {
+  for (const p of panels) if (p.instrument === name) p.overlaysChanged();
+  schedule();
+}
+
 function subscribe(names, key, resume) {
+  // Instruments on a chart (an interval set) want its overlays; the watchlist's do not.
   const frame = { action: "subscribe", instruments: names, intervals: key ? key.split(",") : [] };
+  if (key) frame.overlays = true;
+  else for (const n of names) overlayStores.delete(n);
   if (resume) {
     const since = {};
     for (const n of names) {
@@ -388,6 +412,9 @@ const panelHooks = {
   },
   onSetAlert(panel, side, level) {
     return alerts.set(panel.instrument, side, level);
+  },
+  overlaysOf(name) {
+    return overlayStores.get(name);
   },
 };
 

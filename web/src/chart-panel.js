@@ -5,8 +5,14 @@
 // calls at most once per animation frame. Bars are kept as [t, o, h, l, c, v] arrays, t in ms.
 // Price alerts: the bell in the header (or Alt-click on the chart at a price) opens a small form
 // under it; the instrument's alerts are drawn as dashed price lines (setAlerts).
+// Overlays (proto/PROTOCOL.md §17), from the app's OverlayStore of the instrument (hooks.overlaysOf):
+// line and histogram series, series markers and price lines, drawn with the library's own
+// primitives for the overlays of the shown interval (levels on every interval), from the oldest
+// bar loaded on (so they follow history scroll-back), each with a toggle in the overlay legend.
 
-import { CandlestickSeries, HistogramSeries, createChart } from "lightweight-charts";
+import {
+  CandlestickSeries, HistogramSeries, LineSeries, createChart, createSeriesMarkers,
+} from "lightweight-charts";
 import { formatPrice, formatVolume, el } from "./format.js";
 
 export const INTERVALS = ["1s", "1m", "5m", "15m", "1h", "1d"];
@@ -21,6 +27,10 @@ const THEMES = {
            up: "#089981", down: "#f23645", upVol: "rgba(8, 153, 129, 0.3)",
            downVol: "rgba(242, 54, 69, 0.3)", cross: "#9598a1", alert: "#c77c02" },
 };
+
+const UNIT_MS = { s: 1000, m: 60000, h: 3600000, d: 86400000 };
+const intervalMs = (iv) => parseInt(iv, 10) * UNIT_MS[iv[iv.length - 1]];
+const OVERLAY_COLOR = "#f5a623"; // when an overlay's style names none
 
 const pad = (n) => String(n).padStart(2, "0");
 const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
@@ -57,7 +67,8 @@ export class ChartPanel {
   /**
    * @param {HTMLElement} root  the panel's element (emptied and filled here)
    * @param {object} hooks  onActivate(), onInterval(iv), onPick(), onHistory(panel, before, limit),
-   *   onSetAlert(panel, side, level) -> Promise (rejects with an Error saying why)
+   *   onSetAlert(panel, side, level) -> Promise (rejects with an Error saying why),
+   *   overlaysOf(instrument) -> OverlayStore or undefined
    */
   constructor(root, { theme, hooks }) {
     this.root = root;
@@ -79,6 +90,9 @@ export class ChartPanel {
     this.dirty = false;
     this.alertLines = new Map(); // alert id -> price line
     this.alertSideTouched = false; // the user chose above/below himself: do not guess it
+    this.ovDrawn = new Map(); // overlay key -> {kind, rev, hidden, lower, series | line}
+    this.ovHidden = new Set(); // overlay keys switched off in the legend
+    this.ovMarkers = null; // the candles' series-markers primitive, made on first use
     this.build();
     this.applyTheme(theme);
     this.dirty = true; // draw the header once even before any data
@@ -117,7 +131,8 @@ export class ChartPanel {
     this.legend = el("div", { class: "legend" });
     this.msg = el("div", { class: "panel-msg" });
     this.host = el("div", { class: "chart-host" });
-    const body = el("div", { class: "panel-body" }, this.host, this.legend, this.msg);
+    this.ovLegend = el("div", { class: "ov-legend", role: "group", "aria-label": "Overlays" });
+    const body = el("div", { class: "panel-body" }, this.host, this.legend, this.ovLegend, this.msg);
     this.root.append(head, this.alertForm, body);
     this.root.addEventListener("pointerdown", () => this.hooks.onActivate(this), true);
 
@@ -276,6 +291,7 @@ export class ChartPanel {
                                 wickDownColor: c.down });
     for (const line of this.alertLines.values()) line.applyOptions({ color: c.alert });
     if (this.data.length) this.setAll();
+    this.overlaysChanged();
   }
 
   // --- what the panel shows ---------------------------------------------------------------
@@ -296,6 +312,7 @@ export class ChartPanel {
     this.loaded = false; // a snapshot has been applied
     this.closeAlertForm();
     this.setAlerts([]); // the app gives the new instrument's
+    this.clearOverlays();
     this.candles.setData([]);
     this.volume.setData([]);
     this.configureInterval();
@@ -405,6 +422,7 @@ export class ChartPanel {
       this.pendingBars.clear();
       for (const b of bars) this.applyBar(b);
     }
+    this.drawOverlays();
     this.renderHead();
     this.showLegend(this.hoverTime);
     this.root.dataset.instrument = this.instrument || "";
@@ -490,6 +508,157 @@ export class ChartPanel {
     if (range.from > HISTORY_EDGE || this.historyLoading || this.historyDone) return;
     this.historyLoading = true;
     this.hooks.onHistory(this, this.gen, this.data[0][0], HISTORY_LIMIT);
+  }
+
+  // --- overlays ---------------------------------------------------------------------------
+
+  /** The instrument's overlays changed (or their drawing must be redone). */
+  overlaysChanged() {
+    for (const d of this.ovDrawn.values()) d.rev = -1;
+    this.dirty = true;
+  }
+
+  clearOverlays() {
+    for (const [key, d] of this.ovDrawn) this.undrawOverlay(key, d);
+    if (this.ovMarkers) this.ovMarkers.setMarkers([]);
+    this.ovLegend.innerHTML = "";
+    this.ovLegendKey = "";
+    this.root.dataset.overlays = "0";
+    this.root.dataset.overlaySeries = "0";
+    this.root.dataset.overlayMarkers = "0";
+    this.root.dataset.overlayLevels = "0";
+  }
+
+  undrawOverlay(key, d) {
+    if (d.series) this.chart.removeSeries(d.series);
+    if (d.line) this.candles.removePriceLine(d.line);
+    this.ovDrawn.delete(key);
+  }
+
+  /** A point's bar time in seconds: overlays share the candles' time scale. */
+  barTime(t) {
+    const ms = intervalMs(this.interval);
+    return (t - (t % ms)) / 1000;
+  }
+
+  drawOverlays() {
+    const store = this.instrument && this.hooks.overlaysOf ? this.hooks.overlaysOf(this.instrument) : null;
+    const want = new Map();
+    if (store) {
+      for (const [key, o] of store.items) {
+        if (o.kind === "level" || o.interval === this.interval) want.set(key, o);
+      }
+    }
+    let markersDirty = false;
+    for (const [key, d] of this.ovDrawn) {
+      if (want.has(key) && want.get(key).kind === d.kind) continue;
+      if (d.kind === "markers") markersDirty = true;
+      this.undrawOverlay(key, d);
+    }
+    const lower = this.data.length ? this.data[0][0] : Infinity; // nothing before the bars held
+    const counts = { series: 0, markers: 0, levels: 0 };
+    for (const [key, o] of want) {
+      const hidden = this.ovHidden.has(key);
+      const d = this.ovDrawn.get(key);
+      if (o.kind === "markers") counts.markers += hidden ? 0 : o.points.filter((p) => p.t >= lower).length;
+      else if (o.kind === "level") counts.levels += hidden ? 0 : 1;
+      else counts.series += hidden ? 0 : 1;
+      if (d && d.rev === o.rev && d.hidden === hidden && d.lower === lower) continue;
+      if (o.kind === "markers") {
+        markersDirty = true;
+        this.ovDrawn.set(key, { kind: o.kind, rev: o.rev, hidden, lower });
+      } else if (o.kind === "level") {
+        if (d && d.line) this.candles.removePriceLine(d.line);
+        const st = o.style || {};
+        const line = hidden ? null : this.candles.createPriceLine({
+          price: o.price, color: o.color || st.color || OVERLAY_COLOR, lineWidth: st.lineWidth || 1,
+          lineStyle: Number.isInteger(st.lineStyle) ? st.lineStyle : 2, axisLabelVisible: true,
+          title: o.title || st.title || o.overlay,
+        });
+        this.ovDrawn.set(key, { kind: o.kind, rev: o.rev, hidden, lower, line });
+      } else {
+        const series = d && d.series ? d.series : this.addOverlaySeries(o);
+        this.ovDrawn.set(key, { kind: o.kind, rev: o.rev, hidden, lower, series });
+        series.applyOptions({ visible: !hidden });
+        series.setData(this.overlayData(o, lower));
+      }
+    }
+    if (markersDirty) {
+      const all = [];
+      for (const [key, o] of want) {
+        if (o.kind !== "markers" || this.ovHidden.has(key)) continue;
+        for (const p of o.points) {
+          if (p.t < lower) continue;
+          const position = p.position === "inBar" ? "inBar" : p.position === "above" ? "aboveBar" : "belowBar";
+          all.push({ time: this.barTime(p.t), position, shape: p.shape,
+                     color: p.color || o.style?.color || OVERLAY_COLOR, text: p.text || "" });
+        }
+      }
+      all.sort((a, b) => a.time - b.time);
+      if (!this.ovMarkers) this.ovMarkers = createSeriesMarkers(this.candles, []);
+      this.ovMarkers.setMarkers(all);
+    }
+    this.root.dataset.overlays = String(want.size);
+    this.root.dataset.overlaySeries = String(counts.series);
+    this.root.dataset.overlayMarkers = String(counts.markers);
+    this.root.dataset.overlayLevels = String(counts.levels);
+    this.renderOverlayLegend(want);
+  }
+
+  addOverlaySeries(o) {
+    const st = o.style || {};
+    const below = st.pane === "below";
+    const opts = {
+      color: st.color || OVERLAY_COLOR, lastValueVisible: false, priceLineVisible: false,
+      title: "", crosshairMarkerVisible: false,
+      ...(below ? { priceScaleId: "ov-below" } : {}),
+    };
+    let series;
+    if (o.kind === "histogram") series = this.chart.addSeries(HistogramSeries, opts);
+    else {
+      series = this.chart.addSeries(LineSeries, {
+        ...opts, lineWidth: Math.min(4, Math.max(1, st.lineWidth || 1)),
+        lineStyle: Number.isInteger(st.lineStyle) ? st.lineStyle : 0,
+      });
+    }
+    if (below) this.chart.priceScale("ov-below").applyOptions({ scaleMargins: { top: 0.7, bottom: 0.02 } });
+    return series;
+  }
+
+  /** The points of a line or histogram overlay from lower on, one per bar time. */
+  overlayData(o, lower) {
+    const out = [];
+    for (const p of o.points) {
+      if (p[0] < lower) continue;
+      const v = { time: this.barTime(p[0]), value: p[1] };
+      if (o.kind === "histogram" && typeof p[2] === "string") v.color = p[2];
+      if (out.length && out[out.length - 1].time === v.time) out[out.length - 1] = v;
+      else out.push(v);
+    }
+    return out;
+  }
+
+  renderOverlayLegend(want) {
+    const sig = [...want].map(([k, o]) => `${k}:${this.ovHidden.has(k) ? 0 : 1}:${o.style?.color || o.color || ""}`).join(",");
+    if (sig === this.ovLegendKey) return;
+    this.ovLegendKey = sig;
+    this.ovLegend.innerHTML = "";
+    for (const [key, o] of want) {
+      const on = !this.ovHidden.has(key);
+      const color = o.style?.color || o.color || OVERLAY_COLOR;
+      const name = o.title || o.style?.title || o.overlay;
+      const b = el("button", { type: "button", class: "ov", "data-overlay": key, "data-kind": o.kind,
+        "aria-pressed": String(on), title: on ? `Hide ${name}` : `Show ${name}` },
+        el("i", { style: `background:${color}` }), name);
+      b.addEventListener("click", (ev) => {
+        ev.stopPropagation();
+        if (this.ovHidden.has(key)) this.ovHidden.delete(key);
+        else this.ovHidden.add(key);
+        this.dirty = true;
+        this.flush();
+      });
+      this.ovLegend.append(b);
+    }
   }
 
   // --- header and legend ------------------------------------------------------------------
