@@ -112,6 +112,21 @@ static double tick_volume(struct cg_chart *c, double v, int64_t ts)
     return d;
 }
 
+/* A copy of tick seq's compact JSON as the last value. 0, or -1 on OOM (the old one stays). */
+static int keep_last(struct cg_chart *c, uint64_t seq, const char *text, size_t len)
+{
+    char *last = malloc(len + 1);
+    if (!last)
+        return -1;
+    memcpy(last, text, len);
+    last[len] = 0;
+    free(c->last);
+    c->last = last;
+    c->last_len = len;
+    c->last_seq = seq;
+    return 0;
+}
+
 int cg_chart_tick(struct cg_chart *c, const struct cg_config *cfg, uint64_t seq, json_t *data,
                   const char *text, size_t len, struct cg_frame *frame, int64_t now_ms,
                   struct cg_chart_event ev[CG_CHART_EVENTS_MAX])
@@ -121,17 +136,8 @@ int cg_chart_tick(struct cg_chart *c, const struct cg_config *cfg, uint64_t seq,
      * that saw the tick before the gap can be resumed from the ring. */
     if (c->last_seq && seq > c->last_seq + 1 && c->floor < seq - 1)
         c->floor = seq - 1;
-    char *last = malloc(len + 1);
-    if (last) {
-        memcpy(last, text, len);
-        last[len] = 0;
-        free(c->last);
-        c->last = last;
-        c->last_len = len;
-        c->last_seq = seq;
-    } else {
+    if (keep_last(c, seq, text, len))
         rc = -1;
-    }
     if (c->ring_cap && !c->ring) {
         c->ring = calloc(c->ring_cap, sizeof(*c->ring));
         c->ring_seq = calloc(c->ring_cap, sizeof(*c->ring_seq));
@@ -222,15 +228,8 @@ int64_t cg_chart_oldest_forming(const struct cg_chart *c, int64_t now)
 
 int cg_chart_set_last(struct cg_chart *c, uint64_t seq, const char *text, size_t len)
 {
-    char *last = malloc(len + 1);
-    if (!last)
+    if (keep_last(c, seq, text, len))
         return -1;
-    memcpy(last, text, len);
-    last[len] = 0;
-    free(c->last);
-    c->last = last;
-    c->last_len = len;
-    c->last_seq = seq;
     c->floor = seq; /* nothing before it is held */
     return 0;
 }

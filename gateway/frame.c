@@ -75,22 +75,32 @@ struct cg_frame *cg_frame_tick(const void *ckey, const char *instrument, uint64_
     return f;
 }
 
-struct cg_frame *cg_frame_message(const char *channel, const char *data_json, size_t data_len)
+/* head + name + mid + json + "}": a message-kind frame naming one thing and carrying one JSON
+ * value (head and mid are string literals: their sizes include the NUL). */
+#define NAMED_JSON(head, name, mid, json, jlen)                                                    \
+    named_json(head, sizeof(head) - 1, name, mid, sizeof(mid) - 1, json, jlen)
+
+static struct cg_frame *named_json(const char *head, size_t hlen, const char *name, const char *mid,
+                                   size_t mlen, const char *json, size_t jlen)
 {
-    static const char p1[] = "{\"type\":\"message\",\"channel\":\"";
-    static const char p2[] = "\",\"data\":";
-    size_t cl = strlen(channel);
-    struct cg_frame *f = cg_frame_alloc(sizeof(p1) - 1 + cl + sizeof(p2) - 1 + data_len + 1);
+    size_t nl = strlen(name);
+    struct cg_frame *f = cg_frame_alloc(hlen + nl + mlen + jlen + 1);
     if (!f)
         return NULL;
     struct cur c = {cg_frame_data(f)};
-    PUTLIT(&c, p1);
-    put(&c, channel, cl);
-    PUTLIT(&c, p2);
-    put(&c, data_json, data_len);
+    put(&c, head, hlen);
+    put(&c, name, nl);
+    put(&c, mid, mlen);
+    put(&c, json, jlen);
     PUTLIT(&c, "}");
     f->kind = CG_FRAME_MESSAGE;
     return f;
+}
+
+struct cg_frame *cg_frame_message(const char *channel, const char *data_json, size_t data_len)
+{
+    return NAMED_JSON("{\"type\":\"message\",\"channel\":\"", channel, "\",\"data\":", data_json,
+                      data_len);
 }
 
 /* Length of s once JSON-escaped (our own messages: only '"' and '\\' need it). */
@@ -466,20 +476,8 @@ struct cg_frame *cg_frame_snapshot_full(const char *instrument, uint64_t seq, co
 
 struct cg_frame *cg_frame_overlay(const char *instrument, const char *op_json, size_t op_len)
 {
-    static const char p1[] = "{\"type\":\"overlay\",\"instrument\":\"";
-    static const char p2[] = "\",\"op\":";
-    size_t il = strlen(instrument);
-    struct cg_frame *f = cg_frame_alloc(sizeof(p1) - 1 + il + sizeof(p2) - 1 + op_len + 1);
-    if (!f)
-        return NULL;
-    struct cur c = {cg_frame_data(f)};
-    PUTLIT(&c, p1);
-    put(&c, instrument, il);
-    PUTLIT(&c, p2);
-    put(&c, op_json, op_len);
-    PUTLIT(&c, "}");
-    f->kind = CG_FRAME_MESSAGE;
-    return f;
+    return NAMED_JSON("{\"type\":\"overlay\",\"instrument\":\"", instrument, "\",\"op\":", op_json,
+                      op_len);
 }
 
 struct cg_frame *cg_frame_overlay_sync(const char *instrument, uint64_t v,

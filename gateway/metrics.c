@@ -6,14 +6,7 @@
 
 struct cg_metrics cg_metrics;
 
-struct out {
-    char *buf;
-    size_t size, len;
-};
-
-static void pr(struct out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void pr(struct out *o, const char *fmt, ...)
+void cg_metrics_printf(struct cg_metrics_text *o, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -24,23 +17,26 @@ static void pr(struct out *o, const char *fmt, ...)
         o->len += (size_t)n;
 }
 
-static void one(struct out *o, const char *name, const char *type, const char *help, uint64_t v)
+static void one(struct cg_metrics_text *o, const char *name, const char *type, const char *help,
+                uint64_t v)
 {
-    pr(o, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type, name,
-       (unsigned long long)v);
+    cg_metrics_printf(o, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type, name,
+                      (unsigned long long)v);
 }
 
-static void labelled(struct out *o, const char *name, const char *type, const char *help,
-                     const char *label, const char *const *names, const uint64_t *v, size_t n)
+static void labelled(struct cg_metrics_text *o, const char *name, const char *type,
+                     const char *help, const char *label, const char *const *names,
+                     const uint64_t *v, size_t n)
 {
-    pr(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+    cg_metrics_printf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
     for (size_t i = 0; i < n; i++)
-        pr(o, "%s{%s=\"%s\"} %llu\n", name, label, names[i], (unsigned long long)v[i]);
+        cg_metrics_printf(o, "%s{%s=\"%s\"} %llu\n", name, label, names[i],
+                          (unsigned long long)v[i]);
 }
 
 size_t cg_metrics_render(const struct cg_metrics_gauges *g, char *buf, size_t bufsz)
 {
-    struct out o = {buf, bufsz, 0};
+    struct cg_metrics_text o = {buf, bufsz, 0};
     const struct cg_metrics *m = g->m ? g->m : &cg_metrics;
     uint64_t up[CG_LINK__COUNT], errs[CG_ERR__COUNT - 1];
     const char *errnames[CG_ERR__COUNT - 1];
@@ -76,11 +72,12 @@ size_t cg_metrics_render(const struct cg_metrics_gauges *g, char *buf, size_t bu
     labelled(&o, "chartgate_handshake_rejections_total", "counter",
              "WebSocket handshakes refused, by reason.", "reason", cg_reject_names, m->rejections,
              CG_REJECT__COUNT);
-    pr(&o,
-       "# HELP chartgate_handshake_auth_seconds_total Loop time spent authenticating "
-       "handshakes.\n# TYPE chartgate_handshake_auth_seconds_total counter\n"
-       "chartgate_handshake_auth_seconds_total %.6f\n",
-       (double)m->handshake_us_total / 1e6);
+    cg_metrics_printf(
+        &o,
+        "# HELP chartgate_handshake_auth_seconds_total Loop time spent authenticating "
+        "handshakes.\n# TYPE chartgate_handshake_auth_seconds_total counter\n"
+        "chartgate_handshake_auth_seconds_total %.6f\n",
+        (double)m->handshake_us_total / 1e6);
     one(&o, "chartgate_session_lookups_total", "counter", "Session lookups sent to Redis.",
         m->session_lookups);
     one(&o, "chartgate_session_cache_hits_total", "counter",

@@ -72,6 +72,15 @@ struct cg_metrics_gauges {
     const struct cg_metrics *m;  /* the counters to render (a sum over workers); NULL: ours */
 };
 
+/* Text appended to buf (size bytes), like snprintf: len counts what was wanted, also past the end
+ * (then the caller knows the size needed). */
+struct cg_metrics_text {
+    char *buf;
+    size_t size, len;
+};
+void cg_metrics_printf(struct cg_metrics_text *o, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
 /* Renders every metric into buf (bufsz bytes, NUL-terminated). Returns the length
  * written, or the length needed (>= bufsz) when buf is too small, like snprintf. */
 size_t cg_metrics_render(const struct cg_metrics_gauges *g, char *buf, size_t bufsz);

@@ -273,58 +273,45 @@ void cg_shared_sweep(struct cg_shared *sh, uint64_t now_ms, uint32_t budget)
     unlock(sh);
 }
 
-struct out {
-    char *buf;
-    size_t size, len;
-};
-
-static void pr(struct out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void pr(struct out *o, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(o->len < o->size ? o->buf + o->len : NULL,
-                      o->len < o->size ? o->size - o->len : 0, fmt, ap);
-    va_end(ap);
-    if (n > 0)
-        o->len += (size_t)n;
-}
-
 size_t cg_shared_render(struct cg_shared *sh, uint64_t now_ms, char *buf, size_t bufsz, size_t len)
 {
-    struct out o = {buf, bufsz, len};
-    pr(&o,
-       "# HELP chartgate_workers Worker processes configured (--workers).\n"
-       "# TYPE chartgate_workers gauge\nchartgate_workers %u\n",
-       sh->nworkers);
-    pr(&o, "# HELP chartgate_worker_up 1 while the worker runs and beats; pid labels it.\n"
-           "# TYPE chartgate_worker_up gauge\n");
+    struct cg_metrics_text o = {buf, bufsz, len};
+    cg_metrics_printf(&o,
+                      "# HELP chartgate_workers Worker processes configured (--workers).\n"
+                      "# TYPE chartgate_workers gauge\nchartgate_workers %u\n",
+                      sh->nworkers);
+    cg_metrics_printf(
+        &o, "# HELP chartgate_worker_up 1 while the worker runs and beats; pid labels it.\n"
+            "# TYPE chartgate_worker_up gauge\n");
     for (uint32_t i = 0; i < sh->nworkers; i++)
-        pr(&o, "chartgate_worker_up{worker=\"%u\",pid=\"%d\"} %d\n", i, (int)sh->slots[i].pid,
-           cg_shared_alive(sh, i, now_ms));
-    pr(&o, "# HELP chartgate_worker_connections Open WebSocket connections, by worker.\n"
-           "# TYPE chartgate_worker_connections gauge\n");
+        cg_metrics_printf(&o, "chartgate_worker_up{worker=\"%u\",pid=\"%d\"} %d\n", i,
+                          (int)sh->slots[i].pid, cg_shared_alive(sh, i, now_ms));
+    cg_metrics_printf(&o,
+                      "# HELP chartgate_worker_connections Open WebSocket connections, by worker.\n"
+                      "# TYPE chartgate_worker_connections gauge\n");
     for (uint32_t i = 0; i < sh->nworkers; i++)
-        pr(&o, "chartgate_worker_connections{worker=\"%u\"} %llu\n", i,
-           (unsigned long long)sh->slots[i].connections);
-    pr(&o, "# HELP chartgate_worker_restarts_total Times the supervisor restarted the worker.\n"
-           "# TYPE chartgate_worker_restarts_total counter\n");
+        cg_metrics_printf(&o, "chartgate_worker_connections{worker=\"%u\"} %llu\n", i,
+                          (unsigned long long)sh->slots[i].connections);
+    cg_metrics_printf(
+        &o, "# HELP chartgate_worker_restarts_total Times the supervisor restarted the worker.\n"
+            "# TYPE chartgate_worker_restarts_total counter\n");
     for (uint32_t i = 0; i < sh->nworkers; i++)
-        pr(&o, "chartgate_worker_restarts_total{worker=\"%u\"} %u\n", i, sh->slots[i].restarts);
+        cg_metrics_printf(&o, "chartgate_worker_restarts_total{worker=\"%u\"} %u\n", i,
+                          sh->slots[i].restarts);
     lock(sh);
     uint32_t used = sh->table->count, cap = sh->table->max_count;
     uint64_t full = sh->table_full;
     unlock(sh);
-    pr(&o,
-       "# HELP chartgate_limits_table_entries Addresses and users in the shared limits "
-       "table.\n# TYPE chartgate_limits_table_entries gauge\n"
-       "chartgate_limits_table_entries %u\n"
-       "# HELP chartgate_limits_table_capacity Entries the shared limits table can hold.\n"
-       "# TYPE chartgate_limits_table_capacity gauge\nchartgate_limits_table_capacity %u\n"
-       "# HELP chartgate_limits_table_full_total Handshakes refused because the shared "
-       "limits table was full.\n# TYPE chartgate_limits_table_full_total counter\n"
-       "chartgate_limits_table_full_total %llu\n",
-       used, cap, (unsigned long long)full);
+    cg_metrics_printf(
+        &o,
+        "# HELP chartgate_limits_table_entries Addresses and users in the shared limits "
+        "table.\n# TYPE chartgate_limits_table_entries gauge\n"
+        "chartgate_limits_table_entries %u\n"
+        "# HELP chartgate_limits_table_capacity Entries the shared limits table can hold.\n"
+        "# TYPE chartgate_limits_table_capacity gauge\nchartgate_limits_table_capacity %u\n"
+        "# HELP chartgate_limits_table_full_total Handshakes refused because the shared "
+        "limits table was full.\n# TYPE chartgate_limits_table_full_total counter\n"
+        "chartgate_limits_table_full_total %llu\n",
+        used, cap, (unsigned long long)full);
     return o.len;
 }

@@ -204,7 +204,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         uint64_t seq = in->seq, ticks = run.ticks;
         int rc = cg_relay_tick(&relay, NAME, strlen(NAME), text, len, CG_SOURCE_PUBSUB);
         FUZZ_CHECK(rc == 0 || rc == -1);
-        FUZZ_CHECK(in->seq == seq + (rc == 0) && run.ticks == ticks + (rc == 0));
+        if (len && line[0] == '#') {
+            /* A shared tick (PROTOCOL.md §19) carries its seq: applied, it becomes the
+             * instrument's; a repeat is skipped (rc 0, nothing applied); dropped, nothing moves. */
+            uint64_t want = strtoull(text + 1, NULL, 10);
+            FUZZ_CHECK((in->seq == seq && run.ticks == ticks) ||
+                       (rc == 0 && in->seq == want && run.ticks == ticks + 1));
+        } else {
+            FUZZ_CHECK(in->seq == seq + (rc == 0) && run.ticks == ticks + (rc == 0));
+        }
         free(text);
     }
     if (in->chart) {
