@@ -411,22 +411,6 @@ struct cg_frame *cg_frame_snapshot(const char *instrument, uint64_t seq, const c
     return cg_frame_snapshot_full(instrument, seq, last_json, last_len, series, n, NULL, NULL, 0);
 }
 
-struct cg_frame *cg_frame_snapshot_tz(const char *instrument, uint64_t seq, const char *last_json,
-                                      size_t last_len, const struct cg_frame_bars *series, size_t n,
-                                      const char *tz)
-{
-    return cg_frame_snapshot_full(instrument, seq, last_json, last_len, series, n, tz, NULL, 0);
-}
-
-struct cg_frame *cg_frame_snapshot_overlays(const char *instrument, uint64_t seq,
-                                            const char *last_json, size_t last_len,
-                                            const struct cg_frame_bars *series, size_t n,
-                                            const char *overlays_json, size_t overlays_len)
-{
-    return cg_frame_snapshot_full(instrument, seq, last_json, last_len, series, n, NULL,
-                                  overlays_json, overlays_len);
-}
-
 struct cg_frame *cg_frame_snapshot_full(const char *instrument, uint64_t seq, const char *last_json,
                                         size_t last_len, const struct cg_frame_bars *series,
                                         size_t n, const char *tz, const char *overlays_json,

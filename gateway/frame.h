@@ -88,27 +88,18 @@ struct cg_frame_bars {
 /* {"type":"snapshot","instrument":..,"seq":..,"last":<last_json or null>,"bars":{..}}. */
 struct cg_frame *cg_frame_snapshot(const char *instrument, uint64_t seq, const char *last_json,
                                    size_t last_len, const struct cg_frame_bars *series, size_t n);
-/* The same with "tz": the instrument's trading-calendar zone (PROTOCOL.md §18); NULL: none. */
-struct cg_frame *cg_frame_snapshot_tz(const char *instrument, uint64_t seq, const char *last_json,
-                                      size_t last_len, const struct cg_frame_bars *series, size_t n,
-                                      const char *tz);
-/* A snapshot that also carries the instrument's current overlays (PROTOCOL.md §17):
- * overlays_json is a compact JSON array, or NULL for no "overlays" member. */
-struct cg_frame *cg_frame_snapshot_overlays(const char *instrument, uint64_t seq,
-                                            const char *last_json, size_t last_len,
-                                            const struct cg_frame_bars *series, size_t n,
-                                            const char *overlays_json, size_t overlays_len);
+/* The same with "tz", the instrument's trading-calendar zone (PROTOCOL.md §18), and "overlays", a
+ * compact JSON array of its current overlays (PROTOCOL.md §17); NULL leaves either out. */
+struct cg_frame *cg_frame_snapshot_full(const char *instrument, uint64_t seq, const char *last_json,
+                                        size_t last_len, const struct cg_frame_bars *series,
+                                        size_t n, const char *tz, const char *overlays_json,
+                                        size_t overlays_len);
 /* {"type":"overlay","instrument":..,"op":<op_json>}: one applied overlay operation. */
 struct cg_frame *cg_frame_overlay(const char *instrument, const char *op_json, size_t op_len);
 /* {"type":"overlay","instrument":..,"op":{"op":"sync","v":v,"overlays":<overlays_json>}}:
  * the whole overlay state, replacing what the client holds (after a resume or a gap). */
 struct cg_frame *cg_frame_overlay_sync(const char *instrument, uint64_t v,
                                        const char *overlays_json, size_t overlays_len);
-/* Both: "tz" (NULL: none) and "overlays" (NULL: none). */
-struct cg_frame *cg_frame_snapshot_full(const char *instrument, uint64_t seq, const char *last_json,
-                                        size_t last_len, const struct cg_frame_bars *series,
-                                        size_t n, const char *tz, const char *overlays_json,
-                                        size_t overlays_len);
 /* {"type":"history","id":..,"instrument":..,"interval":..,"bars":[..]}. */
 struct cg_frame *cg_frame_history(const char *id_json, const char *instrument,
                                   const struct cg_frame_bars *bars);

@@ -141,11 +141,6 @@ const char *cg_stream_epoch(const struct cg_stream *s)
     return s->epoch;
 }
 
-const char *cg_stream_library(const struct cg_stream *s)
-{
-    return s->library;
-}
-
 /* ---- the function and the epoch ------------------------------------------------------ */
 
 static void on_loaded(redisAsyncContext *ac, void *r, void *priv)

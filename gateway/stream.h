@@ -63,9 +63,6 @@ void cg_stream_finish(struct cg_stream *s);
 /* The shared epoch, or "" while unknown (Redis not reached yet). */
 const char *cg_stream_epoch(const struct cg_stream *s);
 
-/* The library text loaders send (a NUL-terminated copy of s's, borrowed). */
-const char *cg_stream_library(const struct cg_stream *s);
-
 /* Bridge hooks (through main). */
 void cg_stream_command_up(struct cg_stream *s);
 void cg_stream_pubsub_up(struct cg_stream *s);

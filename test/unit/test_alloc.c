@@ -202,7 +202,7 @@ static struct cg_frame *encode(int which)
     case 12:
         return cg_frame_overlay_sync("rb2501", 3, "[]", 2);
     case 13:
-        return cg_frame_snapshot_overlays("rb2501", 42, "{}", 2, bars2, 2, "[]", 2);
+        return cg_frame_snapshot_full("rb2501", 42, "{}", 2, bars2, 2, NULL, "[]", 2);
     default:
         return cg_frame_subscribed("7", names, 2, intervals, 2, "3f9a0c1d2e4b5a69",
                                    "9e1b7c3d5f0a2b44", recovered);

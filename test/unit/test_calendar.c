@@ -455,13 +455,14 @@ static void test_chart_grace_and_timer(void)
 /* The snapshot names the instrument's zone when there is a calendar. */
 static void test_snapshot_tz(void)
 {
-    struct cg_frame *f = cg_frame_snapshot_tz("rb2501", 3, "{}", 2, NULL, 0, "Asia/Shanghai");
+    struct cg_frame *f =
+        cg_frame_snapshot_full("rb2501", 3, "{}", 2, NULL, 0, "Asia/Shanghai", NULL, 0);
     if (CHECK(f != NULL))
         CHECK_MEM(cg_frame_data(f), f->len,
                   "{\"type\":\"snapshot\",\"instrument\":\"rb2501\",\"seq\":3,\"last\":{},"
                   "\"bars\":{},\"tz\":\"Asia/Shanghai\"}");
     cg_frame_unref(f);
-    f = cg_frame_snapshot_tz("rb2501", 3, "{}", 2, NULL, 0, NULL);
+    f = cg_frame_snapshot_full("rb2501", 3, "{}", 2, NULL, 0, NULL, NULL, 0);
     if (CHECK(f != NULL))
         CHECK_MEM(cg_frame_data(f), f->len,
                   "{\"type\":\"snapshot\",\"instrument\":\"rb2501\",\"seq\":3,\"last\":{},"

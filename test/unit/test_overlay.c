@@ -223,7 +223,7 @@ static void test_frames(void)
                  "\"overlays\":[]}}",
                  __LINE__);
     const char *ov = "[{\"overlay\":\"s\",\"kind\":\"level\",\"price\":1}]";
-    struct cg_frame *f = cg_frame_snapshot_overlays("x", 3, "{}", 2, NULL, 0, ov, strlen(ov));
+    struct cg_frame *f = cg_frame_snapshot_full("x", 3, "{}", 2, NULL, 0, NULL, ov, strlen(ov));
     if (CHECK(f != NULL)) {
         const char *want = "{\"type\":\"snapshot\",\"instrument\":\"x\",\"seq\":3,\"last\":{},"
                            "\"bars\":{},\"overlays\":[{\"overlay\":\"s\",\"kind\":\"level\","
