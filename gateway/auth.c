@@ -167,7 +167,12 @@ static int ensure_rc(struct cg_auth *a)
         return -1;
     const char *host;
     uint32_t port;
-    if (cg_sentinel_addr(a->sentinel, &host, &port)) {
+    if (a->bridge->clustered) {
+        if (!a->want_port)
+            return -1; /* no key routed yet: nothing to connect to */
+        host = a->want_host;
+        port = a->want_port;
+    } else if (cg_sentinel_addr(a->sentinel, &host, &port)) {
         cg_sentinel_resolve(a->sentinel);
         hold(a);
         return -1;
@@ -203,6 +208,81 @@ static int ensure_rc(struct cg_auth *a)
     a->port = port;
     a->rc = rc;
     return 0;
+}
+
+/* Cluster mode: makes rc the link to host:port, from the pool or (at ensure_rc) a new one; the
+ * link in use until now goes to the pool. */
+static void route(struct cg_auth *a, const char *host, uint32_t port)
+{
+    snprintf(a->want_host, sizeof(a->want_host), "%s", host);
+    a->want_port = port;
+    if (a->rc && a->port == port && !strcmp(a->host, host))
+        return;
+    size_t found = CG_AUTH_POOL, slot = 0;
+    for (size_t i = 0; i < CG_AUTH_POOL; i++) {
+        if (a->pool[i].rc && a->pool[i].port == port && !strcmp(a->pool[i].host, host))
+            found = i;
+        else if (!a->pool[i].rc)
+            slot = i;
+    }
+    if (found == CG_AUTH_POOL && a->pool[slot].rc) {
+        /* full: the oldest goes (slot 0 is refilled last) */
+        redisFree(a->pool[0].rc);
+        memmove(&a->pool[0], &a->pool[1], sizeof(a->pool[0]) * (CG_AUTH_POOL - 1));
+        slot = CG_AUTH_POOL - 1;
+        a->pool[slot].rc = NULL;
+    }
+    size_t to = found < CG_AUTH_POOL ? found : slot;
+    redisContext *rc = a->pool[to].rc;
+    char h[128];
+    uint32_t p = a->pool[to].port;
+    snprintf(h, sizeof(h), "%s", a->pool[to].host);
+    a->pool[to].rc = a->rc;
+    snprintf(a->pool[to].host, sizeof(a->pool[to].host), "%s", a->host);
+    a->pool[to].port = a->port;
+    a->rc = rc;
+    snprintf(a->host, sizeof(a->host), "%s", h);
+    a->port = p;
+}
+
+/* The session link for key: in cluster mode, the one to its slot's master. Returns 0, or -1 when
+ * there is none (as ensure_rc). */
+static int rc_for(struct cg_auth *a, const char *key, size_t klen)
+{
+    if (a->bridge->clustered) {
+        const char *host;
+        uint32_t port;
+        if (cg_cluster_key_addr(&a->bridge->cluster, key, klen, &host, &port))
+            return -1;
+        route(a, host, port);
+    }
+    return ensure_rc(a);
+}
+
+/* A MOVED or ASK answer to a session command (cluster mode, a map not yet refreshed): r is
+ * replaced by the answer of the node named, asked once. */
+static redisReply *follow(struct cg_auth *a, redisReply *r, const char *key, size_t klen)
+{
+    uint16_t slot;
+    char host[CG_SLOTS_HOST_MAX + 1];
+    uint32_t port;
+    int kind;
+    if (!a->bridge->clustered || !r || r->type != REDIS_REPLY_ERROR ||
+        !(kind = cg_slots_redirect(r->str, r->len, &slot, host, &port)))
+        return r;
+    if (!host[0])
+        snprintf(host, sizeof(host), "%s", a->host);
+    freeReplyObject(r);
+    route(a, host, port);
+    if (ensure_rc(a))
+        return NULL;
+    if (kind == CG_SLOTS_ASK) {
+        redisReply *ok = redisCommand(a->rc, "ASKING");
+        if (!ok)
+            return NULL;
+        freeReplyObject(ok);
+    }
+    return redisCommand(a->rc, "GET %b", key, klen);
 }
 
 void cg_auth_master_resolved(struct cg_auth *a, int changed)
@@ -264,10 +344,10 @@ enum cg_auth_result cg_auth_lookup(struct cg_auth *a, const char *sid, struct cg
         *out = e;
         return CG_AUTH_OK;
     }
-    if (ensure_rc(a))
-        return CG_AUTH_DOWN;
     char key[256];
     int klen = snprintf(key, sizeof(key), "%s%s", a->cfg->session_prefix, sid);
+    if (rc_for(a, key, (size_t)klen))
+        return CG_AUTH_DOWN;
     cg_metrics.session_lookups++;
     redisReply *r = redisCommand(a->rc, "GET %b", key, (size_t)klen);
     if (!r && stale(a->rc)) {
@@ -280,6 +360,10 @@ enum cg_auth_result cg_auth_lookup(struct cg_auth *a, const char *sid, struct cg
             return CG_AUTH_DOWN;
         r = redisCommand(a->rc, "GET %b", key, (size_t)klen);
     }
+    if (r)
+        r = follow(a, r, key, (size_t)klen);
+    if (!r && !a->rc)
+        return CG_AUTH_DOWN;
     if (!r) {
         drop_rc(a, "lookup failed");
         return CG_AUTH_DOWN;
@@ -451,6 +535,9 @@ void cg_auth_finish(struct cg_auth *a)
     if (a->rc)
         redisFree(a->rc);
     a->rc = NULL;
+    for (size_t i = 0; i < CG_AUTH_POOL; i++)
+        if (a->pool[i].rc)
+            redisFree(a->pool[i].rc);
 }
 
 int cg_auth_up(const struct cg_auth *a)
@@ -460,7 +547,11 @@ int cg_auth_up(const struct cg_auth *a)
 
 int cg_auth_create(struct cg_auth *a, const char *user_id, uint32_t ttl_s, char *sid)
 {
-    if (cg_random_hex(sid, 16) || ensure_rc(a))
+    char key[256];
+    if (cg_random_hex(sid, 16))
+        return -1;
+    int klen = snprintf(key, sizeof(key), "%s%s", a->cfg->session_prefix, sid);
+    if (rc_for(a, key, (size_t)klen))
         return -1;
     json_t *obj =
         json_pack("{s:s, s:I}", "user_id", user_id, "exp", (json_int_t)(wall_s() + (int64_t)ttl_s));
@@ -468,8 +559,6 @@ int cg_auth_create(struct cg_auth *a, const char *user_id, uint32_t ttl_s, char 
     json_decref(obj);
     if (!text)
         return -1;
-    char key[256];
-    int klen = snprintf(key, sizeof(key), "%s%s", a->cfg->session_prefix, sid);
     redisReply *r = redisCommand(a->rc, "SET %b %s EX %u", key, (size_t)klen, text, ttl_s);
     free(text);
     if (!r) {

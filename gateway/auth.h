@@ -12,7 +12,10 @@
  * The session link connects to the master the sentinel module names and sends AUTH first
  * (then ROLE with sentinels, then SELECT), on every new connection. After a failure it is
  * held off with exponential back-off; an AUTH refusal is logged once a minute at most and is
- * not retried early because the bridge is up (SIGHUP does: cg_auth_retry_now). */
+ * not retried early because the bridge is up (SIGHUP does: cg_auth_retry_now).
+ *
+ * With --redis-cluster the session key's master comes from the bridge's slot map, and a MOVED
+ * or ASK answer is followed once; one link per master is kept (CG_AUTH_POOL). */
 #ifndef CG_AUTH_H
 #define CG_AUTH_H
 
@@ -26,6 +29,8 @@
 #include "map.h"
 #include "sentinel.h"
 #include "session.h"
+
+#define CG_AUTH_POOL 8 /* idle session links to other cluster masters */
 
 struct cg_auth_entry {
     struct cg_map_node node;
@@ -69,6 +74,16 @@ struct cg_auth {
     int auth_refused; /* the last attempt failed AUTH: no early retry */
     int ever_up;
     struct cg_log_limit fail_log, auth_log;
+    /* Cluster mode: sessions live on every master, so the link in use (rc) is the one to the
+     * master of the key looked up; links to other masters wait here (at most CG_AUTH_POOL, the
+     * oldest closed first) and want_host/port is where the next connect goes. */
+    struct {
+        redisContext *rc;
+        char host[128];
+        uint32_t port;
+    } pool[CG_AUTH_POOL];
+    char want_host[128];
+    uint32_t want_port;
     struct cg_map entries;
     uv_timer_t check;
 };

@@ -222,16 +222,24 @@ static void connect_link(struct cg_bridge_link *l)
         return;
     const char *host;
     uint32_t port;
-    if (cg_sentinel_busy(b->sentinel)) {
+    if (b->clustered) {
+        /* Only the inbox link is ours: it goes to the master of the inbox key's slot, once the
+         * slot map says which (cluster_map_changed connects it). */
+        if (l->id != CG_LINK_INBOX)
+            return;
+        l->awaiting = cg_cluster_key_addr(&b->cluster, b->cfg->inbox_key, strlen(b->cfg->inbox_key),
+                                          &host, &port) != 0;
+        if (l->awaiting)
+            return;
+    } else if (cg_sentinel_busy(b->sentinel)) {
         l->awaiting = 1; /* cg_bridge_master_resolved connects it */
         return;
-    }
-    l->awaiting = 0;
-    if (cg_sentinel_addr(b->sentinel, &host, &port)) {
+    } else if (cg_sentinel_addr(b->sentinel, &host, &port)) {
         cg_sentinel_resolve(b->sentinel); /* no sentinel has answered yet */
         schedule_retry(l);
         return;
     }
+    l->awaiting = 0;
     snprintf(l->host, sizeof(l->host), "%s", host);
     l->port = port;
     redisAsyncContext *ac = redisAsyncConnect(l->host, (int)l->port);
@@ -365,6 +373,47 @@ static int starts(const char *s, size_t len, const char *prefix, size_t *plen)
     return len >= *plen && !memcmp(s, prefix, *plen);
 }
 
+static void heartbeat_back(struct cg_bridge *b);
+
+/* A message on channel ch (both borrowed for the call). */
+static void deliver(struct cg_bridge *b, const char *ch, size_t chlen, const char *msg,
+                    size_t msglen)
+{
+    const struct cg_config *c = b->cfg;
+    size_t pl;
+    if (b->clustered && starts(ch, chlen, c->chart_prefix, &pl)) {
+        /* chart:{<instrument>} */
+        if (chlen >= pl + 3 && ch[pl] == '{' && ch[chlen - 1] == '}')
+            cg_relay_overlay(b->relay, ch + pl + 1, chlen - pl - 2, msg, msglen);
+        return;
+    }
+    if (chlen == strlen(b->heartbeat_channel) && !memcmp(ch, b->heartbeat_channel, chlen))
+        heartbeat_back(b);
+    else if (chlen == strlen(b->reply_channel) && !memcmp(ch, b->reply_channel, chlen))
+        cg_relay_reply(b->relay, b->epoch, msg, msglen);
+    else if (chlen == strlen(c->broadcast_channel) && !memcmp(ch, c->broadcast_channel, chlen))
+        cg_relay_broadcast(b->relay, msg, msglen, CG_SOURCE_PUBSUB);
+    else if (starts(ch, chlen, c->chart_prefix, &pl))
+        cg_relay_overlay(b->relay, ch + pl, chlen - pl, msg, msglen);
+    else if (starts(ch, chlen, c->md_prefix, &pl))
+        cg_relay_tick(b->relay, ch + pl, chlen - pl, msg, msglen, CG_SOURCE_PUBSUB);
+    else if (starts(ch, chlen, c->user_prefix, &pl))
+        cg_relay_user(b->relay, ch + pl, chlen - pl, msg, msglen, CG_SOURCE_PUBSUB);
+}
+
+static void heartbeat_back(struct cg_bridge *b)
+{
+    b->last_heartbeat_ms = now_ms(b);
+    if (!b->pubsub_ready) {
+        b->pubsub_ready = 1;
+        struct cg_bridge_link *ib = &b->links[CG_LINK_INBOX];
+        if (b->pop_waiting && ib->up) {
+            b->pop_waiting = 0;
+            start_pop(ib);
+        }
+    }
+}
+
 static void on_pubsub(redisAsyncContext *ac, void *r, void *priv)
 {
     (void)priv;
@@ -383,33 +432,28 @@ static void on_pubsub(redisAsyncContext *ac, void *r, void *priv)
     }
     if (ch->type != REDIS_REPLY_STRING || msg->type != REDIS_REPLY_STRING)
         return;
-    struct cg_bridge *b = l->bridge;
-    const struct cg_config *c = b->cfg;
-    size_t pl;
-    if (ch->len == strlen(b->heartbeat_channel) && !strcmp(ch->str, b->heartbeat_channel)) {
-        b->last_heartbeat_ms = now_ms(b);
-        if (!b->pubsub_ready) {
-            b->pubsub_ready = 1;
-            struct cg_bridge_link *ib = &b->links[CG_LINK_INBOX];
-            if (b->pop_waiting && ib->up) {
-                b->pop_waiting = 0;
-                start_pop(ib);
-            }
-        }
-    } else if (ch->len == strlen(b->reply_channel) && !strcmp(ch->str, b->reply_channel))
-        cg_relay_reply(b->relay, b->epoch, msg->str, msg->len);
-    else if (ch->len == strlen(c->broadcast_channel) && !strcmp(ch->str, c->broadcast_channel))
-        cg_relay_broadcast(b->relay, msg->str, msg->len, CG_SOURCE_PUBSUB);
-    else if (starts(ch->str, ch->len, c->chart_prefix, &pl))
-        cg_relay_overlay(b->relay, ch->str + pl, ch->len - pl, msg->str, msg->len);
-    else if (starts(ch->str, ch->len, c->md_prefix, &pl))
-        cg_relay_tick(b->relay, ch->str + pl, ch->len - pl, msg->str, msg->len, CG_SOURCE_PUBSUB);
-    else if (starts(ch->str, ch->len, c->user_prefix, &pl))
-        cg_relay_user(b->relay, ch->str + pl, ch->len - pl, msg->str, msg->len, CG_SOURCE_PUBSUB);
+    deliver(l->bridge, ch->str, ch->len, msg->str, msg->len);
+}
+
+/* Cluster mode: a sharded message. */
+static void cluster_message(void *data, const char *ch, size_t chlen, const char *msg,
+                            size_t msglen)
+{
+    deliver(data, ch, chlen, msg, msglen);
 }
 
 static void upstream(struct cg_bridge *b, const char *verb, const char *prefix, const char *name)
 {
+    if (b->clustered) {
+        char ch[200];
+        int tag = prefix == b->cfg->chart_prefix; /* chart:{<instrument>} */
+        int n = snprintf(ch, sizeof(ch), tag ? "%s{%s}" : "%s%s", prefix, name);
+        if (verb[0] == 'S')
+            cg_cluster_subscribe(&b->cluster, ch, (size_t)n);
+        else
+            cg_cluster_unsubscribe(&b->cluster, ch, (size_t)n);
+        return;
+    }
     if (!b->links[CG_LINK_PUBSUB].up)
         return; /* the next connect subscribes whatever is active then */
     char ch[200];
@@ -424,8 +468,8 @@ void cg_bridge_instrument_active(void *data, struct cg_instrument *inst, int act
     /* Overlay operations follow the instrument's viewers (a socket that did not ask for them
      * costs one skipped message per operation, nothing per tick). */
     upstream(b, active ? "SUBSCRIBE" : "UNSUBSCRIBE", b->cfg->chart_prefix, inst->name);
-    if (b->cfg->record_bars)
-        return; /* md:* is pattern-subscribed */
+    if (b->cfg->record_bars && (!b->clustered || !active))
+        return; /* md:* is pattern-subscribed; in a cluster, every known instrument is */
     upstream(b, active ? "SUBSCRIBE" : "UNSUBSCRIBE", b->cfg->md_prefix, inst->name);
 }
 
@@ -475,6 +519,8 @@ static void on_members(redisAsyncContext *ac, void *r, void *priv)
             struct cg_instrument *in = cg_registry_instrument(ctx->b->reg, e->str, e->len, 1);
             if (in)
                 in->known = 1;
+            if (in && ctx->b->clustered && ctx->b->cfg->record_bars)
+                upstream(ctx->b, "SUBSCRIBE", ctx->b->cfg->md_prefix, in->name);
         }
     }
     if (ctx->done)
@@ -491,8 +537,11 @@ int cg_bridge_refresh_instruments(struct cg_bridge *b, void (*done)(void *data),
     ctx->b = b;
     ctx->done = done;
     ctx->data = data;
-    if (!l->up || redisAsyncCommand(l->ac, on_members, ctx, "SMEMBERS %s",
-                                    b->cfg->instruments_key) != REDIS_OK) {
+    const char *argv[2] = {"SMEMBERS", b->cfg->instruments_key};
+    size_t lens[2] = {8, strlen(b->cfg->instruments_key)};
+    if (b->clustered
+            ? cg_cluster_command(&b->cluster, on_members, ctx, 2, argv, lens)
+            : !l->up || redisAsyncCommandArgv(l->ac, on_members, ctx, 2, argv, lens) != REDIS_OK) {
         free(ctx);
         return -1;
     }
@@ -508,6 +557,8 @@ static void refresh_instruments(struct cg_bridge *b)
 int cg_bridge_command(struct cg_bridge *b, redisCallbackFn *fn, void *privdata, int argc,
                       const char **argv, const size_t *argvlen)
 {
+    if (b->clustered)
+        return cg_cluster_command(&b->cluster, fn, privdata, argc, argv, argvlen);
     struct cg_bridge_link *l = &b->links[CG_LINK_COMMAND];
     if (!l->up)
         return -1;
@@ -529,6 +580,19 @@ static struct cg_bridge_link *inbox_reply(redisAsyncContext *ac, redisReply *rep
     if (!l || !reply)
         return NULL;
     l->pending_ms = 0;
+    struct cg_bridge *b = l->bridge;
+    if (b->clustered && reply->type == REDIS_REPLY_ERROR &&
+        (!strncmp(reply->str, "CLUSTERDOWN", 11) || !strncmp(reply->str, "TRYAGAIN", 8) ||
+         !strncmp(reply->str, "MOVED ", 6) || !strncmp(reply->str, "ASK ", 4))) {
+        /* The cluster is failing over or the inbox's slot is moving: once the map is read
+         * again the link follows it; until then it retries about once a second. */
+        cg_log_limited(&l->fail_log, LOG_EVERY_MS, CG_LOG_WARN, "inbox waits for the cluster",
+                       "command=%s error=\"%.200s\"", cmd, reply->str);
+        cg_cluster_refresh_soon(&b->cluster);
+        l->backoff_ms = 1000;
+        drop_quietly(l);
+        return NULL;
+    }
     if (check_reply(l, reply, cmd)) {
         drop_link(l, "inbox list move failed (Redis 6.2 or later is required)");
         return NULL;
@@ -554,6 +618,88 @@ static void on_applied(redisAsyncContext *ac, void *r, void *priv)
     }
 }
 
+/* Cluster mode: the republish (SPUBLISH, or the overlay FCALL) went to another master, so the
+ * ack waits for its reply instead of following it on the same connection. No reply (a link
+ * lost): the inbox link is dropped, and its recovery puts the item back (at least once). */
+static void on_republished(redisAsyncContext *ac, void *r, void *priv)
+{
+    (void)ac;
+    struct cg_bridge *b = priv;
+    redisReply *reply = r;
+    struct cg_bridge_link *l = &b->links[CG_LINK_INBOX];
+    b->republishing = 0;
+    if (b->stopping)
+        return;
+    if (!reply) {
+        drop_link(l, "inbox republish lost");
+        return;
+    }
+    if (b->republish_overlay) {
+        if (reply->type == REDIS_REPLY_ERROR) {
+            cg_metrics.dropped[CG_DROP_BAD_OVERLAY]++;
+            cg_log_limited(&b->overlay_log, 5000, CG_LOG_WARN, "payload dropped",
+                           "reason=%s source=inbox detail=\"%.200s\"",
+                           cg_drop_names[CG_DROP_BAD_OVERLAY], reply->str);
+        } else {
+            cg_metrics.overlay_applied++;
+        }
+    } else if (reply->type == REDIS_REPLY_ERROR) {
+        cg_log(CG_LOG_ERROR, "redis command failed", "link=inbox command=SPUBLISH error=\"%.200s\"",
+               reply->str);
+        drop_link(l, "inbox republish refused");
+        return;
+    }
+    if (!l->up || command(l, NULL, "inbox ack", "LPOP %s", b->processing_key))
+        return;
+    start_pop(l);
+}
+
+static void cluster_republish(struct cg_bridge_link *l, const char *item, size_t len)
+{
+    struct cg_bridge *b = l->bridge;
+    const struct cg_config *c = b->cfg;
+    struct cg_envelope env;
+    if (cg_relay_envelope(b->relay, item, len, &env) != 0) {
+        /* counted and logged by the relay: acknowledged, never retried */
+        if (!command(l, NULL, "inbox ack", "LPOP %s", b->processing_key))
+            start_pop(l);
+        return;
+    }
+    char ch[300], key[CG_OVERLAY_KEY_MAX];
+    const char *argv[6];
+    size_t lens[6];
+    int argc;
+    b->republish_overlay = env.kind == CG_ENV_CHART;
+    if (env.kind == CG_ENV_CHART) { /* FCALL <fn> 1 overlays:{<i>} <i> <op> */
+        argv[0] = "FCALL", lens[0] = 5;
+        argv[1] = CG_OVERLAY_FUNCTION, lens[1] = strlen(CG_OVERLAY_FUNCTION);
+        argv[2] = "1", lens[2] = 1;
+        argv[3] = key, lens[3] = cg_overlay_key(env.target, key);
+        argv[4] = env.target, lens[4] = strlen(env.target);
+        argv[5] = env.data, lens[5] = env.len;
+        argc = 6;
+    } else {
+        int n;
+        if (env.kind == CG_ENV_INSTRUMENT)
+            n = snprintf(ch, sizeof(ch), "%s%s", c->md_prefix, env.target);
+        else if (env.kind == CG_ENV_USER)
+            n = snprintf(ch, sizeof(ch), "%s%s", c->user_prefix, env.target);
+        else
+            n = snprintf(ch, sizeof(ch), "%s", c->broadcast_channel);
+        argv[0] = "SPUBLISH", lens[0] = 8;
+        argv[1] = ch, lens[1] = (size_t)n;
+        argv[2] = env.data, lens[2] = env.len;
+        argc = 3;
+    }
+    b->republishing = 1;
+    int rc = cg_cluster_command(&b->cluster, on_republished, b, argc, argv, lens);
+    free(env.data);
+    if (rc) {
+        b->republishing = 0;
+        drop_link(l, "inbox republish: the target's master is down");
+    }
+}
+
 static void on_pop(redisAsyncContext *ac, void *r, void *priv)
 {
     (void)priv;
@@ -562,6 +708,10 @@ static void on_pop(redisAsyncContext *ac, void *r, void *priv)
     if (!l)
         return;
     struct cg_bridge *b = l->bridge;
+    if (b->clustered && reply->type == REDIS_REPLY_STRING) {
+        cluster_republish(l, reply->str, reply->len);
+        return;
+    }
     if (reply->type == REDIS_REPLY_STRING) {
         struct cg_envelope env;
         if (cg_relay_envelope(b->relay, reply->str, reply->len, &env) == 0) {
@@ -605,8 +755,9 @@ static void on_pop(redisAsyncContext *ac, void *r, void *priv)
 static void start_pop(struct cg_bridge_link *l)
 {
     struct cg_bridge *b = l->bridge;
-    if (!b->pubsub_ready || !same_server(l, &b->links[CG_LINK_PUBSUB])) {
-        b->pop_waiting = 1;
+    if (b->clustered ? b->republishing || !cg_cluster_pubsub_ready(&b->cluster)
+                     : !b->pubsub_ready || !same_server(l, &b->links[CG_LINK_PUBSUB])) {
+        b->pop_waiting = 1; /* the watchdog (cluster) or the heartbeat's return pops again */
         return;
     }
     l->pending_ms = now_ms(b);
@@ -707,8 +858,72 @@ static void watchdog_cb(uv_timer_t *t)
         drop_link(ps, "heartbeat not received");
     if (ib->up && ib->pending_ms && now - ib->pending_ms > BLOCK_S * 1000 + REPLY_TIMEOUT_MS)
         drop_link(ib, "blocking pop unanswered");
-    if (cmd->up && now - b->last_instruments_ms > INSTRUMENTS_EVERY_MS)
+    if (b->clustered && ib->up && b->pop_waiting && !b->republishing &&
+        cg_cluster_pubsub_ready(&b->cluster)) {
+        b->pop_waiting = 0;
+        start_pop(ib);
+    }
+    if ((b->clustered ? cg_cluster_commands_up(&b->cluster) : cmd->up) &&
+        now - b->last_instruments_ms > INSTRUMENTS_EVERY_MS)
         refresh_instruments(b);
+}
+
+/* ---- cluster mode's hooks ---------------------------------------------------------------- */
+
+static void cluster_command_up(void *data)
+{
+    struct cg_bridge *b = data;
+    if (b->hooks.command_up)
+        b->hooks.command_up(b->hooks.data);
+    refresh_instruments(b);
+}
+
+/* The inbox key's master may have changed: the inbox link follows it. */
+static void cluster_map_changed(void *data)
+{
+    struct cg_bridge *b = data;
+    struct cg_bridge_link *l = &b->links[CG_LINK_INBOX];
+    const char *host;
+    uint32_t port;
+    if (b->stopping || cg_cluster_key_addr(&b->cluster, b->cfg->inbox_key,
+                                           strlen(b->cfg->inbox_key), &host, &port))
+        return;
+    int elsewhere = l->port != port || strcmp(l->host, host);
+    if (l->ac && elsewhere) {
+        cg_log(CG_LOG_INFO, "redis link moving", "link=inbox from=%s:%u to=%s:%u", l->host, l->port,
+               host, port);
+        drop_quietly(l);
+    }
+    if (!l->ac && (l->awaiting || elsewhere)) {
+        uv_timer_stop(&l->retry);
+        connect_link(l);
+    }
+}
+
+static void cluster_resubscribed(void *data)
+{
+    struct cg_bridge *b = data;
+    if (b->hooks.pubsub_up)
+        b->hooks.pubsub_up(b->hooks.data);
+}
+
+static void cluster_start(struct cg_bridge *b)
+{
+    const struct cg_config *cfg = b->cfg;
+    /* The processing list shares the inbox's slot: its hash tag, or the whole name as one. */
+    const char *open = strchr(cfg->inbox_key, '{');
+    const char *close = open ? strchr(open + 1, '}') : NULL;
+    if (open && close && close > open + 1)
+        snprintf(b->processing_key, sizeof(b->processing_key), "%s:processing:%s", cfg->inbox_key,
+                 cfg->inbox_id);
+    else
+        snprintf(b->processing_key, sizeof(b->processing_key), "{%s}:processing:%s", cfg->inbox_key,
+                 cfg->inbox_id);
+    struct cg_cluster_hooks ch = {cluster_message, cluster_command_up, cluster_map_changed,
+                                  cluster_resubscribed, b};
+    cg_cluster_start(&b->cluster, b->loop, cfg, &ch);
+    cg_cluster_subscribe(&b->cluster, cfg->broadcast_channel, strlen(cfg->broadcast_channel));
+    cg_cluster_subscribe(&b->cluster, b->reply_channel, strlen(b->reply_channel));
 }
 
 void cg_bridge_start(struct cg_bridge *b, uv_loop_t *loop, const struct cg_config *cfg,
@@ -728,6 +943,9 @@ void cg_bridge_start(struct cg_bridge *b, uv_loop_t *loop, const struct cg_confi
              cfg->inbox_id, (int)getpid());
     snprintf(b->processing_key, sizeof(b->processing_key), "%s:processing:%s", cfg->inbox_key,
              cfg->inbox_id);
+    b->clustered = cfg->ncluster > 0;
+    if (b->clustered)
+        cluster_start(b);
     uv_timer_init(loop, &b->watchdog);
     b->watchdog.data = b;
     for (int i = 0; i < CG_LINK_BRIDGE_COUNT; i++) {
@@ -758,6 +976,8 @@ void cg_bridge_stop(struct cg_bridge *b)
     }
     uv_timer_stop(&b->watchdog);
     uv_close((uv_handle_t *)&b->watchdog, NULL);
+    if (b->clustered)
+        cg_cluster_stop(&b->cluster);
 }
 
 void cg_bridge_master_resolved(struct cg_bridge *b, int changed)
@@ -784,6 +1004,8 @@ void cg_bridge_master_resolved(struct cg_bridge *b, int changed)
 
 void cg_bridge_retry_now(struct cg_bridge *b)
 {
+    if (b->clustered)
+        cg_cluster_retry_now(&b->cluster);
     for (int i = 0; i < CG_LINK_BRIDGE_COUNT; i++) {
         struct cg_bridge_link *l = &b->links[i];
         if (!l->ac && !b->stopping) {
@@ -795,5 +1017,9 @@ void cg_bridge_retry_now(struct cg_bridge *b)
 
 int cg_bridge_up(const struct cg_bridge *b, enum cg_link link)
 {
+    if (b->clustered && link == CG_LINK_COMMAND)
+        return cg_cluster_commands_up(&b->cluster);
+    if (b->clustered && link == CG_LINK_PUBSUB)
+        return cg_cluster_pubsub_ready(&b->cluster);
     return (unsigned)link < CG_LINK_BRIDGE_COUNT && b->links[link].up;
 }

@@ -17,13 +17,19 @@
  * once its handshake passed: AUTH when credentials are configured (a refusal is logged once,
  * counted, and retried with the same back-off), then ROLE with sentinels (a link to anything
  * but a master is dropped and the master asked for again). A failed link also asks the
- * sentinels again before its retry; when the master moves, every link moves to it at once. */
+ * sentinels again before its retry; when the master moves, every link moves to it at once.
+ *
+ * With --redis-cluster (cluster.h) the pub/sub and command links are the cluster module's, one
+ * of each per master: channels are sharded (SSUBSCRIBE), chart:{<instrument>} carries the
+ * instrument as hash tag (the slot of the overlay function's key), commands go to their key's
+ * master, and a recording gateway subscribes every known instrument (no sharded patterns). */
 #ifndef CG_BRIDGE_H
 #define CG_BRIDGE_H
 
 #include <hiredis/async.h>
 #include <uv.h>
 
+#include "cluster.h"
 #include "config.h"
 #include "metrics.h"
 #include "registry.h"
@@ -79,6 +85,13 @@ struct cg_bridge {
     int stopping;
     struct cg_bridge_hooks hooks;
     struct cg_log_limit overlay_log; /* inbox overlay operations Redis refused */
+    /* Cluster mode (--redis-cluster): commands and channels go through the cluster's per-master
+     * links instead of the command and pub/sub links here; the inbox link connects to the
+     * master of the inbox key's slot, and an item is acknowledged once its SPUBLISH was. */
+    int clustered;
+    struct cg_cluster cluster;
+    int republishing;      /* an inbox item's republish is in flight (cluster mode) */
+    int republish_overlay; /* ... and it is an overlay operation's FCALL */
 };
 
 /* Initialises b and starts connecting (the links connect once the loop runs, and reconnect

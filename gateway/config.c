@@ -29,6 +29,7 @@ enum kind {
     K_SERVICE_EVENTS,
     K_SENTINEL,
     K_WORKERS,
+    K_CLUSTER,
 };
 
 /* Kinds that may be given several times; a config file gives them as an array, under the
@@ -37,7 +38,7 @@ enum kind {
 static int repeatable(enum kind k)
 {
     return k == K_ORIGIN || k == K_PROXY || k == K_SERVICE || k == K_SERVICE_EVENTS ||
-           k == K_SENTINEL;
+           k == K_SENTINEL || k == K_CLUSTER;
 }
 
 #define SECRET_MAX 1024 /* bytes read from a secret file */
@@ -65,6 +66,10 @@ static const struct opt opts[] = {
     {"redis-sentinel", K_SENTINEL, 0, 0, 0, 0,
      "HOST:PORT of a Redis Sentinel that knows --redis-master (repeatable, at most 8); the "
      "master's address then comes from the sentinels"},
+    {"redis-cluster", K_CLUSTER, 0, 0, 0, 0,
+     "HOST:PORT of a Redis Cluster node (repeatable, at most 8 seeds): keys go to their slot's "
+     "master and every channel is sharded pub/sub (SPUBLISH/SSUBSCRIBE); not with --redis or "
+     "--redis-sentinel"},
     {"redis-master", K_STR, F(redis_master), S(redis_master), 0, 0,
      "name of the master the sentinels monitor (required with --redis-sentinel)"},
     {"sentinel-password-file", K_STR, F(sentinel_password_file), S(sentinel_password_file), 0, 0,
@@ -598,8 +603,10 @@ static int apply(struct cg_config *c, const struct opt *o, const char *val, cons
         return 0;
     case K_REDIS: {
         if (cg_config_parse_redis_url(val, c->redis_host, sizeof(c->redis_host), &c->redis_port,
-                                      &c->redis_db, &c->redis_url_auth) == 0)
+                                      &c->redis_db, &c->redis_url_auth) == 0) {
+            c->redis_given = 1;
             return 0;
+        }
         char masked[120];
         snprintf(err, errsz,
                  "chartgate: %s: expected redis://[USER[:PASSWORD]@]HOST:PORT[/DB] (DB 0-15; "
@@ -631,6 +638,16 @@ static int apply(struct cg_config *c, const struct opt *o, const char *val, cons
             return -1;
         }
         c->nsentinels++;
+        return 0;
+    case K_CLUSTER:
+        if (c->ncluster >= CG_CONFIG_SENTINELS_MAX ||
+            cg_config_parse_hostport(val, c->cluster_hosts[c->ncluster],
+                                     sizeof(c->cluster_hosts[0]), &c->cluster_ports[c->ncluster])) {
+            snprintf(err, errsz, "chartgate: %s: expected HOST:PORT (at most %d), got \"%.80s\"",
+                     where, CG_CONFIG_SENTINELS_MAX, val);
+            return -1;
+        }
+        c->ncluster++;
         return 0;
     case K_ORIGIN:
         if (c->norigins >= CG_CONFIG_ORIGINS_MAX || strlen(val) >= sizeof(c->origins[0]) ||
@@ -763,6 +780,8 @@ static void clear_list(struct cg_config *c, enum kind k)
         c->service_events_text[0] = 0;
     else if (k == K_SENTINEL)
         c->nsentinels = 0;
+    else if (k == K_CLUSTER)
+        c->ncluster = 0;
 }
 
 static int load_file(struct cg_config *c, const char *path, char *err, size_t errsz)
@@ -935,6 +954,15 @@ static int check_redis(struct cg_config *cfg, char *err, size_t errsz)
             snprintf(err, errsz, "chartgate: --redis-master: a name without spaces expected");
             return -1;
         }
+    if (cfg->ncluster && (cfg->nsentinels || cfg->redis_given)) {
+        snprintf(err, errsz, "chartgate: --redis-cluster: not with %s (the seeds name the nodes)",
+                 cfg->nsentinels ? "--redis-sentinel" : "--redis");
+        return -1;
+    }
+    if (cfg->ncluster && cfg->redis_db) {
+        snprintf(err, errsz, "chartgate: --redis-cluster: a cluster has database 0 only");
+        return -1;
+    }
     if (cfg->sentinel_password_file[0] && !cfg->nsentinels) {
         snprintf(err, errsz, "chartgate: --sentinel-password-file: needs --redis-sentinel");
         return -1;

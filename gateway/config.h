@@ -45,6 +45,12 @@ struct cg_config {
     uint32_t sentinel_ports[CG_CONFIG_SENTINELS_MAX];
     uint32_t nsentinels;
     char redis_master[128];
+    /* Cluster mode: seed nodes; the slot map and the masters come from them (redis_host/port
+     * unused). redis_given: --redis was set explicitly (it cannot go with cluster seeds). */
+    char cluster_hosts[CG_CONFIG_SENTINELS_MAX][128];
+    uint32_t cluster_ports[CG_CONFIG_SENTINELS_MAX];
+    uint32_t ncluster;
+    int redis_given;
     struct cg_config_credentials sentinel_auth; /* from sentinel_password_file */
     char sentinel_password_file[512];
     char web_root[512];

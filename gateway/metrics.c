@@ -125,6 +125,17 @@ size_t cg_metrics_render(const struct cg_metrics_gauges *g, char *buf, size_t bu
     labelled(&o, "chartgate_redis_auth_failures_total", "counter",
              "Redis AUTH refusals (wrong password, unknown or disabled user), by link.", "link",
              cg_auth_peer_names, m->redis_auth_failures, CG_AUTH_PEER__COUNT);
+    one(&o, "chartgate_redis_cluster_moved_total", "counter",
+        "MOVED redirections followed: a key's slot had moved to another master (cluster mode).",
+        m->cluster_moved);
+    one(&o, "chartgate_redis_cluster_asked_total", "counter",
+        "ASK redirections followed: a key's slot was being migrated (cluster mode).",
+        m->cluster_asked);
+    one(&o, "chartgate_redis_cluster_resubscribes_total", "counter",
+        "Sharded subscriptions made again after their slot moved or Redis refused them.",
+        m->cluster_resubscribes);
+    one(&o, "chartgate_redis_cluster_map_refreshes_total", "counter",
+        "Cluster slot maps read (CLUSTER SLOTS).", m->cluster_map_refreshes);
     one(&o, "chartgate_redis_master_switches_total", "counter",
         "Times every Redis link moved to a new master address given by Sentinel.",
         m->redis_master_switches);

@@ -54,9 +54,13 @@ struct cg_metrics {
     uint64_t service_unavailable[CG_CONFIG_SERVICES_MAX]; /* sends refused: down or full */
     uint64_t service_events_dropped;
     uint64_t replies[CG_REPLY__COUNT];
-    uint64_t overlay_syncs;    /* whole overlay states sent after a resume or a gap */
-    uint64_t overlay_applied;  /* inbox overlay operations Redis applied (§17) */
-    uint64_t overlay_oversize; /* overlay states left out of a snapshot or sync: too large */
+    uint64_t overlay_syncs;         /* whole overlay states sent after a resume or a gap */
+    uint64_t overlay_applied;       /* inbox overlay operations Redis applied (§17) */
+    uint64_t cluster_moved;         /* MOVED redirections followed (cluster mode) */
+    uint64_t cluster_asked;         /* ASK redirections followed */
+    uint64_t cluster_resubscribes;  /* sharded subscriptions re-made after a slot move */
+    uint64_t cluster_map_refreshes; /* slot maps read */
+    uint64_t overlay_oversize;      /* overlay states left out of a snapshot or sync: too large */
 };
 
 extern struct cg_metrics cg_metrics;

@@ -17,12 +17,14 @@ char *cg_overlay_library(const struct cg_config *cfg)
     char *out = malloc(cap);
     if (!out)
         return NULL;
-    size_t n = (size_t)snprintf(out, cap,
-                                "#!lua name=chartgate_overlays\n"
-                                "local MAX_OVERLAYS = %u\n"
-                                "local MAX_POINTS = %u\n"
-                                "local PREFIX = \"",
-                                cfg->overlay_max, cfg->overlay_points);
+    size_t n =
+        (size_t)snprintf(out, cap,
+                         "#!lua name=chartgate_overlays\n"
+                         "local MAX_OVERLAYS = %u\n"
+                         "local MAX_POINTS = %u\n"
+                         "local CLUSTER = %s\n"
+                         "local PREFIX = \"",
+                         cfg->overlay_max, cfg->overlay_points, cfg->ncluster ? "true" : "false");
     for (const unsigned char *p = (const unsigned char *)cfg->chart_prefix; *p; p++)
         n += (size_t)snprintf(out + n, cap - n, "\\%03u", *p);
     n += (size_t)snprintf(out + n, cap - n, "\"\nlocal INTERVALS = {");

@@ -200,7 +200,9 @@ local function apply(key, inst, text)
         out = '{"op":"append",' .. name .. scope .. ',"points":' .. joined(pts)
     end
     local v = redis.call('HINCRBY', key, '~v', 1)
-    redis.call('PUBLISH', PREFIX .. inst, out .. ',"v":' .. v .. '}')
+    -- Cluster mode: SPUBLISH on PREFIX{inst}, which shares the key's slot.
+    local channel = CLUSTER and (PREFIX .. '{' .. inst .. '}') or (PREFIX .. inst)
+    redis.call(CLUSTER and 'SPUBLISH' or 'PUBLISH', channel, out .. ',"v":' .. v .. '}')
     return v
 end
 

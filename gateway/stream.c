@@ -81,8 +81,9 @@ static int stream_key(const struct cg_stream *s, const struct cg_instrument *in,
     return snprintf(out, outsz, "{%s%s}:stream", s->cfg->md_prefix, in->name);
 }
 
-/* The library with --stream-len in place of the number on the STREAM_LEN line. */
-static char *build_library(uint32_t stream_len, size_t *len)
+/* The library with --stream-len in place of the number on the STREAM_LEN line, and SPUBLISH in
+ * place of PUBLISH in cluster mode. */
+static char *build_library(uint32_t stream_len, int cluster, size_t *len)
 {
     const char *src = cg_md_function_source;
     static const char mark[] = "local STREAM_LEN = ";
@@ -96,6 +97,18 @@ static char *build_library(uint32_t stream_len, size_t *len)
     if (!out)
         return NULL;
     int n = snprintf(out, cap, "%.*s%" PRIu32 "%s", (int)head, src, stream_len, at + digits);
+    static const char plain[] = "\nlocal PUBLISH = 'PUBLISH'\n";
+    char *pub = cluster ? strstr(out, plain) : NULL;
+    if (cluster && !pub) {
+        free(out);
+        return NULL;
+    }
+    if (pub) {                                    /* one byte longer: cap has room */
+        char *verb = pub + sizeof(plain) - 1 - 9; /* at PUBLISH' */
+        memmove(verb + 1, verb, strlen(verb) + 1);
+        *verb = 'S';
+        n++;
+    }
     *len = (size_t)n;
     return out;
 }
@@ -114,7 +127,7 @@ int cg_stream_init(struct cg_stream *s, uv_loop_t *loop, const struct cg_config 
     cg_list_init(&s->catchups);
     uv_timer_init(loop, &s->retry);
     s->retry.data = s;
-    s->library = build_library(cfg->stream_len, &s->library_len);
+    s->library = build_library(cfg->stream_len, cfg->ncluster > 0, &s->library_len);
     return s->library ? 0 : -1;
 }
 

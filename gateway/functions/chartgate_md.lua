@@ -12,6 +12,9 @@
 -- --stream-len; scripts/load-functions loads it on its own for publishers that start first.
 
 local STREAM_LEN = 10000 -- @stream-len@ (the loaders replace the number on this line)
+-- PUBLISH, or SPUBLISH for a Redis Cluster (sharded pub/sub: the channel md:<i> is the declared
+-- key, so it shares the slot of {md:<i>}:seq and {md:<i>}:stream). @publish@
+local PUBLISH = 'PUBLISH'
 
 local function publish(keys, args)
     local channel, tick = keys[1], args[1]
@@ -54,7 +57,7 @@ local function publish(keys, args)
         redis.call('SET', seqkey, seq)
         redis.call('XADD', stream, 'MAXLEN', '~', len, seq .. '-0', 't', ms, 'd', tick)
     end
-    redis.call('PUBLISH', channel, '#' .. seq .. ' ' .. tick)
+    redis.call(PUBLISH, channel, '#' .. seq .. ' ' .. tick)
     return seq
 end
 

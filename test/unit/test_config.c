@@ -167,6 +167,7 @@ static void test_help(void)
         "--reply-prefix",
         "--redis-password-file",
         "--redis-sentinel",
+        "--redis-cluster",
         "--redis-master",
         "--sentinel-password-file",
         "--help",
@@ -851,6 +852,28 @@ static void test_redis_credentials(void)
     CHECK(strstr(err, "Sekr1t") == NULL);
 }
 
+static void test_cluster(void)
+{
+    CHECK_INT(LOAD("--redis-cluster", "127.0.0.1:7000", "--redis-cluster", "[::1]:7001"),
+              CG_CONFIG_OK);
+    CHECK_UINT(cfg.ncluster, 2);
+    CHECK_STR(cfg.cluster_hosts[0], "127.0.0.1");
+    CHECK_UINT(cfg.cluster_ports[0], 7000);
+    CHECK_STR(cfg.cluster_hosts[1], "::1");
+    CHECK_UINT(cfg.cluster_ports[1], 7001);
+    CHECK_INT(LOAD("--redis-cluster", "h:1", "--redis-password-file", secret_with("cp")),
+              CG_CONFIG_OK);
+    CHECK_STR(cfg.redis_auth.password, "cp");
+    ERR(LOAD("--redis-cluster", "nope"), "--redis-cluster");
+    ERR(LOAD("--redis-cluster", "h:0"), "--redis-cluster");
+    /* The seeds name the nodes: not with another way of naming them. */
+    ERR(LOAD("--redis-cluster", "h:1", "--redis", "redis://h:2"), "--redis-cluster");
+    ERR(LOAD("--redis-cluster", "h:1", "--redis-sentinel", "h:2", "--redis-master", "m"),
+        "--redis-cluster");
+    CHECK_INT(LOAD("--redis", "redis://h:2"), CG_CONFIG_OK);
+    CHECK_UINT(cfg.ncluster, 0);
+}
+
 static void test_sentinels(void)
 {
     CHECK_INT(LOAD("--redis-sentinel", "127.0.0.1:26379", "--redis-sentinel", "[::1]:26380",
@@ -1033,6 +1056,7 @@ int main(void)
     test_redis_url();
     test_redis_credentials();
     test_sentinels();
+    test_cluster();
     test_reload_secrets();
     test_scrub_argv();
     test_workers();

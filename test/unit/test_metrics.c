@@ -50,6 +50,10 @@ static const struct {
     {"chartgate_redis_up", "gauge"},
     {"chartgate_redis_reconnects_total", "counter"},
     {"chartgate_redis_auth_failures_total", "counter"},
+    {"chartgate_redis_cluster_moved_total", "counter"},
+    {"chartgate_redis_cluster_asked_total", "counter"},
+    {"chartgate_redis_cluster_resubscribes_total", "counter"},
+    {"chartgate_redis_cluster_map_refreshes_total", "counter"},
     {"chartgate_redis_master_switches_total", "counter"},
     {"chartgate_published_total", "counter"},
     {"chartgate_payloads_dropped_total", "counter"},
@@ -298,6 +302,10 @@ static void set_all(struct cg_metrics_gauges *g)
     m->overlay_applied = 1017;
     m->overlay_syncs = 1018;
     m->overlay_oversize = 1019;
+    m->cluster_moved = 1101;
+    m->cluster_asked = 1102;
+    m->cluster_resubscribes = 1103;
+    m->cluster_map_refreshes = 1104;
     m->service_sent[0] = 801;
     m->service_sent[1] = 802;
     m->service_unavailable[0] = 901;
@@ -343,6 +351,10 @@ static void test_values(void)
     SAMPLE("chartgate_bars_off_session_total 1016");
     SAMPLE("chartgate_bars_timer_closed_total 1017");
     SAMPLE("chartgate_redis_master_switches_total 1016");
+    SAMPLE("chartgate_redis_cluster_moved_total 1101");
+    SAMPLE("chartgate_redis_cluster_asked_total 1102");
+    SAMPLE("chartgate_redis_cluster_resubscribes_total 1103");
+    SAMPLE("chartgate_redis_cluster_map_refreshes_total 1104");
     SAMPLE("chartgate_ticks_repeated_total 1017");
     SAMPLE("chartgate_ticks_missed_total 1018");
     SAMPLE("chartgate_stream_catchups_total 1019");
