@@ -19,6 +19,7 @@
 #define REFRESH_MIN_GAP_MS 100  /* asked again at most this often */
 #define RETRY_FOR_MS 3000       /* TRYAGAIN / CLUSTERDOWN / a redirect to a link not up yet */
 #define REDIRECTS_MAX 16
+#define PARKED_MAX 100000 /* requests waiting to be resent; past it they fail at once */
 #define LOG_EVERY_MS 60000
 
 struct channel {
@@ -156,12 +157,13 @@ static int send_request(struct request *r)
 static void park(struct request *r, redisAsyncContext *ac, redisReply *reply)
 {
     struct cg_cluster *c = r->c;
-    if (c->stopping || now_ms(c) - r->first_ms > RETRY_FOR_MS) {
+    if (c->stopping || now_ms(c) - r->first_ms > RETRY_FOR_MS || c->nparked >= PARKED_MAX) {
         finish(r, ac, reply);
         return;
     }
     r->due_ms = now_ms(c) + TICK_MS;
     cg_list_append(&c->parked, &r->link);
+    c->nparked++;
 }
 
 static int starts(const redisReply *e, const char *prefix)
@@ -231,6 +233,7 @@ static void resend_parked(struct cg_cluster *c)
         if (r->due_ms > now)
             continue;
         cg_list_remove(&r->link);
+        c->nparked--;
         if (send_request(r))
             park(r, NULL, NULL);
     }
@@ -379,8 +382,7 @@ static void sub_up(void *data)
            c->map.nodes[n->idx].port);
     if (n->sub_ever_up) {
         cg_metrics.redis_reconnects[CG_LINK_PUBSUB]++;
-        if (c->hooks.resubscribed)
-            c->hooks.resubscribed(c->hooks.data);
+        c->gap_pending = 1;
     }
     n->sub_ever_up = 1;
     place_all(c);
@@ -453,8 +455,7 @@ static void sub_lost(void *data, const char *name, size_t len)
 {
     struct cg_cluster_node *n = data;
     sub_gone(n, name, len);
-    if (n->cluster->hooks.resubscribed)
-        n->cluster->hooks.resubscribed(n->cluster->hooks.data);
+    n->cluster->gap_pending = 1;
 }
 
 static void sub_connect(struct cg_cluster_node *n)
@@ -818,6 +819,12 @@ static void tick_cb(uv_timer_t *t)
         place_all(c);
     if (!cg_list_empty(&c->parked))
         resend_parked(c);
+    /* Once every subscription is back in place, one catch-up covers all that moved. */
+    if (c->gap_pending && cg_cluster_pubsub_ready(c)) {
+        c->gap_pending = 0;
+        if (c->hooks.resubscribed)
+            c->hooks.resubscribed(c->hooks.data);
+    }
 }
 
 void cg_cluster_start(struct cg_cluster *c, uv_loop_t *loop, const struct cg_config *cfg,
@@ -878,6 +885,7 @@ void cg_cluster_stop(struct cg_cluster *c)
     struct cg_list *it, *tmp;
     CG_LIST_FOREACH_SAFE(it, tmp, &c->parked)
     finish(CG_CONTAINER_OF(it, struct request, link), NULL, NULL);
+    c->nparked = 0;
     cg_map_each(&c->channels, free_channel, c);
     cg_map_finish(&c->channels);
 }

@@ -84,6 +84,9 @@ struct cg_cluster {
     struct cg_map channels; /* name -> struct channel (cluster.c) */
     int channels_dirty;     /* some channel is not subscribed where it should be */
     struct cg_list parked;  /* requests waiting to be resent */
+    size_t nparked;
+    int gap_pending; /* a subscription was lost or a link came back: hooks.resubscribed is due
+                      * once every subscription is in place again */
     uv_timer_t tick;
     redisAsyncContext *refresh_ac; /* a seed connection asked for the map; NULL = none */
     int refresh_inflight;
