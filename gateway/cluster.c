@@ -446,8 +446,8 @@ static void sub_refused(void *data, const char *name, size_t len, const char *er
 {
     struct cg_cluster_node *n = data;
     cg_log_limited(&n->fail_log, 5000, CG_LOG_INFO, "sharded subscription refused",
-                   "addr=%s:%u channel=%.100s error=\"%.200s\"", n->cluster->map.nodes[n->idx].host,
-                   n->cluster->map.nodes[n->idx].port, name, err);
+                   "addr=%s:%u channel=%.*s error=\"%.200s\"", n->cluster->map.nodes[n->idx].host,
+                   n->cluster->map.nodes[n->idx].port, (int)(len > 100 ? 100 : len), name, err);
     sub_gone(n, name, len);
 }
 
