@@ -682,23 +682,27 @@ static int apply_map(struct cg_cluster *c, const redisReply *r, const char *from
     return 0;
 }
 
+/* A CLUSTER SLOTS answer. priv: the node whose command link was asked, or NULL for a seed
+ * connection (whose ac->data is the cluster until it is dropped). */
 static void on_slots(redisAsyncContext *ac, void *r, void *priv)
 {
-    struct cg_cluster *c = priv;
+    struct cg_cluster_node *n = priv;
+    struct cg_cluster *c = n ? n->cluster : ac->data;
     redisReply *reply = r;
-    int own = ac == c->refresh_ac;
-    char host[CG_SLOTS_HOST_MAX + 1] = "";
-    struct cg_cluster_node *n = own ? NULL : ac->data;
-    if (n)
-        snprintf(host, sizeof(host), "%s", c->map.nodes[n->idx].host);
-    else if (own && c->cfg->ncluster)
-        snprintf(host, sizeof(host), "%s", c->cfg->cluster_hosts[0]);
-    c->refresh_inflight = 0;
-    if (own) {
+    char host[CG_SLOTS_HOST_MAX + 1];
+    if (!c)
+        return; /* a seed connection dropped by the tick or at stop */
+    if (!n) {
+        if (ac != c->refresh_ac)
+            return; /* an older seed connection, lost after it was replaced */
         c->refresh_ac = NULL;
         ac->data = NULL;
         redisAsyncFree(ac); /* deferred by hiredis: we are in its callback */
+        snprintf(host, sizeof(host), "%s", c->refresh_host);
+    } else {
+        snprintf(host, sizeof(host), "%s", c->map.nodes[n->idx].host);
     }
+    c->refresh_inflight = 0;
     if (c->stopping)
         return;
     if (reply && reply->type == REDIS_REPLY_ERROR)
@@ -710,9 +714,10 @@ static void on_slots(redisAsyncContext *ac, void *r, void *priv)
 
 static void on_seed_auth(redisAsyncContext *ac, void *r, void *priv)
 {
-    struct cg_cluster *c = priv;
+    (void)priv;
+    struct cg_cluster *c = ac->data; /* NULL once dropped */
     redisReply *reply = r;
-    if (reply && reply->type == REDIS_REPLY_ERROR && ac == c->refresh_ac) {
+    if (c && reply && reply->type == REDIS_REPLY_ERROR && ac == c->refresh_ac) {
         cg_metrics.redis_auth_failures[CG_LINK_COMMAND]++;
         cg_log_limited(&c->map_log, LOG_EVERY_MS, CG_LOG_ERROR, "redis authentication failed",
                        "link=cluster-seed error=\"%.200s\"", reply->str);
@@ -746,7 +751,7 @@ static void refresh(struct cg_cluster *c)
     for (size_t i = 0; i < c->map.nnodes; i++) {
         struct cg_cluster_node *n = &c->nodes[i];
         if (n->up && n->master &&
-            redisAsyncCommand(n->ac, on_slots, c, "CLUSTER SLOTS") == REDIS_OK) {
+            redisAsyncCommand(n->ac, on_slots, n, "CLUSTER SLOTS") == REDIS_OK) {
             c->refresh_inflight = 1;
             return;
         }
@@ -769,7 +774,8 @@ static void refresh(struct cg_cluster *c)
         return;
     redisAsyncSetConnectCallback(ac, on_seed_connect);
     redisAsyncSetDisconnectCallback(ac, on_seed_disconnect);
-    if (redisAsyncCommand(ac, on_slots, c, "CLUSTER SLOTS") != REDIS_OK) {
+    snprintf(c->refresh_host, sizeof(c->refresh_host), "%s", host);
+    if (redisAsyncCommand(ac, on_slots, NULL, "CLUSTER SLOTS") != REDIS_OK) {
         ac->data = NULL;
         redisAsyncFree(ac);
         return;

@@ -88,7 +88,8 @@ struct cg_cluster {
     int gap_pending; /* a subscription was lost or a link came back: hooks.resubscribed is due
                       * once every subscription is in place again */
     uv_timer_t tick;
-    redisAsyncContext *refresh_ac; /* a seed connection asked for the map; NULL = none */
+    redisAsyncContext *refresh_ac;            /* a seed connection asked for the map; NULL = none */
+    char refresh_host[CG_SLOTS_HOST_MAX + 1]; /* its host (stands in for an empty one) */
     int refresh_inflight;
     int refresh_wanted;
     uint64_t refresh_ms; /* last refresh started */
