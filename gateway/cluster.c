@@ -628,8 +628,8 @@ static int apply_map(struct cg_cluster *c, const redisReply *r, const char *from
 {
     if (!r || r->type != REDIS_REPLY_ARRAY || !r->elements)
         return -1;
-    static uint16_t before[CG_SLOTS_COUNT]; /* only touched on the loop thread */
-    memcpy(before, c->map.owner, sizeof(before));
+    uint16_t *before = c->before;
+    memcpy(before, c->map.owner, sizeof(c->before));
     cg_slots_clear(&c->map);
     for (size_t i = 0; i < r->elements; i++) {
         const redisReply *e = r->element[i];
@@ -670,7 +670,7 @@ static int apply_map(struct cg_cluster *c, const redisReply *r, const char *from
             cg_map_each(&c->channels, unplace_node, n);
         }
     }
-    int changed = memcmp(before, c->map.owner, sizeof(before)) != 0;
+    int changed = memcmp(before, c->map.owner, sizeof(c->before)) != 0;
     if (changed) {
         size_t unserved = cg_slots_unserved(&c->map);
         cg_log(unserved ? CG_LOG_WARN : CG_LOG_INFO, "cluster map changed",

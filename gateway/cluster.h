@@ -79,7 +79,8 @@ struct cg_cluster {
     const struct cg_config *cfg; /* borrowed */
     struct cg_cluster_hooks hooks;
     struct cg_slots map;
-    int map_ok; /* a map was read at least once */
+    uint16_t before[CG_SLOTS_COUNT]; /* the owners before a new map, to tell a change */
+    int map_ok;                      /* a map was read at least once */
     struct cg_cluster_node nodes[CG_SLOTS_NODES_MAX];
     struct cg_map channels; /* name -> struct channel (cluster.c) */
     int channels_dirty;     /* some channel is not subscribed where it should be */
