@@ -2,6 +2,10 @@
 -- chartgate_md -- one tick sequence per instrument, shared by every gateway (PROTOCOL.md §19).
 --
 --   FCALL chartgate_publish 1 <md-prefix><instrument> <tick JSON> [<stream length>]
+--   FCALL chartgate_publish 3 <channel> {<channel>}:seq {<channel>}:stream <tick JSON> [...]
+--
+-- The second form declares every key the function touches; a Redis Cluster requires it (see
+-- below), elsewhere both are the same.
 --
 -- numbers the tick (INCR), appends it to the instrument's capped stream, publishes it on the
 -- instrument's channel as "#<seq> <tick JSON>" and returns the seq. The derived keys carry the
@@ -15,11 +19,26 @@ local STREAM_LEN = 10000 -- @stream-len@ (the loaders replace the number on this
 -- PUBLISH, or SPUBLISH for a Redis Cluster (sharded pub/sub: the channel md:<i> is the declared
 -- key, so it shares the slot of {md:<i>}:seq and {md:<i>}:stream). @publish@
 local PUBLISH = 'PUBLISH'
+-- In a cluster the channel is no key: while its slot migrates, a call declaring it alone is
+-- sent on (ASK) to the importing node, which would start a second counter at 1 there. With the
+-- counter and the stream declared, Redis answers TRYAGAIN on both sides until the slot has
+-- moved, and the call then runs where the counter is (PROTOCOL.md section 20.1).
+local CLUSTER = PUBLISH == 'SPUBLISH'
 
 local function publish(keys, args)
     local channel, tick = keys[1], args[1]
     if channel == nil or tick == nil then
         return redis.error_reply('ERR usage: FCALL chartgate_publish 1 <channel> <tick> [<stream length>]')
+    end
+    local seqkey, stream = '{' .. channel .. '}:seq', '{' .. channel .. '}:stream'
+    if #keys == 3 then
+        if keys[2] ~= seqkey or keys[3] ~= stream then
+            return redis.error_reply('ERR the keys must be <channel> {<channel>}:seq {<channel>}:stream')
+        end
+    elseif CLUSTER then
+        return redis.error_reply('ERR usage in a Redis Cluster: FCALL chartgate_publish 3 <channel> {<channel>}:seq {<channel>}:stream <tick> [<stream length>]')
+    elseif #keys ~= 1 then
+        return redis.error_reply('ERR usage: FCALL chartgate_publish 1 <channel> <tick> [<stream length>] (or 3 keys: <channel> {<channel>}:seq {<channel>}:stream)')
     end
     local len = STREAM_LEN
     if args[2] ~= nil then
@@ -30,7 +49,6 @@ local function publish(keys, args)
         end
         len = tonumber(args[2])
     end
-    local seqkey, stream = '{' .. channel .. '}:seq', '{' .. channel .. '}:stream'
     local seq = redis.call('INCR', seqkey)
     local now = redis.call('TIME')
     local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
