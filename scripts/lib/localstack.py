@@ -560,8 +560,7 @@ class ClusterStack:
         self.node_timeout_ms = node_timeout_ms
         self.dir = tempfile.mkdtemp(prefix="cg-cluster-")
         self.nodes = {}  # port -> RedisServer, every node ever started here
-        self._conns = {}  # port -> redis.Redis (routing connections, closed by cleanup)
-        self._slots = []  # [(first, last, master port, [replica ports])], from CLUSTER SLOTS
+        self.router = ClusterRouter(self)  # the main thread's routed commands
         self._owned_at_kill = {}  # port -> [(first, last)] it owned when kill_master() ran
         used = set()
         for _ in range(nmasters * (1 + replicas_per_master)):
@@ -673,28 +672,181 @@ class ClusterStack:
                 return False
             if not self._replicas_synced():
                 return False
-            self._slots = m
+            self.router._slots = m
             return True
         return wait_for(ok, timeout or scaled(30), "the cluster to be ok on every node",
                         interval=0.1)
 
-    # -- the slot map
+    def seeds(self):
+        """"127.0.0.1:<port>" of every running node (the gateway's --redis-cluster values)."""
+        return ["127.0.0.1:%d" % p for p in self.running_ports()]
+
+    def seed_args(self, n=None):
+        """--redis-cluster flags for the first n seeds (default all)."""
+        args = []
+        for s in self.seeds()[:n]:
+            args += ["--redis-cluster", s]
+        return args
+
+    def client(self, timeout=5.0):
+        """A new redis-py RedisCluster (decode_responses) seeded with every running node; the
+        caller closes it."""
+        from redis.cluster import ClusterNode, RedisCluster
+        return RedisCluster(startup_nodes=[ClusterNode("127.0.0.1", p)
+                                           for p in self.running_ports()],
+                            password=self.password, decode_responses=True,
+                            socket_timeout=timeout, socket_connect_timeout=timeout)
+
+    # -- the slot map and commands routed by slot: the stack's own router (main thread)
     def refresh(self):
-        """Reload the slot map from the first running node that answers; returns it."""
-        last = None
-        for p in self.running_ports():
-            try:
-                self._slots = self._slot_map(p)
-                return self._slots
-            except Exception as e:  # that node is down or loading: the next one
-                last = e
-        raise AssertionError("no cluster node answered CLUSTER SLOTS: %r" % last)
+        """Reload the slot map from a running node; returns [(first, last, master, replicas)]."""
+        return self.router.refresh()
+
+    def master_for_slot(self, slot):
+        return self.router.master_for_slot(slot)
+
+    def node_for_key(self, key):
+        return self.router.node_for_key(key)
+
+    def masters(self):
+        return self.router.masters()
+
+    def replicas_of(self, master_port):
+        return self.router.replicas_of(master_port)
+
+    def execute(self, key, *args, **kw):
+        return self.router.execute(key, *args, **kw)
+
+    def spublish(self, channel, message):
+        return self.router.spublish(channel, message)
+
+    def fcall_publish(self, instrument, tick, **kw):
+        return self.router.fcall_publish(instrument, tick, **kw)
+
+    @property
+    def _slots(self):
+        return self.router._slots
+
+    def new_router(self):
+        """A ClusterRouter with connections of its own (for another thread); close() it."""
+        return ClusterRouter(self)
 
     @staticmethod
     def slot(key):
         """The hash slot of key (hash tags honoured), as gateway/slots.c computes it."""
         from redis.crc import key_slot
         return key_slot(key.encode() if isinstance(key, str) else key)
+
+    def load_function(self, path=None, stream_len=None):
+        """FUNCTION LOAD REPLACE the library at path (default chartgate_md.lua) on every running
+        master, with its @stream-len@ line set when stream_len is given."""
+        path = path or os.path.join(ROOT, "gateway", "functions", "chartgate_md.lua")
+        with open(path) as f:
+            code = f.read()
+        if stream_len is not None:
+            code = re.sub(r"^(local STREAM_LEN = )\d+", r"\g<1>%d" % stream_len, code,
+                          flags=re.M)
+        for p in self.masters():
+            self.command(p, "FUNCTION", "LOAD", "REPLACE", code)
+
+    # -- resharding and failover
+    def migrate_slot(self, slot, dst_port, batch=100):
+        """Move one slot to the master dst_port the way redis-cli --cluster reshard does: SETSLOT
+        IMPORTING on the target, MIGRATING on the source, MIGRATE its keys in batches (AUTH when
+        the cluster has a password), then SETSLOT NODE on the target, the source and every other
+        master. Returns the source's port."""
+        self.refresh()
+        src = self.master_for_slot(slot)
+        if src == dst_port:
+            raise AssertionError("slot %d is already on %d" % (slot, dst_port))
+        if dst_port not in self.masters():
+            raise AssertionError("%d is not a master owning slots" % dst_port)
+        src_id, dst_id = self._node_id(src), self._node_id(dst_port)
+        self.command(dst_port, "CLUSTER", "SETSLOT", slot, "IMPORTING", src_id)
+        self.command(src, "CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
+        auth = ["AUTH", self.password] if self.password else []
+        while True:
+            keys = self.command(src, "CLUSTER", "GETKEYSINSLOT", slot, batch)
+            if not keys:
+                break
+            self.command(src, "MIGRATE", "127.0.0.1", dst_port, "", 0, 5000, *auth,
+                         "KEYS", *keys)
+        self.command(dst_port, "CLUSTER", "SETSLOT", slot, "NODE", dst_id)
+        self.command(src, "CLUSTER", "SETSLOT", slot, "NODE", dst_id)
+        for p in self.masters():
+            if p not in (src, dst_port):
+                self.command(p, "CLUSTER", "SETSLOT", slot, "NODE", dst_id)
+        self.wait_ok()
+        if self.master_for_slot(slot) != dst_port:
+            raise AssertionError("slot %d still on %d after the migration" % (
+                slot, self.master_for_slot(slot)))
+        return src
+
+    def kill_master(self, port):
+        """SIGKILL the master on port by PID (nothing saved); returns its RedisServer.
+        wait_failover(port) then waits for the slots it owned at this moment."""
+        self.refresh()
+        self._owned_at_kill[port] = [(f, l) for f, l, m, _ in self._slots if m == port]
+        node = self.nodes[port]
+        stop_proc(node.proc, signal.SIGKILL)
+        self.router._drop_conn(port)
+        return node
+
+    def wait_failover(self, old_port, timeout=None):
+        """Wait until the slots old_port owned are served by a promoted replica and the
+        surviving nodes say cluster_state:ok again; returns the new master's port."""
+        owned = self._owned_at_kill.get(old_port)
+        if not owned:
+            raise AssertionError("%d owned no slots in the last map" % old_port)
+
+        def switched():
+            ports = self.running_ports()
+            m = self._slot_map(ports[0])
+            for f, l, mp, _ in m:
+                if f <= owned[0][0] <= l:
+                    if mp == old_port or mp not in ports:
+                        return None
+                    return mp
+            return None
+        new = wait_for(switched, timeout or scaled(30), "a replica of %d to take over" % old_port,
+                       interval=0.1)
+        self.wait_ok(timeout)
+        return new
+
+    def pid(self, port):
+        return self.nodes[port].pid
+
+    def cleanup(self):
+        """Close the routing connections, stop every node by PID, remove the directory."""
+        self.router.close()
+        for n in self.nodes.values():
+            n.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class ClusterRouter:
+    """Commands routed by hash slot to a ClusterStack's masters, over its own connections (one
+    router per thread): the slot map from CLUSTER SLOTS, MOVED (map reloaded), ASK (ASKING,
+    once), TRYAGAIN/CLUSTERDOWN/LOADING (retried) and dead nodes (map reloaded) followed."""
+
+    def __init__(self, stack):
+        self.stack = stack
+        self._conns = {}  # port -> redis.Redis
+        self._slots = []  # [(first, last, master port, [replica ports])], from CLUSTER SLOTS
+
+    slot = staticmethod(lambda key: ClusterStack.slot(key))
+
+    # -- the slot map
+    def refresh(self):
+        """Reload the slot map from the first running node that answers; returns it."""
+        last = None
+        for p in self.stack.running_ports():
+            try:
+                self._slots = self.stack._slot_map(p)
+                return self._slots
+            except Exception as e:  # that node is down or loading: the next one
+                last = e
+        raise AssertionError("no cluster node answered CLUSTER SLOTS: %r" % last)
 
     def master_for_slot(self, slot):
         """The port of the master owning slot (from the cached map; refresh() to reload)."""
@@ -723,31 +875,10 @@ class ClusterStack:
                 return list(reps)
         return []
 
-    def seeds(self):
-        """"127.0.0.1:<port>" of every running node (the gateway's --redis-cluster values)."""
-        return ["127.0.0.1:%d" % p for p in self.running_ports()]
-
-    def seed_args(self, n=None):
-        """--redis-cluster flags for the first n seeds (default all)."""
-        args = []
-        for s in self.seeds()[:n]:
-            args += ["--redis-cluster", s]
-        return args
-
-    def client(self, timeout=5.0):
-        """A new redis-py RedisCluster (decode_responses) seeded with every running node; the
-        caller closes it."""
-        from redis.cluster import ClusterNode, RedisCluster
-        return RedisCluster(startup_nodes=[ClusterNode("127.0.0.1", p)
-                                           for p in self.running_ports()],
-                            password=self.password, decode_responses=True,
-                            socket_timeout=timeout, socket_connect_timeout=timeout)
-
-    # -- commands routed by slot
     def _conn(self, port):
         c = self._conns.get(port)
         if c is None:
-            c = self._conns[port] = redis_client(port, self.password, timeout=scaled(5))
+            c = self._conns[port] = redis_client(port, self.stack.password, timeout=scaled(5))
         return c
 
     def _drop_conn(self, port):
@@ -818,100 +949,18 @@ class ClusterStack:
         TRYAGAIN in between). With the channel alone, which is never a key, the migrating source
         would ASK every call to the target, where INCR would start a second counter at 1.
         wait_replicas: WAIT for that many replicas (at most wait_ms) after it, on the same
-        connection, so that a failover loses no acknowledged tick."""
+        connection, so that a failover loses no acknowledged tick; the return value is then
+        (seq, replicas that acknowledged it)."""
         ch = prefix + instrument
         args = ("FCALL", "chartgate_publish", 3, ch, "{%s}:seq" % ch, "{%s}:stream" % ch, tick)
         if wait_replicas:
-            seq, _ = self.execute(ch, *args, after=(("WAIT", wait_replicas, wait_ms),))
-            return int(seq)
+            seq, acked = self.execute(ch, *args, after=(("WAIT", wait_replicas, wait_ms),))
+            return int(seq), int(acked)
         return int(self.execute(ch, *args))
 
-    def load_function(self, path=None, stream_len=None):
-        """FUNCTION LOAD REPLACE the library at path (default chartgate_md.lua) on every running
-        master, with its @stream-len@ line set when stream_len is given."""
-        path = path or os.path.join(ROOT, "gateway", "functions", "chartgate_md.lua")
-        with open(path) as f:
-            code = f.read()
-        if stream_len is not None:
-            code = re.sub(r"^(local STREAM_LEN = )\d+", r"\g<1>%d" % stream_len, code,
-                          flags=re.M)
-        for p in self.masters():
-            self.command(p, "FUNCTION", "LOAD", "REPLACE", code)
-
-    # -- resharding and failover
-    def migrate_slot(self, slot, dst_port, batch=100):
-        """Move one slot to the master dst_port the way redis-cli --cluster reshard does: SETSLOT
-        IMPORTING on the target, MIGRATING on the source, MIGRATE its keys in batches (AUTH when
-        the cluster has a password), then SETSLOT NODE on the target, the source and every other
-        master. Returns the source's port."""
-        self.refresh()
-        src = self.master_for_slot(slot)
-        if src == dst_port:
-            raise AssertionError("slot %d is already on %d" % (slot, dst_port))
-        if dst_port not in self.masters():
-            raise AssertionError("%d is not a master owning slots" % dst_port)
-        src_id, dst_id = self._node_id(src), self._node_id(dst_port)
-        self.command(dst_port, "CLUSTER", "SETSLOT", slot, "IMPORTING", src_id)
-        self.command(src, "CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
-        auth = ["AUTH", self.password] if self.password else []
-        while True:
-            keys = self.command(src, "CLUSTER", "GETKEYSINSLOT", slot, batch)
-            if not keys:
-                break
-            self.command(src, "MIGRATE", "127.0.0.1", dst_port, "", 0, 5000, *auth,
-                         "KEYS", *keys)
-        self.command(dst_port, "CLUSTER", "SETSLOT", slot, "NODE", dst_id)
-        self.command(src, "CLUSTER", "SETSLOT", slot, "NODE", dst_id)
-        for p in self.masters():
-            if p not in (src, dst_port):
-                self.command(p, "CLUSTER", "SETSLOT", slot, "NODE", dst_id)
-        self.wait_ok()
-        if self.master_for_slot(slot) != dst_port:
-            raise AssertionError("slot %d still on %d after the migration" % (
-                slot, self.master_for_slot(slot)))
-        return src
-
-    def kill_master(self, port):
-        """SIGKILL the master on port by PID (nothing saved); returns its RedisServer.
-        wait_failover(port) then waits for the slots it owned at this moment."""
-        self.refresh()
-        self._owned_at_kill[port] = [(f, l) for f, l, m, _ in self._slots if m == port]
-        node = self.nodes[port]
-        stop_proc(node.proc, signal.SIGKILL)
-        self._drop_conn(port)
-        return node
-
-    def wait_failover(self, old_port, timeout=None):
-        """Wait until the slots old_port owned are served by a promoted replica and the
-        surviving nodes say cluster_state:ok again; returns the new master's port."""
-        owned = self._owned_at_kill.get(old_port)
-        if not owned:
-            raise AssertionError("%d owned no slots in the last map" % old_port)
-
-        def switched():
-            ports = self.running_ports()
-            m = self._slot_map(ports[0])
-            for f, l, mp, _ in m:
-                if f <= owned[0][0] <= l:
-                    if mp == old_port or mp not in ports:
-                        return None
-                    return mp
-            return None
-        new = wait_for(switched, timeout or scaled(30), "a replica of %d to take over" % old_port,
-                       interval=0.1)
-        self.wait_ok(timeout)
-        return new
-
-    def pid(self, port):
-        return self.nodes[port].pid
-
-    def cleanup(self):
-        """Close the routing connections, stop every node by PID, remove the directory."""
+    def close(self):
         for p in list(self._conns):
             self._drop_conn(p)
-        for n in self.nodes.values():
-            n.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1309,7 +1358,7 @@ def cluster_self_check(password="pw"):
             assert cs.spublish(ch, "hello") == 1, "SPUBLISH reached no subscriber"
             seqs = [cs.fcall_publish("selfcheck", '{"p":%d}' % i, wait_replicas=1)
                     for i in range(3)]
-            assert seqs == [1, 2, 3], seqs
+            assert seqs == [(1, 1), (2, 1), (3, 1)], seqs
             dst = [m for m in cs.masters() if m != owner][0]
             cs.migrate_slot(slot, dst)
             buf = b""
