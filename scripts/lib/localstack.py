@@ -905,8 +905,11 @@ class ClusterRouter:
                 pipe.execute_command(*args)
                 for cmd in after:
                     pipe.execute_command(*cmd)
-                res = pipe.execute(raise_on_error=True)
+                res = pipe.execute(raise_on_error=False)
                 res = res[1:] if asking else res
+                for r in res:
+                    if isinstance(r, Exception):
+                        raise r  # the first error, with Redis's own message
                 return res if after else res[0]
             except redis.exceptions.ResponseError as e:
                 msg = str(e)
@@ -944,10 +947,13 @@ class ClusterRouter:
         """FCALL chartgate_publish on the owner of slot(md:<instrument>); returns the seq.
 
         The function's own keys, {md:<i>}:seq and {md:<i>}:stream, are declared after the
-        channel (3 keys; the function reads only KEYS[1]): while the slot migrates, Redis then
-        runs the call where those keys are (source, ASK to the target only once both moved,
-        TRYAGAIN in between). With the channel alone, which is never a key, the migrating source
-        would ASK every call to the target, where INCR would start a second counter at 1.
+        channel (3 keys; the function reads only KEYS[1]). The channel is never a key, so while
+        the slot migrates the call is "some keys missing" on the source and on the target alike:
+        TRYAGAIN, retried here, until SETSLOT NODE ends the migration (milliseconds for one slot
+        with its two keys); then it runs on the new owner, where the counter now is. With the
+        channel alone, the migrating source would ASK every call to the target at once, where
+        INCR would start a second counter at 1 before the first one moved (checked by hand:
+        FCALL ... 1 md:<i> during MIGRATING is redirected by ASK).
         wait_replicas: WAIT for that many replicas (at most wait_ms) after it, on the same
         connection, so that a failover loses no acknowledged tick; the return value is then
         (seq, replicas that acknowledged it)."""
