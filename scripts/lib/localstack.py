@@ -550,7 +550,9 @@ class ClusterStack:
         cs.cleanup()
 
     Keys and channels are routed by slot here (CLUSTER SLOTS, redis.crc.key_slot, MOVED/ASK/
-    TRYAGAIN followed); client() is redis-py's own RedisCluster when a caller prefers it."""
+    TRYAGAIN followed); client() is redis-py's own RedisCluster when a caller prefers it.
+    nmasters 1 or 2 (replicas_per_master 0): made with CLUSTER MEET and ADDSLOTSRANGE, for the
+    one-shard baseline of scripts/bench/cluster."""
 
     def __init__(self, nmasters=3, replicas_per_master=1, password=None, node_timeout_ms=1500,
                  extra=()):
@@ -592,6 +594,14 @@ class ClusterStack:
         timeout = timeout or scaled(30)
         for n in self.nodes.values():
             n.start()
+        if self.nmasters < 3:  # below redis-cli --cluster create's minimum (benchmarks)
+            try:
+                self._create_small()
+                self.wait_ok(timeout)
+            except AssertionError:
+                self.cleanup()
+                raise
+            return self
         argv = ["redis-cli"] + self._cli_auth() + ["--cluster", "create"]
         argv += ["127.0.0.1:%d" % p for p in self.nodes]
         argv += ["--cluster-replicas", str(self.replicas_per_master), "--cluster-yes"]
@@ -608,6 +618,19 @@ class ClusterStack:
             self.cleanup()
             raise
         return self
+
+    def _create_small(self):
+        """1 or 2 masters without replicas (redis-cli wants 3): CLUSTER MEET, then each master
+        CLUSTER ADDSLOTSRANGE of an even share of the slots."""
+        if self.replicas_per_master:
+            raise AssertionError("ClusterStack: replicas need 3 masters or more")
+        ports = list(self.nodes)
+        for p in ports[1:]:
+            self.command(p, "CLUSTER", "MEET", "127.0.0.1", ports[0])
+        share = 16384 // len(ports)
+        for k, p in enumerate(ports):
+            last = 16383 if k == len(ports) - 1 else (k + 1) * share - 1
+            self.command(p, "CLUSTER", "ADDSLOTSRANGE", k * share, last)
 
     def _cli_auth(self):
         return ["-a", self.password, "--no-auth-warning"] if self.password else []
