@@ -6,6 +6,7 @@
  *
  * What it writes (proto/PROTOCOL.md §11.2 and §11.4):
  *   PUBLISH <md-prefix><name> <tick>                                  --mode publish (default)
+ *   SPUBLISH <md-prefix><name> <tick>                                 --mode spublish (Cluster)
  *   FCALL chartgate_publish 1 <md-prefix><name> <tick> [<stream-len>]  --mode fcall
  *   RPUSH <inbox-key> {"instrument":"<name>","data":<tick>}           --mode rpush
  *   FCALL chartgate_overlay 1 overlays:{<name>} <name> <append>       --mode overlay
@@ -44,6 +45,10 @@
  * slot sent does, so that achieved_rate equals the target when the publisher keeps up, in
  * bursty mode too, and falls below it when it does not.
  *
+ * Redis Cluster: one cg-publish per master, each with --slots FROM-TO of that master, publishes
+ * only the instruments whose channel <md-prefix><name> hashes into those slots (gateway/slots.c's
+ * cg_slots_of, the gateway's own slot function), so nothing is redirected (MOVED ends the run).
+ *
  * Map: options -> random numbers and Zipf -> histogram -> ticks -> Redis -> the paced loop ->
  * report -> main.
  */
@@ -64,6 +69,7 @@
 
 #define BENCH_PROG "cg-publish"
 #include "bench.h"
+#include "slots.h" /* gateway/slots.c: Redis Cluster's hash slot of a channel (--slots) */
 
 #define PUB_MAX_INSTRUMENTS 65535 /* as cg-load */
 #define PUB_MAX_RATE 1e7          /* messages/s */
@@ -91,10 +97,11 @@ struct pub_opts {
     uint64_t seed;
     double duration_s;
     uint64_t count; /* 0: bounded by the duration only */
-    enum { MODE_PUBLISH, MODE_RPUSH, MODE_FCALL, MODE_OVERLAY } mode;
-    char stream_len[24];    /* --mode fcall: the function's optional argument; "": none */
-    const char *inbox_key;  /* borrowed from argv, or a literal */
-    uint32_t payload_bytes; /* 0: no padding */
+    enum { MODE_PUBLISH, MODE_RPUSH, MODE_FCALL, MODE_OVERLAY, MODE_SPUBLISH } mode;
+    uint32_t slot_from, slot_to; /* --slots: instruments whose channel's slot is in range */
+    char stream_len[24];         /* --mode fcall: the function's optional argument; "": none */
+    const char *inbox_key;       /* borrowed from argv, or a literal */
+    uint32_t payload_bytes;      /* 0: no padding */
     uint32_t warmup_ms;
 };
 
@@ -118,12 +125,15 @@ static void usage(FILE *f)
           "  --seed N             PRNG seed (Zipf choice, price walk)                     [1]\n"
           "  --duration S         stop scheduling after S seconds (required, <= 3600)\n"
           "  --count N            stop after N messages too, whichever comes first\n"
-          "  --mode publish|rpush|fcall|overlay\n"
-          "                       PUBLISH <md-prefix><name>, RPUSH an inbox envelope, or\n"
+          "  --mode publish|spublish|rpush|fcall|overlay\n"
+          "                       PUBLISH (SPUBLISH: sharded, Redis Cluster) <md-prefix><name>,\n"
+          "                       RPUSH an inbox envelope, or\n"
           "                       FCALL chartgate_publish 1 <md-prefix><name> <tick> (the\n"
           "                       Redis Function of gateway/functions/chartgate_md.lua, which\n"
           "                       must be loaded: scripts/load-functions), or FCALL\n"
           "                       chartgate_overlay with an overlay append       [publish]\n"
+          "  --slots FROM-TO      only the instruments whose channel's hash slot is in FROM..TO\n"
+          "                       (Redis Cluster: one publisher per master)      [0-16383]\n"
           "  --stream-len N       --mode fcall: pass N as the function's stream length\n"
           "                       (default: none, the loaded library's)\n"
           "  --inbox-key K        inbox list for --mode rpush                [chartgate:inbox]\n"
@@ -141,10 +151,11 @@ static void usage(FILE *f)
 
 static const char *pub_mode_name(int mode)
 {
-    return mode == MODE_RPUSH     ? "rpush"
-           : mode == MODE_FCALL   ? "fcall"
-           : mode == MODE_OVERLAY ? "overlay"
-                                  : "publish";
+    return mode == MODE_RPUSH      ? "rpush"
+           : mode == MODE_FCALL    ? "fcall"
+           : mode == MODE_SPUBLISH ? "spublish"
+           : mode == MODE_OVERLAY  ? "overlay"
+                                   : "publish";
 }
 
 static const char *key_arg(const char *name, const char *v)
@@ -175,6 +186,7 @@ static void parse_opts(struct pub_opts *o, int argc, char **argv)
         O_PAYLOAD,
         O_WARMUP,
         O_STREAMLEN,
+        O_SLOTS,
         O_HELP
     };
     static const struct option opts[] = {{"redis", required_argument, 0, O_REDIS},
@@ -193,12 +205,14 @@ static void parse_opts(struct pub_opts *o, int argc, char **argv)
                                          {"payload-bytes", required_argument, 0, O_PAYLOAD},
                                          {"warmup-ms", required_argument, 0, O_WARMUP},
                                          {"stream-len", required_argument, 0, O_STREAMLEN},
+                                         {"slots", required_argument, 0, O_SLOTS},
                                          {"help", no_argument, 0, O_HELP},
                                          {0, 0, 0, 0}};
     *o = (struct pub_opts){.instruments = 100,
                            .md_prefix = "md:",
                            .zipf_s = 1.0,
                            .seed = 1,
+                           .slot_to = CG_SLOTS_COUNT - 1,
                            .inbox_key = "chartgate:inbox"};
     snprintf(o->prefix, sizeof(o->prefix), "bn");
     bench_parse_url("redis", "redis://", "redis://127.0.0.1:6379", &o->redis);
@@ -256,9 +270,23 @@ static void parse_opts(struct pub_opts *o, int argc, char **argv)
                 o->mode = MODE_FCALL;
             else if (!strcmp(optarg, "overlay"))
                 o->mode = MODE_OVERLAY;
+            else if (!strcmp(optarg, "spublish"))
+                o->mode = MODE_SPUBLISH;
             else
-                bench_die("--mode: want publish, rpush, fcall or overlay, got '%s'", optarg);
+                bench_die("--mode: want publish, spublish, rpush, fcall or overlay, got '%s'",
+                          optarg);
             break;
+        case O_SLOTS: {
+            unsigned a, b;
+            int used = 0;
+            if (sscanf(optarg, "%5u-%5u%n", &a, &b, &used) != 2 || optarg[used] || a > b ||
+                b >= CG_SLOTS_COUNT)
+                bench_die("--slots: want FROM-TO with 0 <= FROM <= TO <= %d, got '%s'",
+                          CG_SLOTS_COUNT - 1, optarg);
+            o->slot_from = a;
+            o->slot_to = b;
+            break;
+        }
         case O_STREAMLEN:
             /* the function's range; passed in canonical decimal form */
             snprintf(o->stream_len, sizeof(o->stream_len), "%" PRIu64,
@@ -427,20 +455,37 @@ static int pub_init(struct pub *p, char *err, size_t errsz)
     p->envelope_cap = p->payload_cap + 128;
     p->payload = malloc(p->payload_cap);
     p->envelope = o->mode == MODE_RPUSH ? malloc(p->envelope_cap) : NULL;
-    if (o->zipf && o->rate > 0)
-        p->cdf = bench_zipf_cdf(o->instruments, o->zipf_s);
-    if (!p->in || !p->sched || !p->payload || (o->mode == MODE_RPUSH && !p->envelope) ||
-        (o->zipf && o->rate > 0 && !p->cdf)) {
+    if (!p->in || !p->sched || !p->payload || (o->mode == MODE_RPUSH && !p->envelope)) {
         snprintf(err, errsz, "out of memory for %" PRIu32 " instruments", o->instruments);
         return -1;
     }
+    /* <prefix><i> for every i < K whose channel's slot is in --slots (all of them by default);
+     * the names keep their i, so publishers of different slot ranges never share a name. */
+    uint32_t kept = 0;
     for (uint32_t i = 0; i < o->instruments; i++) {
-        struct pub_inst *in = &p->in[i];
+        struct pub_inst *in = &p->in[kept];
         int n = snprintf(in->name, sizeof(in->name), "%s%" PRIu32, o->prefix, i);
         int t = snprintf(in->target, sizeof(in->target), "%s%s", o->md_prefix, in->name);
         in->name_len = (size_t)n;
         in->target_len = (size_t)t;
         in->price_tenths = PUB_START_TENTHS;
+        uint16_t slot = cg_slots_of(in->target, in->target_len);
+        if (slot >= o->slot_from && slot <= o->slot_to)
+            kept++;
+    }
+    if (!kept) {
+        snprintf(err, errsz,
+                 "none of the %" PRIu32 " instruments hashes into slots %" PRIu32 "-%" PRIu32,
+                 o->instruments, o->slot_from, o->slot_to);
+        return -1;
+    }
+    p->o.instruments = kept;
+    if (o->zipf && o->rate > 0) {
+        p->cdf = bench_zipf_cdf(o->instruments, o->zipf_s);
+        if (!p->cdf) {
+            snprintf(err, errsz, "out of memory for %" PRIu32 " instruments", o->instruments);
+            return -1;
+        }
     }
     p->duration_ns = (uint64_t)(o->duration_s * 1e9);
     return 0;
@@ -608,7 +653,7 @@ static int append_tick(struct pub *p, uint64_t due_ns, char *err, size_t errsz)
             argc = 6;
         }
     } else {
-        argv[0] = "PUBLISH";
+        argv[0] = p->o.mode == MODE_SPUBLISH ? "SPUBLISH" : "PUBLISH";
         argv[1] = in->target;
         argvlen[1] = in->target_len;
         argv[2] = p->payload;

@@ -18,6 +18,9 @@ The one place that knows how to run the private redis-server and pick loopback p
     st = localstack.SentinelStack(password="pw").start()  # master, replica, 3 sentinels
     st.master_port(); st.failover(); st.kill_master(); st.cleanup()
 
+    cs = localstack.ClusterStack(password="pw").start()   # 3 masters + 3 replicas
+    cs.seeds(); cs.fcall_publish(i, tick); cs.migrate_slot(slot, port); cs.kill_master(port)
+
 Every process started here is also SIGKILLed at interpreter exit if still running (an
 interrupted run leaves nothing behind). Failures to start raise AssertionError with the tail of
 the process's log, so that in a test they count as failures. Only the standard library is
@@ -27,6 +30,8 @@ Command line (for the bash scripts; one result on stdout):
   localstack.py port-free PORT             exit 0 when 127.0.0.1:PORT can be bound
   localstack.py pick-port PREFERRED        PREFERRED if free, else a free port from the kernel
   localstack.py redis-argv PORT DIR LOG    RedisServer's command line, NUL-separated
+  localstack.py cluster-self-check         ClusterStack end to end (create, SPUBLISH, migrate,
+                                           failover), by hand
 """
 
 import atexit
@@ -520,6 +525,474 @@ class SentinelStack:
 
 
 # ---------------------------------------------------------------------------------------------
+# Redis Cluster
+
+
+class ClusterStack:
+    """A private Redis Cluster on loopback: nmasters masters with replicas_per_master replicas
+    each (default 3 + 3), created with redis-cli --cluster create, stopped by PID.
+
+    Every node is a RedisServer (persistence off) with --cluster-enabled, its own nodes.conf and
+    an explicit --cluster-port (the bus port), both on free ports. node_timeout_ms is
+    cluster-node-timeout: a killed master is failed over about that long plus 1 s after the
+    kill; 1500 ms is quick yet does not fail a master over because a loaded 2-core box stalled
+    it for a moment. cluster-replica-validity-factor 0: a replica always takes over, however
+    long ago it last heard from its master. repl-ping-replica-period 1: a new replica's offset
+    leaves 0 within a second, so that CLUSTER SLOTS lists it (Redis omits replicas at offset 0)
+    and start() returns in ~3 s rather than after the default 10 s ping. password: requirepass and masterauth of every node
+    (AUTH is exercised on every link, MIGRATE included).
+
+        cs = localstack.ClusterStack(password="pw").start()   # cluster_state:ok, replicas synced
+        cs.seeds()                            # ["127.0.0.1:p1", ...] for --redis-cluster
+        cs.fcall_publish("rb2501", '{"p":1}') # on the master owning slot(md:rb2501)
+        cs.migrate_slot(cs.slot("md:rb2501"), dst_port)
+        cs.kill_master(port); cs.wait_failover(port)
+        cs.cleanup()
+
+    Keys and channels are routed by slot here (CLUSTER SLOTS, redis.crc.key_slot, MOVED/ASK/
+    TRYAGAIN followed); client() is redis-py's own RedisCluster when a caller prefers it.
+    nmasters 1 or 2 (replicas_per_master 0): made with CLUSTER MEET and ADDSLOTSRANGE, for the
+    one-shard baseline of scripts/bench/cluster."""
+
+    def __init__(self, nmasters=3, replicas_per_master=1, password=None, node_timeout_ms=1500,
+                 extra=()):
+        self.password = password
+        self.nmasters = nmasters
+        self.replicas_per_master = replicas_per_master
+        self.node_timeout_ms = node_timeout_ms
+        self.dir = tempfile.mkdtemp(prefix="cg-cluster-")
+        self.nodes = {}  # port -> RedisServer, every node ever started here
+        self.router = ClusterRouter(self)  # the main thread's routed commands
+        self._owned_at_kill = {}  # port -> [(first, last)] it owned when kill_master() ran
+        used = set()
+        for _ in range(nmasters * (1 + replicas_per_master)):
+            port = self._fresh_port(used)
+            bus = self._fresh_port(used)
+            d = os.path.join(self.dir, str(port))
+            os.mkdir(d)
+            flags = ["--cluster-enabled", "yes",
+                     "--cluster-config-file", os.path.join(d, "nodes-%d.conf" % port),
+                     "--cluster-port", str(bus),
+                     "--cluster-node-timeout", str(node_timeout_ms),
+                     "--cluster-replica-validity-factor", "0",
+                     "--repl-diskless-sync-delay", "0",
+                     "--repl-ping-replica-period", "1"] + list(extra)
+            self.nodes[port] = RedisServer(port=port, workdir=d, password=password, extra=flags)
+
+    @staticmethod
+    def _fresh_port(used):
+        while True:
+            p = free_port()
+            if p not in used:
+                used.add(p)
+                return p
+
+    # -- start
+    def start(self, timeout=None):
+        """Start every node, create the cluster, and return once every node reports
+        cluster_state:ok with the same full slot map and every replica's link is up."""
+        timeout = timeout or scaled(30)
+        for n in self.nodes.values():
+            n.start()
+        if self.nmasters < 3:  # below redis-cli --cluster create's minimum (benchmarks)
+            try:
+                self._create_small()
+                self.wait_ok(timeout)
+            except AssertionError:
+                self.cleanup()
+                raise
+            return self
+        argv = ["redis-cli"] + self._cli_auth() + ["--cluster", "create"]
+        argv += ["127.0.0.1:%d" % p for p in self.nodes]
+        argv += ["--cluster-replicas", str(self.replicas_per_master), "--cluster-yes"]
+        out = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, timeout=timeout)
+        text = out.stdout.decode("utf-8", "replace")
+        if out.returncode != 0 or "[OK] All 16384 slots covered" not in text:
+            self.cleanup()
+            raise AssertionError("redis-cli --cluster create failed (%s):\n%s" % (
+                out.returncode, text[-3000:]))
+        try:
+            self.wait_ok(timeout)
+        except AssertionError:
+            self.cleanup()
+            raise
+        return self
+
+    def _create_small(self):
+        """1 or 2 masters without replicas (redis-cli wants 3): CLUSTER MEET, then each master
+        CLUSTER ADDSLOTSRANGE of an even share of the slots."""
+        if self.replicas_per_master:
+            raise AssertionError("ClusterStack: replicas need 3 masters or more")
+        ports = list(self.nodes)
+        for p in ports[1:]:
+            self.command(p, "CLUSTER", "MEET", "127.0.0.1", ports[0])
+        share = 16384 // len(ports)
+        for k, p in enumerate(ports):
+            last = 16383 if k == len(ports) - 1 else (k + 1) * share - 1
+            self.command(p, "CLUSTER", "ADDSLOTSRANGE", k * share, last)
+
+    def _cli_auth(self):
+        return ["-a", self.password, "--no-auth-warning"] if self.password else []
+
+    def running_ports(self):
+        return [p for p, n in self.nodes.items() if n.running()]
+
+    def node_client(self, port, timeout=5.0):
+        """A new plain redis-py client (decode_responses) for one node; the caller closes it."""
+        return redis_client(port, self.password, timeout)
+
+    def command(self, port, *args, timeout=5.0):
+        """One command on one node over a fresh connection (redis-py's reply)."""
+        c = self.node_client(port, timeout)
+        try:
+            return c.execute_command(*args)
+        finally:
+            c.close()
+
+    def info(self, port):
+        """CLUSTER INFO of one node as {field: text}."""
+        text = self.command(port, "CLUSTER", "INFO")
+        return dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+
+    def _slot_map(self, port):
+        """CLUSTER SLOTS of one node as a sorted [(first, last, master port, [replica ports])]."""
+        out = []
+        for entry in self.command(port, "CLUSTER", "SLOTS"):
+            first, last, master = int(entry[0]), int(entry[1]), entry[2]
+            out.append((first, last, int(master[1]), sorted(int(r[1]) for r in entry[3:])))
+        return sorted(out)
+
+    def _node_id(self, port):
+        return self.command(port, "CLUSTER", "MYID")
+
+    def _replicas_synced(self):
+        for p in self.running_ports():
+            rep = self.command(p, "INFO", "replication")
+            if rep.get("role") == "slave" and rep.get("master_link_status") != "up":
+                return False
+        return True
+
+    def wait_ok(self, timeout=None):
+        """Wait until every running node says cluster_state:ok, all agree on one slot map that
+        covers the 16384 slots and lists exactly the running nodes (masters and replicas), and
+        every running replica's link to its master is up."""
+        def ok():
+            ports = self.running_ports()
+            maps = set()
+            for p in ports:
+                if self.info(p).get("cluster_state") != "ok":
+                    return False
+                m = self._slot_map(p)
+                maps.add(repr(m))
+            if len(maps) != 1:
+                return False
+            m = self._slot_map(ports[0])
+            if sum(last - first + 1 for first, last, _, _ in m) != 16384:
+                return False
+            listed = {mp for _, _, mp, _ in m} | {r for _, _, _, reps in m for r in reps}
+            if listed != set(ports):  # a dead node still listed, or a replica not yet known
+                return False
+            if not self._replicas_synced():
+                return False
+            self.router._slots = m
+            return True
+        return wait_for(ok, timeout or scaled(30), "the cluster to be ok on every node",
+                        interval=0.1)
+
+    def seeds(self):
+        """"127.0.0.1:<port>" of every running node (the gateway's --redis-cluster values)."""
+        return ["127.0.0.1:%d" % p for p in self.running_ports()]
+
+    def seed_args(self, n=None):
+        """--redis-cluster flags for the first n seeds (default all)."""
+        args = []
+        for s in self.seeds()[:n]:
+            args += ["--redis-cluster", s]
+        return args
+
+    def client(self, timeout=5.0):
+        """A new redis-py RedisCluster (decode_responses) seeded with every running node; the
+        caller closes it."""
+        from redis.cluster import ClusterNode, RedisCluster
+        return RedisCluster(startup_nodes=[ClusterNode("127.0.0.1", p)
+                                           for p in self.running_ports()],
+                            password=self.password, decode_responses=True,
+                            socket_timeout=timeout, socket_connect_timeout=timeout)
+
+    # -- the slot map and commands routed by slot: the stack's own router (main thread)
+    def refresh(self):
+        """Reload the slot map from a running node; returns [(first, last, master, replicas)]."""
+        return self.router.refresh()
+
+    def master_for_slot(self, slot):
+        return self.router.master_for_slot(slot)
+
+    def node_for_key(self, key):
+        return self.router.node_for_key(key)
+
+    def masters(self):
+        return self.router.masters()
+
+    def replicas_of(self, master_port):
+        return self.router.replicas_of(master_port)
+
+    def execute(self, key, *args, **kw):
+        return self.router.execute(key, *args, **kw)
+
+    def spublish(self, channel, message):
+        return self.router.spublish(channel, message)
+
+    def fcall_publish(self, instrument, tick, **kw):
+        return self.router.fcall_publish(instrument, tick, **kw)
+
+    @property
+    def _slots(self):
+        return self.router._slots
+
+    def new_router(self):
+        """A ClusterRouter with connections of its own (for another thread); close() it."""
+        return ClusterRouter(self)
+
+    @staticmethod
+    def slot(key):
+        """The hash slot of key (hash tags honoured), as gateway/slots.c computes it."""
+        from redis.crc import key_slot
+        return key_slot(key.encode() if isinstance(key, str) else key)
+
+    def load_function(self, path=None, stream_len=None):
+        """FUNCTION LOAD REPLACE the library at path (default chartgate_md.lua) on every running
+        master, with its @stream-len@ line set when stream_len is given."""
+        path = path or os.path.join(ROOT, "gateway", "functions", "chartgate_md.lua")
+        with open(path) as f:
+            code = f.read()
+        if stream_len is not None:
+            code = re.sub(r"^(local STREAM_LEN = )\d+", r"\g<1>%d" % stream_len, code,
+                          flags=re.M)
+        for p in self.masters():
+            self.command(p, "FUNCTION", "LOAD", "REPLACE", code)
+
+    # -- resharding and failover
+    def migrate_slot(self, slot, dst_port, batch=100):
+        """Move one slot to the master dst_port the way redis-cli --cluster reshard does: SETSLOT
+        IMPORTING on the target, MIGRATING on the source, MIGRATE its keys in batches (AUTH when
+        the cluster has a password), then SETSLOT NODE on the target, the source and every other
+        master. Returns the source's port."""
+        self.refresh()
+        src = self.master_for_slot(slot)
+        if src == dst_port:
+            raise AssertionError("slot %d is already on %d" % (slot, dst_port))
+        if dst_port not in self.masters():
+            raise AssertionError("%d is not a master owning slots" % dst_port)
+        src_id, dst_id = self._node_id(src), self._node_id(dst_port)
+        self.command(dst_port, "CLUSTER", "SETSLOT", slot, "IMPORTING", src_id)
+        self.command(src, "CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
+        auth = ["AUTH", self.password] if self.password else []
+        while True:
+            keys = self.command(src, "CLUSTER", "GETKEYSINSLOT", slot, batch)
+            if not keys:
+                break
+            self.command(src, "MIGRATE", "127.0.0.1", dst_port, "", 0, 5000, *auth,
+                         "KEYS", *keys)
+        self.command(dst_port, "CLUSTER", "SETSLOT", slot, "NODE", dst_id)
+        self.command(src, "CLUSTER", "SETSLOT", slot, "NODE", dst_id)
+        for p in self.masters():
+            if p not in (src, dst_port):
+                self.command(p, "CLUSTER", "SETSLOT", slot, "NODE", dst_id)
+        self.wait_ok()
+        if self.master_for_slot(slot) != dst_port:
+            raise AssertionError("slot %d still on %d after the migration" % (
+                slot, self.master_for_slot(slot)))
+        return src
+
+    def kill_master(self, port):
+        """SIGKILL the master on port by PID (nothing saved); returns its RedisServer.
+        wait_failover(port) then waits for the slots it owned at this moment."""
+        self.refresh()
+        self._owned_at_kill[port] = [(f, l) for f, l, m, _ in self._slots if m == port]
+        node = self.nodes[port]
+        stop_proc(node.proc, signal.SIGKILL)
+        self.router._drop_conn(port)
+        return node
+
+    def wait_failover(self, old_port, timeout=None):
+        """Wait until the slots old_port owned are served by a promoted replica and the
+        surviving nodes say cluster_state:ok again; returns the new master's port."""
+        owned = self._owned_at_kill.get(old_port)
+        if not owned:
+            raise AssertionError("%d owned no slots in the last map" % old_port)
+
+        def switched():
+            ports = self.running_ports()
+            m = self._slot_map(ports[0])
+            for f, l, mp, _ in m:
+                if f <= owned[0][0] <= l:
+                    if mp == old_port or mp not in ports:
+                        return None
+                    return mp
+            return None
+        new = wait_for(switched, timeout or scaled(30), "a replica of %d to take over" % old_port,
+                       interval=0.1)
+        self.wait_ok(timeout)
+        return new
+
+    def pid(self, port):
+        return self.nodes[port].pid
+
+    def cleanup(self):
+        """Close the routing connections, stop every node by PID, remove the directory."""
+        self.router.close()
+        for n in self.nodes.values():
+            n.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class ClusterRouter:
+    """Commands routed by hash slot to a ClusterStack's masters, over its own connections (one
+    router per thread): the slot map from CLUSTER SLOTS, MOVED (map reloaded), ASK (ASKING,
+    once), TRYAGAIN/CLUSTERDOWN/LOADING (retried) and dead nodes (map reloaded) followed."""
+
+    def __init__(self, stack):
+        self.stack = stack
+        self._conns = {}  # port -> redis.Redis
+        self._slots = []  # [(first, last, master port, [replica ports])], from CLUSTER SLOTS
+
+    slot = staticmethod(lambda key: ClusterStack.slot(key))
+
+    # -- the slot map
+    def refresh(self):
+        """Reload the slot map from the first running node that answers; returns it."""
+        last = None
+        for p in self.stack.running_ports():
+            try:
+                self._slots = self.stack._slot_map(p)
+                return self._slots
+            except Exception as e:  # that node is down or loading: the next one
+                last = e
+        raise AssertionError("no cluster node answered CLUSTER SLOTS: %r" % last)
+
+    def master_for_slot(self, slot):
+        """The port of the master owning slot (from the cached map; refresh() to reload)."""
+        if not self._slots:
+            self.refresh()
+        for first, last, master, _ in self._slots:
+            if first <= slot <= last:
+                return master
+        raise AssertionError("slot %d is not covered by the slot map %r" % (slot, self._slots))
+
+    def node_for_key(self, key):
+        """The port of the master owning key's slot."""
+        return self.master_for_slot(self.slot(key))
+
+    def masters(self):
+        """The ports of the masters owning slots, from the cached map."""
+        if not self._slots:
+            self.refresh()
+        return sorted({m for _, _, m, _ in self._slots})
+
+    def replicas_of(self, master_port):
+        if not self._slots:
+            self.refresh()
+        for _, _, m, reps in self._slots:
+            if m == master_port:
+                return list(reps)
+        return []
+
+    def _conn(self, port):
+        c = self._conns.get(port)
+        if c is None:
+            c = self._conns[port] = redis_client(port, self.stack.password, timeout=scaled(5))
+        return c
+
+    def _drop_conn(self, port):
+        c = self._conns.pop(port, None)
+        if c is not None:
+            c.close()
+
+    def execute(self, key, *args, after=(), timeout=None):
+        """Run args on the master owning key's slot, following MOVED (map reloaded), ASK (ASKING
+        then the command, once, on the named node), TRYAGAIN, CLUSTERDOWN and a dead node (map
+        reloaded) until timeout (default 10 s, scaled). after: more commands sent right behind
+        it on the same connection (e.g. ("WAIT", 1, 100)); their replies are returned after the
+        command's, as a list. Returns the command's reply (a list with after)."""
+        import redis
+        deadline = time.monotonic() + (timeout or scaled(10))
+        port = self.node_for_key(key)
+        asking = False
+        last = None
+        while time.monotonic() < deadline:
+            try:
+                pipe = self._conn(port).pipeline(transaction=False)
+                if asking:
+                    pipe.execute_command("ASKING")
+                pipe.execute_command(*args)
+                for cmd in after:
+                    pipe.execute_command(*cmd)
+                res = pipe.execute(raise_on_error=False)
+                res = res[1:] if asking else res
+                for r in res:
+                    if isinstance(r, Exception):
+                        raise r  # the first error, with Redis's own message
+                return res if after else res[0]
+            except redis.exceptions.ResponseError as e:
+                msg = str(e)
+                last = e
+                word = msg.split(" ", 1)[0]
+                if word == "MOVED":
+                    self.refresh()
+                    port, asking = int(msg.rsplit(":", 1)[1]), False
+                    continue
+                if word == "ASK":
+                    port, asking = int(msg.rsplit(":", 1)[1]), True
+                    continue
+                if word in ("TRYAGAIN", "CLUSTERDOWN", "LOADING", "MASTERDOWN"):
+                    time.sleep(0.02)
+                    port, asking = self.node_for_key(key), False
+                    continue
+                raise
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as e:
+                last = e
+                self._drop_conn(port)
+                time.sleep(0.05)
+                try:
+                    self.refresh()
+                except AssertionError:
+                    pass
+                port, asking = self.node_for_key(key), False
+        raise AssertionError("cluster command %r on key %s failed until the deadline: %r" % (
+            args[:3], key, last))
+
+    def spublish(self, channel, message):
+        """SPUBLISH on the master owning channel's slot; returns the number of receivers."""
+        return self.execute(channel, "SPUBLISH", channel, message)
+
+    def fcall_publish(self, instrument, tick, prefix="md:", wait_replicas=0, wait_ms=100):
+        """FCALL chartgate_publish on the owner of slot(md:<instrument>); returns the seq.
+
+        The function's own keys, {md:<i>}:seq and {md:<i>}:stream, are declared after the
+        channel (3 keys; the function reads only KEYS[1]). The channel is never a key, so while
+        the slot migrates the call is "some keys missing" on the source and on the target alike:
+        TRYAGAIN, retried here, until SETSLOT NODE ends the migration (milliseconds for one slot
+        with its two keys); then it runs on the new owner, where the counter now is. With the
+        channel alone, the migrating source would ASK every call to the target at once, where
+        INCR would start a second counter at 1 before the first one moved (checked by hand:
+        FCALL ... 1 md:<i> during MIGRATING is redirected by ASK).
+        wait_replicas: WAIT for that many replicas (at most wait_ms) after it, on the same
+        connection, so that a failover loses no acknowledged tick; the return value is then
+        (seq, replicas that acknowledged it)."""
+        ch = prefix + instrument
+        args = ("FCALL", "chartgate_publish", 3, ch, "{%s}:seq" % ch, "{%s}:stream" % ch, tick)
+        if wait_replicas:
+            seq, acked = self.execute(ch, *args, after=(("WAIT", wait_replicas, wait_ms),))
+            return int(seq), int(acked)
+        return int(self.execute(ch, *args))
+
+    def close(self):
+        for p in list(self._conns):
+            self._drop_conn(p)
+
+
+# ---------------------------------------------------------------------------------------------
 # HTTP
 
 
@@ -575,7 +1048,8 @@ class Metrics(dict):
 
 
 class Gateway:
-    """One chartgate process: --listen 127.0.0.1:<free port> --redis <url> plus extra flags.
+    """One chartgate process: --listen 127.0.0.1:<free port> --redis <url> plus extra flags
+    (redis_url None: no --redis, e.g. args naming --redis-cluster seeds instead).
     Its output goes to logdir/<name>-<port>.log (logdir default: a new temporary directory)."""
 
     def __init__(self, redis_url, args=(), env=None, binary=None, logdir=None, name="gateway"):
@@ -601,8 +1075,8 @@ class Gateway:
         # CHARTGATE_WRAPPER: e.g. "valgrind --error-exitcode=99 --leak-check=full" (the
         # gateway's exit status is checked at stop, so a leak fails the test).
         wrapper = shlex.split(os.environ.get("CHARTGATE_WRAPPER", ""))
-        return wrapper + [self.binary, "--listen", "127.0.0.1:%d" % self.port,
-                          "--redis", self.redis_url] + self.args
+        redis = ["--redis", self.redis_url] if self.redis_url is not None else []
+        return wrapper + [self.binary, "--listen", "127.0.0.1:%d" % self.port] + redis + self.args
 
     def start(self, wait="healthy", timeout=None):
         """Start; wait='healthy' waits for /healthz 200, 'any' for any HTTP answer, None not at
@@ -895,14 +1369,56 @@ def _mask_fast(payload, mask):
 # command line (scripts/lib/common.sh)
 
 
+def cluster_self_check(password="pw"):
+    """ClusterStack end to end, by hand: create, SSUBSCRIBE + SPUBLISH, FCALL, a slot migrated
+    (Redis sends sunsubscribe to the old owner's subscriber), a master killed (its replica takes
+    over). Prints a line per step; AssertionError on the first failure."""
+    t0 = time.monotonic()
+    cs = ClusterStack(password=password).start()
+    try:
+        print("cluster up in %.1fs: %s" % (time.monotonic() - t0, cs._slots))
+        cs.load_function()
+        ch = "md:selfcheck"
+        slot, owner = cs.slot(ch), cs.node_for_key(ch)
+        with socket.create_connection(("127.0.0.1", owner), scaled(5)) as s:
+            s.sendall(_resp("AUTH", password) + _resp("SSUBSCRIBE", ch))
+            wait_for(lambda: cs.command(owner, "PUBSUB", "SHARDNUMSUB", ch)[1] == 1,
+                     scaled(5), "SSUBSCRIBE on the owner")
+            assert cs.spublish(ch, "hello") == 1, "SPUBLISH reached no subscriber"
+            seqs = [cs.fcall_publish("selfcheck", '{"p":%d}' % i, wait_replicas=1)
+                    for i in range(3)]
+            assert seqs == [(1, 1), (2, 1), (3, 1)], seqs
+            dst = [m for m in cs.masters() if m != owner][0]
+            cs.migrate_slot(slot, dst)
+            buf = b""
+            while b"sunsubscribe" not in buf:
+                chunk = s.recv(4096)
+                assert chunk, "connection closed before sunsubscribe: %r" % buf
+                buf += chunk
+            print("slot %d moved %d -> %d; the subscriber got sunsubscribe" % (slot, owner, dst))
+        assert cs.fcall_publish("selfcheck", '{"p":3}') == 4, "seq did not move with the slot"
+        t = time.monotonic()
+        cs.kill_master(dst)
+        new = cs.wait_failover(dst)
+        print("master %d killed; replica %d took over in %.1fs" % (dst, new,
+                                                                   time.monotonic() - t))
+        assert cs.fcall_publish("selfcheck", '{"p":4}') == 5, "seq lost in the failover"
+        print("cluster self-check passed in %.1fs" % (time.monotonic() - t0))
+    finally:
+        cs.cleanup()
+
+
 def _main(argv):
     usage = ("usage: localstack.py port-free PORT | pick-port PREFERRED | "
-             "redis-argv PORT DIR LOGFILE")
+             "redis-argv PORT DIR LOGFILE | cluster-self-check")
     try:
         if len(argv) == 2 and argv[0] == "port-free":
             return 0 if port_free(int(argv[1])) else 1
         if len(argv) == 2 and argv[0] == "pick-port":
             print(pick_port(int(argv[1])))
+            return 0
+        if argv == ["cluster-self-check"]:
+            cluster_self_check()
             return 0
         if len(argv) == 4 and argv[0] == "redis-argv":
             sys.stdout.write("\0".join(redis_argv(int(argv[1]), argv[2], argv[3])))

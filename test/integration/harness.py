@@ -54,7 +54,7 @@ sys.path.insert(0, os.path.join(REPO_ROOT, "proto"))
 sys.path.insert(0, os.path.join(REPO_ROOT, "scripts", "lib"))
 import validate as proto_validate  # noqa: E402  (proto/validate.py)
 from localstack import (  # noqa: E402,F401  (scripts/lib/localstack.py; re-exported)
-    SANITIZER_RE, TIMEOUT_SCALE, WAIT, Gateway, Metrics, RedisServer, SentinelServer,
+    SANITIZER_RE, TIMEOUT_SCALE, WAIT, ClusterStack, Gateway, Metrics, RedisServer, SentinelServer,
     SentinelStack, Upgrade, compact,
     encode_ws_frame, free_port, gateway_binary, take_ws_frame, http_get, raw_upgrade, scaled, stop_proc, tail,
     track, wait_for, ws_accept)
