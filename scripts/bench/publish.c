@@ -7,7 +7,7 @@
  * What it writes (proto/PROTOCOL.md §11.2 and §11.4):
  *   PUBLISH <md-prefix><name> <tick>                                  --mode publish (default)
  *   SPUBLISH <md-prefix><name> <tick>                                 --mode spublish (Cluster)
- *   FCALL chartgate_publish 1 <md-prefix><name> <tick> [<stream-len>]  --mode fcall
+ *   FCALL chartgate_publish 3 <md-prefix><name> {..}:seq {..}:stream <tick> [<len>]  --mode fcall
  *   RPUSH <inbox-key> {"instrument":"<name>","data":<tick>}           --mode rpush
  *   FCALL chartgate_overlay 1 overlays:{<name>} <name> <append>       --mode overlay
  * with <append> = {"op":"append","overlay":"bench","points":[[<pub_ms>,<pub_us % 1000>]]} (the
@@ -128,7 +128,8 @@ static void usage(FILE *f)
           "  --mode publish|spublish|rpush|fcall|overlay\n"
           "                       PUBLISH (SPUBLISH: sharded, Redis Cluster) <md-prefix><name>,\n"
           "                       RPUSH an inbox envelope, or\n"
-          "                       FCALL chartgate_publish 1 <md-prefix><name> <tick> (the\n"
+          "                       FCALL chartgate_publish 3 <md-prefix><name> (+ its 2 keys) "
+          "<tick> (the\n"
           "                       Redis Function of gateway/functions/chartgate_md.lua, which\n"
           "                       must be loaded: scripts/load-functions), or FCALL\n"
           "                       chartgate_overlay with an overlay append       [publish]\n"
@@ -602,8 +603,9 @@ static int append_tick(struct pub *p, uint64_t due_ns, char *err, size_t errsz)
 {
     struct pub_inst *in = &p->in[next_instrument(p)];
     size_t len = tick_text(p, in, due_ns);
-    const char *argv[6];
-    size_t argvlen[6];
+    const char *argv[8];
+    size_t argvlen[8];
+    char seqkey[sizeof(in->target) + 8], streamkey[sizeof(in->target) + 10];
     int argc = 3;
     if (p->o.mode == MODE_OVERLAY) {
         /* The scheduled time rides in the point: t = pub_ms, v = the microseconds past it. */
@@ -637,20 +639,26 @@ static int append_tick(struct pub *p, uint64_t due_ns, char *err, size_t errsz)
         argv[2] = p->envelope;
         argvlen[2] = len;
     } else if (p->o.mode == MODE_FCALL) {
+        /* Every key declared (the counter and the stream after the channel), as a Redis
+         * Cluster requires (PROTOCOL.md section 20.1); the same elsewhere. */
         argv[0] = "FCALL";
         argv[1] = "chartgate_publish";
         argvlen[1] = strlen(argv[1]);
-        argv[2] = "1";
+        argv[2] = "3";
         argvlen[2] = 1;
         argv[3] = in->target;
         argvlen[3] = in->target_len;
-        argv[4] = p->payload;
-        argvlen[4] = len;
-        argc = 5;
+        argv[4] = seqkey;
+        argvlen[4] = (size_t)snprintf(seqkey, sizeof(seqkey), "{%s}:seq", in->target);
+        argv[5] = streamkey;
+        argvlen[5] = (size_t)snprintf(streamkey, sizeof(streamkey), "{%s}:stream", in->target);
+        argv[6] = p->payload;
+        argvlen[6] = len;
+        argc = 7;
         if (p->o.stream_len[0]) {
-            argv[5] = p->o.stream_len;
-            argvlen[5] = strlen(p->o.stream_len);
-            argc = 6;
+            argv[7] = p->o.stream_len;
+            argvlen[7] = strlen(p->o.stream_len);
+            argc = 8;
         }
     } else {
         argv[0] = p->o.mode == MODE_SPUBLISH ? "SPUBLISH" : "PUBLISH";
