@@ -34,9 +34,10 @@
 #define CG_SHARDSUB_PING_INTERVAL_MS 2000
 /* ... and down("ping unanswered") when it is not answered within this. */
 #define CG_SHARDSUB_PING_TIMEOUT_MS 5000
-/* Bounds while Redis does not read or answer: bytes written but not yet taken by the kernel,
- * and commands sent but not yet answered. A command that would pass either makes the call fail
- * and takes the link down (down hook from the loop, with a reason naming the bound). */
+/* Bounds while Redis does not read or answer: bytes written but not yet taken by the kernel
+ * (with each write request's own ~200 bytes), and commands sent but not yet answered. A command
+ * that would pass either makes the call fail and takes the link down (down hook from the loop, with
+ * a reason naming the bound). */
 #define CG_SHARDSUB_MAX_PENDING_OUT (64u * 1024 * 1024)
 #define CG_SHARDSUB_MAX_UNANSWERED (1u << 20)
 
