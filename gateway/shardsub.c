@@ -3,8 +3,8 @@
  * Map of the file: the link (per-connection heap object) and its freeing; the FIFO of
  * unanswered commands; output (one uv_write per command, bounded); failing (now from a uv
  * callback, or deferred through the timer when inside a cg_shardsub_* call); connecting
- * (resolve, connect, handshake AUTH + PING, connect timeout); liveness (the PING timer);
- * reading and dispatching replies; the public functions.
+ * (resolve, connect, the next address on failure, handshake AUTH + PING, connect timeout); liveness
+ * (the PING timer); reading and dispatching replies; the public functions.
  *
  * The link is detached from its struct (link->s = NULL) when it goes down or is closed: from
  * then on every callback of it only releases resources, and it frees itself when both handles
@@ -40,7 +40,7 @@ struct cg_shardsub_link {
     redisReader *reader;
     char *auth; /* formatted AUTH command, or NULL */
     size_t authlen;
-    struct addrinfo *ai;      /* resolved addresses, owned (the first link of an attempt frees) */
+    struct addrinfo *ai;      /* resolved addresses, owned; handed on to the next address's link */
     struct addrinfo *ai_next; /* the next to try when this connect fails */
     uint64_t deadline;        /* uv_now() when the connect timeout fires */
     struct pending *q;        /* ring of unanswered commands */
