@@ -3,8 +3,8 @@
  * Map of the file: the link (per-connection heap object) and its freeing; the FIFO of
  * unanswered commands; output (one uv_write per command, bounded); failing (now from a uv
  * callback, or deferred through the timer when inside a cg_shardsub_* call); connecting
- * (resolve, connect, handshake AUTH + PING, connect timeout); liveness (the PING timer);
- * reading and dispatching replies; the public functions.
+ * (resolve, connect, the next address on failure, handshake AUTH + PING, connect timeout); liveness
+ * (the PING timer); reading and dispatching replies; the public functions.
  *
  * The link is detached from its struct (link->s = NULL) when it goes down or is closed: from
  * then on every callback of it only releases resources, and it frees itself when both handles
@@ -40,9 +40,12 @@ struct cg_shardsub_link {
     redisReader *reader;
     char *auth; /* formatted AUTH command, or NULL */
     size_t authlen;
-    struct pending *q; /* ring of unanswered commands */
+    struct addrinfo *ai;      /* resolved addresses, owned; handed on to the next address's link */
+    struct addrinfo *ai_next; /* the next to try when this connect fails */
+    uint64_t deadline;        /* uv_now() when the connect timeout fires */
+    struct pending *q;        /* ring of unanswered commands */
     size_t qcap, qhead, qlen;
-    size_t out_bytes; /* written, not yet completed */
+    size_t out_bytes; /* written, not yet taken by the kernel, with the requests' own size */
     char why[256];    /* the deferred down's reason */
     char rbuf[64 * 1024];
 };
@@ -65,6 +68,8 @@ static void link_free(struct cg_shardsub_link *l)
     if (l->reader)
         redisReaderFree(l->reader);
     free(l->auth);
+    if (l->ai)
+        uv_freeaddrinfo(l->ai);
     free(l);
 }
 
@@ -171,7 +176,7 @@ static void on_written(uv_write_t *req, int status)
 {
     struct wreq *w = (struct wreq *)req;
     struct cg_shardsub_link *l = w->l;
-    l->out_bytes -= w->len;
+    l->out_bytes -= w->len + sizeof *w;
     redisFreeCommand(w->cmd);
     free(w);
     if (status < 0 && status != UV_ECANCELED && l->s && !l->failing) {
@@ -186,7 +191,7 @@ static void on_written(uv_write_t *req, int status)
 static int send_cmd(struct cg_shardsub_link *l, char *cmd, size_t len, enum cmd kind,
                     const char *ch, size_t chlen, const char **why)
 {
-    if (l->out_bytes + len > CG_SHARDSUB_MAX_PENDING_OUT) {
+    if (l->out_bytes + len + sizeof(struct wreq) > CG_SHARDSUB_MAX_PENDING_OUT) {
         *why = "output bound passed: over 64 MiB not taken by Redis";
         redisFreeCommand(cmd);
         return -1;
@@ -215,7 +220,7 @@ static int send_cmd(struct cg_shardsub_link *l, char *cmd, size_t len, enum cmd 
         *why = "write failed";
         return -1;
     }
-    l->out_bytes += len;
+    l->out_bytes += len + sizeof *w;
     return 0;
 }
 
@@ -415,6 +420,39 @@ static void on_connect_timeout(uv_timer_t *t)
         link_down(l, "connect timeout");
 }
 
+static int start_connect(struct cg_shardsub_link *l, const struct sockaddr *sa);
+static struct cg_shardsub_link *link_new(struct cg_shardsub *s);
+static void on_connect_timeout(uv_timer_t *t);
+
+/* The connect to one resolved address failed: a new link (a failed uv_tcp_t cannot connect
+ * again) tries the next one within the same deadline. Returns 0, or -1: no address left. */
+static int try_next(struct cg_shardsub_link *l)
+{
+    struct cg_shardsub *s = l->s;
+    while (l->ai_next) {
+        struct addrinfo *a = l->ai_next;
+        l->ai_next = a->ai_next;
+        struct cg_shardsub_link *n = link_new(s); /* attached to s now */
+        if (!n)
+            return -1;
+        l->s = NULL; /* detached: link_close leaves s->link alone */
+        link_close(l);
+        n->auth = l->auth;
+        n->authlen = l->authlen;
+        l->auth = NULL;
+        n->ai = l->ai;
+        n->ai_next = l->ai_next;
+        l->ai = l->ai_next = NULL;
+        n->deadline = l->deadline;
+        uint64_t now = uv_now(s->loop);
+        uv_timer_start(&n->timer, on_connect_timeout, n->deadline > now ? n->deadline - now : 0, 0);
+        if (start_connect(n, a->ai_addr) == 0)
+            return 0;
+        l = n;
+    }
+    return -1;
+}
+
 static void on_connected(uv_connect_t *req, int status)
 {
     struct cg_shardsub_link *l = req->data;
@@ -422,8 +460,12 @@ static void on_connected(uv_connect_t *req, int status)
         return;
     char why[128];
     if (status < 0) {
+        struct cg_shardsub *s = l->s;
+        if (l->ai_next && try_next(l) == 0)
+            return;
         snprintf(why, sizeof why, "connect: %s", uv_strerror(status));
-        link_down(l, why);
+        if (s->link)
+            link_down(s->link, why);
         return;
     }
     uv_tcp_nodelay(&l->tcp, 1);
@@ -472,12 +514,39 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
         link_down(l, why);
         return;
     }
+    struct cg_shardsub *s = l->s;
+    l->ai = res;
+    l->ai_next = res->ai_next;
     int rc = start_connect(l, res->ai_addr);
-    uv_freeaddrinfo(res);
+    if (rc < 0 && l->ai_next && try_next(l) == 0)
+        return;
+    l = s->link; /* try_next may have replaced it */
     if (rc < 0) {
         snprintf(why, sizeof why, "connect: %s", uv_strerror(rc));
         link_down(l, why);
     }
+}
+
+/* A new link attached to s (s->link), handles initialised; NULL on failure (nothing left). */
+static struct cg_shardsub_link *link_new(struct cg_shardsub *s)
+{
+    struct cg_shardsub_link *l = calloc(1, sizeof *l);
+    if (!l)
+        return NULL;
+    l->reader = redisReaderCreate();
+    if (!l->reader || uv_tcp_init(s->loop, &l->tcp) < 0) {
+        link_free(l);
+        return NULL;
+    }
+    l->tcp.data = l->timer.data = l->creq.data = l->gai.data = l;
+    if (uv_timer_init(s->loop, &l->timer) < 0) {
+        l->closes = 1; /* only the tcp handle to close */
+        uv_close((uv_handle_t *)&l->tcp, on_handle_closed);
+        return NULL;
+    }
+    l->s = s;
+    s->link = l;
+    return l;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -497,12 +566,9 @@ int cg_shardsub_connect(struct cg_shardsub *s, const char *host, uint32_t port, 
     if (s->link || hostlen == 0 || hostlen > 255 || port == 0 || port > 65535 || auth_argc < 0 ||
         auth_argc > 2)
         return -1;
-    struct cg_shardsub_link *l = calloc(1, sizeof *l);
+    struct cg_shardsub_link *l = link_new(s);
     if (!l)
         return -1;
-    l->reader = redisReaderCreate();
-    if (!l->reader)
-        goto fail_mem;
     if (auth_argc > 0) {
         const char *argv[3] = {"AUTH"};
         size_t lens[3] = {4};
@@ -511,22 +577,13 @@ int cg_shardsub_connect(struct cg_shardsub *s, const char *host, uint32_t port, 
             lens[i + 1] = auth_lens[i];
         }
         int n = redisFormatCommandArgv(&l->auth, auth_argc + 1, argv, lens);
-        if (n < 0 || !l->auth)
-            goto fail_mem;
+        if (n < 0 || !l->auth) {
+            link_close(l);
+            return -1;
+        }
         l->authlen = (size_t)n;
     }
-    /* From here on the link is closed, not freed, on failure. */
-    if (uv_tcp_init(s->loop, &l->tcp) < 0)
-        goto fail_mem;
-    l->tcp.data = l;
-    if (uv_timer_init(s->loop, &l->timer) < 0) {
-        l->closes = 1; /* only the tcp handle to close */
-        uv_close((uv_handle_t *)&l->tcp, on_handle_closed);
-        return -1;
-    }
-    l->tcp.data = l->timer.data = l->creq.data = l->gai.data = l;
-    l->s = s;
-    s->link = l;
+    l->deadline = uv_now(s->loop) + CG_SHARDSUB_CONNECT_TIMEOUT_MS;
 
     struct sockaddr_storage ss;
     int rc;
@@ -552,10 +609,6 @@ int cg_shardsub_connect(struct cg_shardsub *s, const char *host, uint32_t port, 
     }
     uv_timer_start(&l->timer, on_connect_timeout, CG_SHARDSUB_CONNECT_TIMEOUT_MS, 0);
     return 0;
-
-fail_mem:
-    link_free(l);
-    return -1;
 }
 
 static int sub_cmd(struct cg_shardsub *s, const char *name, enum cmd kind, const char *ch,

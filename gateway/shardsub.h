@@ -34,9 +34,10 @@
 #define CG_SHARDSUB_PING_INTERVAL_MS 2000
 /* ... and down("ping unanswered") when it is not answered within this. */
 #define CG_SHARDSUB_PING_TIMEOUT_MS 5000
-/* Bounds while Redis does not read or answer: bytes written but not yet taken by the kernel,
- * and commands sent but not yet answered. A command that would pass either makes the call fail
- * and takes the link down (down hook from the loop, with a reason naming the bound). */
+/* Bounds while Redis does not read or answer: bytes written but not yet taken by the kernel
+ * (with each write request's own ~200 bytes), and commands sent but not yet answered. A command
+ * that would pass either makes the call fail and takes the link down (down hook from the loop, with
+ * a reason naming the bound). */
 #define CG_SHARDSUB_MAX_PENDING_OUT (64u * 1024 * 1024)
 #define CG_SHARDSUB_MAX_UNANSWERED (1u << 20)
 
@@ -75,11 +76,12 @@ struct cg_shardsub {
 void cg_shardsub_init(struct cg_shardsub *s, uv_loop_t *loop, const struct cg_shardsub_hooks *h);
 
 /* Starts connecting to host:port: a numeric IPv4/IPv6 address is used as is, anything else is
- * resolved asynchronously (the first address is tried). auth_argc 0: no AUTH; else the AUTH
- * arguments after the command name ({password} or {user, password}, binary-safe with auth_lens;
- * copied). Returns 0, then exactly one of up or down follows; or -1 (nothing started, no hook
- * follows) when s is not idle, host is empty or longer than 255 bytes, port is 0 or over 65535,
- * auth_argc is not 0..2, or on allocation or libuv failure. */
+ * resolved asynchronously (its addresses are tried in order, all within the connect timeout).
+ * auth_argc 0: no AUTH; else the AUTH arguments after the command name ({password} or {user,
+ * password}, binary-safe with auth_lens; copied). Returns 0, then exactly one of up or down
+ * follows; or -1 (nothing started, no hook follows) when s is not idle, host is empty or longer
+ * than 255 bytes, port is 0 or over 65535, auth_argc is not 0..2, or on allocation or libuv
+ * failure. */
 int cg_shardsub_connect(struct cg_shardsub *s, const char *host, uint32_t port, int auth_argc,
                         const char **auth_argv, const size_t *auth_lens);
 

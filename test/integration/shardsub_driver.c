@@ -8,6 +8,8 @@
  *                      which is subscribed again on every up
  *   close              cg_shardsub_close
  *   closein N          close from inside the N-th next message hook
+ *   flood N LEN        SSUBSCRIBE N channels of LEN bytes ("ok flood", or "fail flood at I"
+ *                      when the I-th call failed: a bound passed)
  * End of input: close, let the loop finish, check uv_loop_close, exit 0.
  * Output lines: "up", "down <why>", "subscribed <ch>", "refused <ch> <err>", "lost <ch>",
  * "message <ch> <len> <fnv1a-64 hex> <hex of the first 32 bytes>", "ok <cmd>", "fail <cmd>".
@@ -161,6 +163,21 @@ static void command(char *line)
     } else if (strcmp(c, "closein") == 0 && argc == 2) {
         d.closein = atoi(argv[1]);
         ok = 1;
+    } else if (strcmp(c, "flood") == 0 && argc == 3) {
+        int n = atoi(argv[1]);
+        size_t len = strtoul(argv[2], NULL, 10);
+        char *ch = malloc(len + 16);
+        ok = ch != NULL;
+        for (int i = 0; ok && i < n; i++) {
+            memset(ch, 'f', len);
+            int k = snprintf(ch + len, 16, "%d", i);
+            if (cg_shardsub_subscribe(&d.ss, ch, len + (size_t)k) < 0) {
+                out("fail flood at %d", i);
+                free(ch);
+                return;
+            }
+        }
+        free(ch);
     } else {
         ok = 0;
     }

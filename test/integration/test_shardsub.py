@@ -54,7 +54,8 @@ class Driver:
         self.seen = []
         self.err = b""
         threading.Thread(target=self._read, daemon=True).start()
-        threading.Thread(target=self._read_err, daemon=True).start()
+        self.err_reader = threading.Thread(target=self._read_err, daemon=True)
+        self.err_reader.start()
 
     def _read(self):
         for raw in self.proc.stdout:
@@ -104,7 +105,7 @@ class Driver:
         self.proc.stdin.close()
         self.expect("exit", skip=lambda l: l.startswith(("message", "down", "up")))
         rc, _ = stop_proc(self.proc, 0, scaled(10))
-        time.sleep(0.05)
+        self.err_reader.join(scaled(5))
         err = self.err.decode(errors="replace")
         assert rc == 0 and not SANITIZER_RE.search(err), "driver rc %s, stderr:\n%s" % (rc, err)
 
@@ -229,6 +230,32 @@ class SingleNode(Case):
             os.kill(rs.pid, signal.SIGCONT)
         d.finish()
 
+    def test_ipv6(self):
+        rs = self.redis(extra=["--bind", "127.0.0.1 ::1"])
+        d = self.up_with(rs, ["md:a"], host="::1")
+        self.spublish(rs, "md:a", b"six")
+        d.expect(message_line("md:a", b"six"))
+        d.finish()
+
+    def test_output_bound(self):
+        """Redis stopped: subscriptions pile up in the output until the 64 MiB bound, then the
+        call fails and the link goes down from the loop with the reason."""
+        rs = self.redis()
+        d = self.up_with(rs, [])
+        os.kill(rs.pid, signal.SIGSTOP)
+        try:
+            d.send("flood 1000 100000", ok=None)  # 100 MB of SSUBSCRIBE
+            line = d.expect(lambda l: l.startswith("fail flood at "))
+            self.assertGreater(int(line.split()[-1]), 500)  # not before ~64 MiB queued
+            d.expect("down output bound passed: over 64 MiB not taken by Redis")
+            d.send("sub md:a", ok=False)  # idle now (the driver still wants md:a)
+        finally:
+            os.kill(rs.pid, signal.SIGCONT)
+        d.send("connect 127.0.0.1 %d" % rs.port)  # and reusable
+        d.expect("up")
+        d.expect("subscribed md:a")
+        d.finish()
+
     def test_close_inside_hook(self):
         rs = self.redis()
         d = self.up_with(rs, ["md:a"])
@@ -296,8 +323,12 @@ class Cluster(Case):
     """Two masters on loopback: A owns slots 0-8191, B 8192-16383."""
 
     def node(self):
+        # The bus port given: the default (port + 10000) fails for a free port over 55535.
+        bus = localstack.free_port()
         rs = RedisServer(extra=["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                                "--cluster-require-full-coverage", "no"])
+                                "--cluster-require-full-coverage", "no", "--cluster-port",
+                                str(bus)])
+        rs.bus_port = bus
         rs.start()
         self.addCleanup(rs.cleanup)
         return rs
@@ -309,7 +340,7 @@ class Cluster(Case):
         self.addCleanup(cb.close)
         ca.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 8191)
         cb.execute_command("CLUSTER", "ADDSLOTSRANGE", 8192, 16383)
-        ca.execute_command("CLUSTER", "MEET", "127.0.0.1", b.port)
+        ca.execute_command("CLUSTER", "MEET", "127.0.0.1", b.port, b.bus_port)
 
         def knows_b_slots():
             return any(s[0] == 8192 for s in ca.execute_command("CLUSTER", "SLOTS"))
