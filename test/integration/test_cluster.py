@@ -358,6 +358,34 @@ class ClusterTest(ClusterCase):
         self.load.stop()
         self.assertEqual(self.load.errors, [])
 
+    def test_overlays_and_the_one_key_publish(self):
+        """The overlay function publishes on chart:{<i>} (its key's slot) and reaches the socket,
+        from a backend's FCALL and from the inbox; the cluster library refuses the one-key
+        chartgate_publish, which a slot migration would split into two counters."""
+        self.start_cluster_gateway()
+        wait_for(lambda: all(self.cs.command(p, "FUNCTION", "LIST", "LIBRARYNAME",
+                                             "chartgate_overlays") for p in self.cs.masters()),
+                 scaled(10), "chartgate_overlays loaded on every master")
+        c = self.connect(user_id="u1")
+        c.subscribe(["ovl1"], overlays=True)
+        self.wait_channel_ready("chart:{ovl1}")
+        t = 1767225600000
+        op = {"op": "set", "overlay": "ma20", "kind": "line", "interval": "1m",
+              "points": [[t, 3850.5]]}
+        v = self.cs.execute("overlays:{ovl1}", "FCALL", "chartgate_overlay", 1,
+                            "overlays:{ovl1}", "ovl1", compact(op))
+        self.assertEqual(int(v), 1)
+        f = c.recv_until(lambda f: f.get("type") == "overlay")[-1]
+        self.assertEqual((f["instrument"], f["op"]["overlay"], f["op"]["op"]),
+                         ("ovl1", "ma20", "set"))
+        self.rpush_inbox({"chart": "ovl1", "data": dict(op, points=[[t + 60000, 3851.0]],
+                                                        op="append")})
+        f = c.recv_until(lambda f: f.get("type") == "overlay")[-1]
+        self.assertEqual(f["op"]["op"], "append")
+        with self.assertRaisesRegex(Exception, "usage in a Redis Cluster: FCALL chartgate_publish 3"):
+            self.cs.execute("md:ovl1", "FCALL", "chartgate_publish", 1, "md:ovl1",
+                            compact({"last_price": 1}))
+
     def test_inbox_user_and_broadcast(self):
         self.start_cluster_gateway()
         self.start_load()
@@ -441,7 +469,9 @@ class ClusterTest(ClusterCase):
         # the seq counter and stream moved with the slot
         self.assertEqual(int(self.cs.command(dst, "GET", "{%s}:seq" % ch)),
                          self.load.last_seq(moved))
-        self.assertEqual(self.cs.command(src, "EXISTS", "{%s}:seq" % ch), 0)
+        # the old owner no longer serves the slot: it redirects to the new one
+        with self.assertRaisesRegex(Exception, "MOVED %d .*:%d" % (slot, dst)):
+            self.cs.command(src, "EXISTS", "{%s}:seq" % ch)
         m = gw.metrics()
         self.assertEqual(m.value("chartgate_connections"), 2)
         print("\n  slot %d (%s) moved %d -> %d in %.2fs under %d ticks/s; seqs 1..%d of it "
