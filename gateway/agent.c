@@ -95,9 +95,14 @@ static void emit(struct cg_agent *a, struct cg_instrument *in, uint64_t seq,
                 if (!(v->intervals & (1u << i)) || v->pending)
                     continue;
                 if (final) {
-                    /* Never conflated, and later forming bars queue after it. */
+                    /* Never conflated nor paced, and later forming bars queue after it. A
+                     * forming bar held back by max_rate is older news now. */
+                    if (s->pace)
+                        a->out.paced(a->out.data, s, 1 + i, NULL);
                     deliver(a, s, bf, NULL);
                     v->bar_slot[i] = 0;
+                } else if (s->pace && bf) {
+                    a->out.paced(a->out.data, s, 1 + i, bf);
                 } else {
                     deliver(a, s, bf, &v->bar_slot[i]);
                 }

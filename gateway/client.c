@@ -163,6 +163,96 @@ void cg_client_deliver(void *data, struct cg_member *m, struct cg_frame *f, uint
     enqueue(m->owner, f, slot);
 }
 
+/* ---- max_rate ------------------------------------------------------------------ */
+
+static void pace_cb(uv_timer_t *t);
+
+/* Arms the pacer for the earliest held frame, when that changed. */
+static void arm_pace(struct cg_ws *w)
+{
+    uint64_t next = cg_pace_next(&w->pace);
+    if (next == w->pace_armed)
+        return;
+    w->pace_armed = next;
+    if (next == UINT64_MAX) {
+        uv_timer_stop(&w->pacer);
+        return;
+    }
+    uint64_t now = uv_now(w->loop);
+    uv_timer_start(&w->pacer, pace_cb, next > now ? next - now : 0, 0);
+}
+
+/* Where a paced frame of kind for s queues: the slot that conflates it when c is behind. */
+static uint64_t *queue_slot(struct cg_sub *s, uint32_t kind)
+{
+    return kind ? &s->view.bar_slot[kind - 1] : &s->inst->fan[s->index].slot;
+}
+
+static void pace_cb(uv_timer_t *t)
+{
+    struct cg_ws *w = t->data;
+    uint64_t now = uv_now(w->loop);
+    struct cg_pace_slot *ps;
+    struct cg_frame *f;
+    w->pace_armed = UINT64_MAX;
+    while ((ps = cg_pace_due(&w->pace, now, &f))) {
+        struct cg_sub *s = ps->owner;
+        if (!s->inst->fan[s->index].held) /* a snapshot being made will hold it */
+            enqueue(s->member->owner, f, queue_slot(s, ps->kind));
+        cg_frame_unref(f);
+    }
+    arm_pace(w);
+}
+
+void cg_client_paced(void *data, struct cg_sub *s, uint32_t kind, struct cg_frame *f)
+{
+    struct cg_ws *w = data;
+    struct cg_pace_slot *ps = &s->pace->slot[kind];
+    if (!f) {
+        if (ps->held)
+            cg_metrics.frames_paced++;
+        cg_pace_drop(&w->pace, ps);
+        arm_pace(w);
+        return;
+    }
+    switch (cg_pace_offer(&w->pace, ps, uv_now(w->loop), f)) {
+    case CG_PACE_SEND:
+    case CG_PACE_NOMEM:
+        enqueue(s->member->owner, f, queue_slot(s, kind));
+        break;
+    case CG_PACE_HELD:
+        if (ps->next_ms < w->pace_armed)
+            arm_pace(w);
+        break;
+    case CG_PACE_REPLACED:
+        cg_metrics.frames_paced++;
+        break;
+    }
+}
+
+int cg_client_pace(struct cg_client *c, struct cg_sub *s, double rate)
+{
+    struct cg_ws *w = c->w;
+    cg_client_unpace(w, s);
+    if (rate <= 0)
+        return 0;
+    s->pace = cg_pace_sub_create(cg_pace_interval_ms(rate), 1 + w->cfg->nintervals, s);
+    if (!s->pace)
+        return -1;
+    cg_registry_set_paced(s, 1);
+    return 0;
+}
+
+void cg_client_unpace(struct cg_ws *w, struct cg_sub *s)
+{
+    if (!s->pace)
+        return;
+    cg_registry_set_paced(s, 0);
+    cg_pace_sub_destroy(&w->pace, s->pace);
+    s->pace = NULL;
+    arm_pace(w);
+}
+
 /* ---- writing ----------------------------------------------------------------- */
 
 int cg_client_writeable(struct cg_client *c)
@@ -267,6 +357,10 @@ int cg_client_vhost_init(struct cg_ws *w)
     w->flusher.data = w;
     uv_check_start(&w->flusher, flush_cb);
     uv_idle_init(w->loop, &w->flush_soon);
+    cg_pace_init(&w->pace);
+    uv_timer_init(w->loop, &w->pacer);
+    w->pacer.data = w;
+    w->pace_armed = UINT64_MAX;
     return 0;
 }
 
@@ -278,6 +372,10 @@ void cg_client_vhost_finish(struct cg_ws *w)
     uv_close((uv_handle_t *)&w->flusher, NULL);
     uv_idle_stop(&w->flush_soon);
     uv_close((uv_handle_t *)&w->flush_soon, NULL);
+    uv_timer_stop(&w->pacer);
+    uv_close((uv_handle_t *)&w->pacer, NULL);
+    cg_pace_finish(&w->pace);
+    w->pace_armed = UINT64_MAX; /* subscriptions dropped from now on find nothing to arm */
     free(w->scratch);
     w->scratch = NULL;
 }

@@ -21,6 +21,7 @@
 #include "log.h"
 #include "map.h"
 #include "outq.h"
+#include "pace.h"
 #include "peers.h"
 #include "registry.h"
 #include "worker.h"
@@ -100,6 +101,9 @@ struct cg_ws {
     struct cg_http http;         /* http.c */
     struct cg_worker worker;     /* worker.c: with --workers, the shared port and slot */
     struct cg_log_limit slow_log;
+    struct cg_pace pace; /* max_rate: subscriptions' slots holding a frame back */
+    uv_timer_t pacer;    /* fires when the earliest of them opens */
+    uint64_t pace_armed; /* the time pacer is armed for; UINT64_MAX: idle */
 };
 
 /* One connection (lws allocates it, zeroed, as the protocol's per-session data). The WebSocket
@@ -151,6 +155,15 @@ uint64_t cg_client_now_ms(const struct cg_ws *w);
 
 /* Relay hook: offers a frame to a member's socket (see relay.h). data = cg_ws. */
 void cg_client_deliver(void *data, struct cg_member *m, struct cg_frame *f, uint64_t *slot);
+/* Relay hook: offers a frame to a subscription with a max_rate (see relay.h). data = cg_ws. */
+void cg_client_paced(void *data, struct cg_sub *s, uint32_t kind, struct cg_frame *f);
+/* Sets the max_rate of c's subscription s (PROTOCOL.md §3 subscribe): rate frames per second
+ * (within CG_PACE_RATE_MIN..MAX), or 0 for none. Replaces an earlier setting and drops what it
+ * held back (a snapshot or replay follows a subscribe). Returns 0, or -1 out of memory (then s
+ * is not paced). */
+int cg_client_pace(struct cg_client *c, struct cg_sub *s, double rate);
+/* Registry hook's part: s is going, so is its pacing. data = cg_ws. */
+void cg_client_unpace(struct cg_ws *w, struct cg_sub *s);
 /* Auth hook: closes a socket whose session ended with 4001. data = cg_ws. */
 void cg_client_revoked(void *data, struct cg_list *socket_link);
 

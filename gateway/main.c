@@ -118,6 +118,7 @@ static void sub_dropped(void *data, struct cg_sub *sub)
 {
     struct app *a = data;
     cg_agent_sub_dropped(&a->agent, sub);
+    cg_client_unpace(&a->ws, sub);
 }
 
 /* Bridge hooks: what follows a link coming (back) up. */
@@ -258,9 +259,9 @@ int main(int argc, char **argv)
     cg_registry_init(&a.reg, &rh, a.cfg.max_instruments);
     /* Recording aggregates every instrument, watched here or not. */
     struct cg_relay_hooks relay_hooks = {
-        cg_client_deliver,   &a.ws,          cg_agent_tick, &a.agent,
-        a.cfg.record_bars,   cg_stream_hold, cg_stream_gap, &a.stream,
-        cg_agent_overlay_gap};
+        cg_client_deliver,    &a.ws,          cg_agent_tick, &a.agent,
+        a.cfg.record_bars,    cg_stream_hold, cg_stream_gap, &a.stream,
+        cg_agent_overlay_gap, cg_client_paced};
     cg_relay_init(&a.relay, &a.reg, &relay_hooks, a.cfg.max_payload_bytes);
     cg_agent_init(&a.agent, &a.loop, &a.cfg, &a.reg, &a.bridge, &relay_hooks);
     char proposed[17];

@@ -62,6 +62,9 @@ size_t cg_metrics_render(const struct cg_metrics_gauges *g, char *buf, size_t bu
         "WebSocket messages written (each holds one or more frames).", m->ws_messages_out);
     one(&o, "chartgate_frames_conflated_total", "counter",
         "Pending ticks replaced by a newer tick of the same instrument.", m->frames_conflated);
+    one(&o, "chartgate_frames_paced_total", "counter",
+        "Ticks and forming bars skipped (replaced by a newer one) for a subscription's max_rate.",
+        m->frames_paced);
     one(&o, "chartgate_slow_disconnects_total", "counter",
         "Sockets closed for exceeding their output bound.", m->slow_disconnects);
     one(&o, "chartgate_rate_limit_disconnects_total", "counter",

@@ -21,6 +21,7 @@ struct cg_metrics {
     uint64_t bytes_out;       /* WebSocket payload bytes written */
     uint64_t ws_messages_out; /* WebSocket messages written (each holds >= 1 frame) */
     uint64_t frames_conflated;
+    uint64_t frames_paced; /* ticks and forming bars skipped for a subscription's max_rate */
     uint64_t slow_disconnects;
     uint64_t handshakes;
     uint64_t rejections[CG_REJECT__COUNT];

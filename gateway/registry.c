@@ -48,6 +48,11 @@ void cg_registry_want_overlays(struct cg_sub *s, int on)
     s->inst->fan[s->index].overlays = on != 0;
 }
 
+void cg_registry_set_paced(struct cg_sub *s, int on)
+{
+    s->inst->fan[s->index].paced = on != 0;
+}
+
 void cg_registry_hold(struct cg_sub *s, int held)
 {
     s->inst->fan[s->index].held = held != 0;
@@ -251,7 +256,8 @@ int cg_registry_subscribe(struct cg_registry *r, struct cg_member *m, const char
     for (size_t j = 0; j < k; j++) {
         struct cg_sub *s = subs[j];
         s->index = s->inst->nsubs;
-        s->inst->fan[s->index] = (struct cg_fan){s->member, 0, s, 0, 0}; /* room reserved above */
+        s->inst->fan[s->index] =
+            (struct cg_fan){s->member, 0, s, 0, 0, 0}; /* room reserved above */
         cg_list_append(&m->subs, &s->member_link);
         m->nsubs++;
         r->nsubs++;

@@ -29,13 +29,15 @@
  * so did a pointer array (perf at 1000 sockets x 500 instruments: the fan-out stalled on
  * loading each struct cg_sub, 23% of the gateway's CPU). */
 struct cg_overlay_inst;
+struct cg_pace_sub;
 
 struct cg_fan {
     struct cg_member *member;
     uint64_t slot;      /* the member's pending-tick position, see outq.h */
     struct cg_sub *sub; /* the rest of the subscription */
     uint32_t held;      /* a snapshot is being prepared: no live ticks (cg_registry_hold) */
-    uint32_t overlays;  /* overlay frames wanted (cg_registry_want_overlays), in the padding */
+    uint16_t overlays;  /* overlay frames wanted (cg_registry_want_overlays), in the padding */
+    uint16_t paced;     /* the subscription has a max_rate (cg_registry_set_paced): sub->pace */
 };
 
 struct cg_instrument {
@@ -78,6 +80,7 @@ struct cg_sub {
     struct cg_instrument *inst;
     uint32_t index;            /* position in inst->fan */
     struct cg_chart_view view; /* the chart agent's, zeroed at subscribe; never read here */
+    struct cg_pace_sub *pace;  /* client.c's max_rate pacing (pace.h), owned there; NULL = none */
 };
 
 struct cg_registry_hooks {
@@ -150,6 +153,8 @@ struct cg_sub *cg_registry_find_sub(const struct cg_member *m, const struct cg_i
 void cg_registry_hold(struct cg_sub *s, int held);
 /* Marks s as wanting overlay frames (1) or not (0), where the overlay fan-out reads it. */
 void cg_registry_want_overlays(struct cg_sub *s, int on);
+/* Marks s as paced (1: its ticks go through the relay's paced hook) or not (0). */
+void cg_registry_set_paced(struct cg_sub *s, int on);
 
 /* The i-th subscription of in (i < in->nsubs), for code that reaches every viewer of an
  * instrument (the chart agent's bar fan-out). The order is not meaningful. */

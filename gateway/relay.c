@@ -56,8 +56,12 @@ static void fan_instrument(struct cg_relay *r, struct cg_instrument *in, struct 
     for (uint32_t i = 0, n = in->nsubs; i < n; i++) {
         if (i + 8 < n)
             __builtin_prefetch(fan[i + 8].member);
-        if (!fan[i].held) /* its snapshot, when ready, will include this tick */
+        if (fan[i].held) /* its snapshot, when ready, will include this tick */
+            continue;
+        if (!fan[i].paced)
             r->hooks.deliver(r->hooks.data, fan[i].member, f, &fan[i].slot);
+        else
+            r->hooks.paced(r->hooks.data, fan[i].sub, 0, f);
     }
 }
 

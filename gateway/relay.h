@@ -42,6 +42,10 @@ struct cg_relay_hooks {
     /* An overlay operation came after a missing version (tick_data; may be NULL): the
      * instrument's overlay viewers must read the state again. */
     void (*overlay_gap)(void *data, struct cg_instrument *in);
+    /* Offers frame f (borrowed) to subscription s, which has a max_rate (s->pace): kind 0 for
+     * its ticks, 1 + i for its forming bars of interval i (data: as for deliver); a NULL f
+     * drops what is held back for that kind (a final bar made it old news). */
+    void (*paced)(void *data, struct cg_sub *s, uint32_t kind, struct cg_frame *f);
 };
 
 struct cg_relay {

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "pace.h"
 
 static int fail(struct cg_request_error *err, enum cg_errcode code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -161,6 +162,14 @@ static int take_chart_options(struct cg_request *req, const struct cg_config *cf
     if (ov && !json_is_boolean(ov))
         return fail(err, CG_ERR_BAD_REQUEST, "\"overlays\" must be true or false");
     req->overlays = json_is_true(ov);
+    json_t *mr = json_object_get(req->root, "max_rate");
+    if (mr) {
+        double rate = json_is_number(mr) ? json_number_value(mr) : 0;
+        if (!(rate >= CG_PACE_RATE_MIN && rate <= CG_PACE_RATE_MAX))
+            return fail(err, CG_ERR_BAD_REQUEST,
+                        "\"max_rate\" must be a number from 0.1 to 1000 (frames per second)");
+        req->max_rate = rate;
+    }
     json_t *since = json_object_get(req->root, "since");
     if (since) {
         const char *k;

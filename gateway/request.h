@@ -44,6 +44,7 @@ struct cg_request {
     uint32_t intervals;                /* subscribe: bit i = configured interval i */
     int has_intervals;
     int overlays;          /* subscribe: "overlays":true (PROTOCOL.md §17) */
+    double max_rate;       /* subscribe: "max_rate", frames per second; 0 when absent */
     json_t *since;         /* subscribe: {name: seq}, borrowed from root, or NULL */
     char epoch[17];        /* subscribe: the epoch since refers to, lower-cased; "" if none */
     char shared_epoch[17]; /* subscribe: the shared epoch (PROTOCOL.md §19), likewise */

@@ -280,6 +280,8 @@ void cg_subscribe_handle(struct cg_client *c, const struct cg_request *req)
         cg_agent_set_intervals(w->agent, sub, req->intervals);
         if (cg_agent_set_overlays(w->agent, sub, req->overlays))
             cg_log(CG_LOG_WARN, "overlays not turned on", "reason=\"out of memory\"");
+        if (cg_client_pace(c, sub, req->max_rate))
+            cg_log(CG_LOG_WARN, "max_rate not applied", "reason=\"out of memory\"");
         if (!sub->view.pending) {
             cg_registry_hold(sub, 1); /* nothing live before the reply */
             it->held = 1;

@@ -173,7 +173,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct cg_member m;
     /* tick_all, as --record-bars: a chart whether or not anyone watches */
     const struct cg_relay_hooks hooks = {no_deliver, NULL, on_tick, &run, 1,
-                                         NULL,       NULL, NULL,    NULL};
+                                         NULL,       NULL, NULL,    NULL, NULL};
     cg_registry_init(&reg, NULL, 16);
     cg_relay_init(&relay, &reg, &hooks, 1U << 20);
     relay.drop_log = drop_log;

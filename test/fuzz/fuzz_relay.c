@@ -193,7 +193,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* The first byte's top bit asks for every tick (tick_all, as with --record-bars). */
     const struct cg_relay_hooks hooks = {
         deliver, &delivered, tick_hook, &delivered, size && (data[0] & 0x80),
-        NULL,    NULL,       NULL,      NULL};
+        NULL,    NULL,       NULL,      NULL,       NULL};
     cg_registry_init(&reg, NULL, 64);
     cg_relay_init(&relay, &reg, &hooks, MAX_PAYLOAD);
     relay.drop_log = drop_log;

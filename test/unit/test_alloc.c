@@ -709,7 +709,7 @@ static void count_deliver(void *data, struct cg_member *m, struct cg_frame *f, u
 static void test_relay(void)
 {
     static const struct cg_relay_hooks rh = {count_deliver, NULL, NULL, NULL, 0,
-                                             NULL,          NULL, NULL, NULL};
+                                             NULL,          NULL, NULL, NULL, NULL};
     const char *tick = "{\n\"last\": 1,\n\"bid\": [1, 2]\n}"; /* re-encoded: one more alloc */
     const char *envl = "{\"user\":\"u1\",\"data\":{\"k\": [1, 2, 3]}}";
     const char *op = "{\"op\": \"remove\",\n\"overlay\": \"a\", \"v\": 1}"; /* re-encoded */

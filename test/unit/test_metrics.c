@@ -26,6 +26,7 @@ static const struct {
     {"chartgate_bytes_out_total", "counter"},
     {"chartgate_ws_messages_out_total", "counter"},
     {"chartgate_frames_conflated_total", "counter"},
+    {"chartgate_frames_paced_total", "counter"},
     {"chartgate_slow_disconnects_total", "counter"},
     {"chartgate_rate_limit_disconnects_total", "counter"},
     {"chartgate_handshakes_total", "counter"},
@@ -263,6 +264,7 @@ static void set_all(struct cg_metrics_gauges *g)
     m->bytes_out = 1002;
     m->ws_messages_out = 1003;
     m->frames_conflated = 1004;
+    m->frames_paced = 1017;
     m->slow_disconnects = 1005;
     m->handshakes = 1006;
     m->sessions_revoked = 1007;
@@ -336,6 +338,7 @@ static void test_values(void)
     SAMPLE("chartgate_bytes_out_total 1002");
     SAMPLE("chartgate_ws_messages_out_total 1003");
     SAMPLE("chartgate_frames_conflated_total 1004");
+    SAMPLE("chartgate_frames_paced_total 1017");
     SAMPLE("chartgate_slow_disconnects_total 1005");
     SAMPLE("chartgate_handshakes_total 1006");
     SAMPLE("chartgate_sessions_revoked_total 1007");

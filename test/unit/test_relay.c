@@ -44,8 +44,19 @@ static void forget(void)
 static struct cg_registry reg;
 static struct cg_relay relay;
 static struct cg_member m1, m2, m3;
+static struct cg_sub *paced_sub;
+static uint32_t paced_kind, npaced;
+
+static void paced(void *data, struct cg_sub *s, uint32_t kind, struct cg_frame *f)
+{
+    hook_data_seen = data;
+    paced_sub = s;
+    paced_kind = kind;
+    npaced += f != NULL;
+}
+
 static const struct cg_relay_hooks hooks = {deliver, &hook_cookie, NULL, NULL, 0,
-                                            NULL,    NULL,         NULL, NULL};
+                                            NULL,    NULL,         NULL, NULL, paced};
 
 #define MAXP 256
 
@@ -153,6 +164,39 @@ static void test_tick_fanout(void)
         json_decref(want);
     }
     forget();
+    teardown();
+}
+
+/* A paced subscription's ticks go to the paced hook (with the subscription), the others' to
+ * deliver as before; a held one to neither. */
+static void test_tick_paced(void)
+{
+    setup();
+    struct cg_instrument *rb = inst("rb2501");
+    struct cg_sub *s1 = cg_registry_find_sub(&m1, rb), *s2 = cg_registry_find_sub(&m2, rb);
+    cg_registry_set_paced(s1, 1);
+    npaced = 0;
+    CHECK_INT(tick("rb2501", "{\"last\":1}"), 0);
+    CHECK_INT(ndl, 1);
+    CHECK_PTR(dl[0].m, &m2);
+    CHECK_UINT(npaced, 1);
+    CHECK_PTR(paced_sub, s1);
+    CHECK_UINT(paced_kind, 0);
+    forget();
+    /* The flag moves with the subscription when the fan array is compacted. */
+    const char *rbn[] = {"rb2501"};
+    cg_registry_unsubscribe(&reg, &m2, rbn, 1);
+    CHECK_UINT(rb->fan[s1->index].paced, 1);
+    cg_registry_hold(s1, 1);
+    CHECK_INT(tick("rb2501", "{\"last\":2}"), 0);
+    CHECK_INT(ndl, 0);
+    CHECK_UINT(npaced, 1);
+    cg_registry_hold(s1, 0);
+    cg_registry_set_paced(s1, 0);
+    CHECK_INT(tick("rb2501", "{\"last\":3}"), 0);
+    CHECK_INT(ndl, 1);
+    CHECK_UINT(npaced, 1);
+    (void)s2;
     teardown();
 }
 
@@ -774,7 +818,7 @@ static int on_gap(void *data, struct cg_instrument *in, uint64_t seq)
 static void test_shared_ticks(void)
 {
     static const struct cg_relay_hooks sh = {deliver, &hook_cookie, NULL, NULL, 0,
-                                             on_hold, on_gap,       NULL, NULL};
+                                             on_hold, on_gap,       NULL, NULL, NULL};
     setup();
     cg_relay_init(&relay, &reg, &sh, MAXP);
     snap();
@@ -865,6 +909,7 @@ int main(void)
 {
     cg_log_set_level(CG_LOG_ERROR); /* drops log at warn: keep the test output readable */
     test_tick_fanout();
+    test_tick_paced();
     test_tick_newline();
     test_tick_drops();
     test_tick_unsubscribed();

@@ -498,6 +498,38 @@ static void test_epoch(void)
     }
 }
 
+/* max_rate: a number of frames per second within 0.1 .. 1000, else bad_request (PROTOCOL.md 3). */
+static void test_max_rate(void)
+{
+    CHECK_INT(PARSE("{\"action\":\"subscribe\",\"instruments\":[\"x\"]}"), 0);
+    CHECK(req.max_rate == 0);
+    done();
+    static const struct {
+        const char *v;
+        double want;
+    } good[] = {{"2", 2}, {"0.1", 0.1}, {"1000", 1000}, {"2.5", 2.5}, {"1e2", 100}};
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        char t[200];
+        snprintf(t, sizeof(t), "{\"action\":\"subscribe\",\"instruments\":[\"x\"],\"max_rate\":%s}",
+                 good[i].v);
+        CHECK_INT(PARSE(t), 0);
+        CHECK(req.max_rate == good[i].want);
+        done();
+    }
+    static const char *const bad[] = {"0",    "-1",    "0.09", "1000.5", "1e9",
+                                      "null", "\"2\"", "true", "[2]",    "{}"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char t[200];
+        snprintf(t, sizeof(t),
+                 "{\"action\":\"subscribe\",\"instruments\":[\"x\"],\"max_rate\":%s,\"id\":3}",
+                 bad[i]);
+        ERR(t, CG_ERR_BAD_REQUEST, "3");
+    }
+    /* The shape comes before the names (check 1 before check 2). */
+    ERR("{\"action\":\"subscribe\",\"instruments\":[\"a b\"],\"max_rate\":0}", CG_ERR_BAD_REQUEST,
+        "");
+}
+
 /* A search for n copies of the UTF-8 character ch: returns 0 or -1 as PARSE does. */
 static int search_repeat(const char *ch, int n, int line)
 {
@@ -778,6 +810,7 @@ int main(void)
     test_name_count();
     test_check_order();
     test_epoch();
+    test_max_rate();
     test_pattern();
     test_after();
     test_send();

@@ -253,6 +253,8 @@ function askReferences() {
 
 // --- subscriptions: the watchlist's instruments plus those on the visible charts -------------
 
+// Tick frames per second for instruments only in the watchlist (proto/PROTOCOL.md §7, max_rate).
+const WATCHLIST_MAX_RATE = 4;
 const subscribed = new Map(); // name -> interval key ("1m,5m") subscribed on the current socket
 // The gateway process the seq numbers we hold came from: seq is counted per process, so a resume
 // ("since") carries it, and a different process (or a restarted one) answers with a snapshot.
@@ -311,6 +313,9 @@ function subscribe(names, key, resume) {
   const frame = { action: "subscribe", instruments: names, intervals: key ? key.split(",") : [] };
   if (key) frame.overlays = true;
   else for (const n of names) overlayStores.delete(n);
+  // A watchlist row shows the latest price: a few updates a second are plenty (the gateway sends
+  // the latest, and the last of a burst). A chart draws every tick: no max_rate there.
+  if (!key) frame.max_rate = WATCHLIST_MAX_RATE;
   if (resume) {
     const since = {};
     for (const n of names) {
