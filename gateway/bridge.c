@@ -1020,6 +1020,6 @@ int cg_bridge_up(const struct cg_bridge *b, enum cg_link link)
     if (b->clustered && link == CG_LINK_COMMAND)
         return cg_cluster_commands_up(&b->cluster);
     if (b->clustered && link == CG_LINK_PUBSUB)
-        return cg_cluster_pubsub_ready(&b->cluster);
+        return cg_cluster_pubsub_up(&b->cluster);
     return (unsigned)link < CG_LINK_BRIDGE_COUNT && b->links[link].up;
 }

@@ -920,6 +920,16 @@ int cg_cluster_commands_up(const struct cg_cluster *c)
     return 1;
 }
 
+int cg_cluster_pubsub_up(const struct cg_cluster *c)
+{
+    if (!c->map_ok || cg_slots_unserved(&c->map))
+        return 0;
+    for (size_t i = 0; i < c->map.nnodes; i++)
+        if (c->nodes[i].master && c->nodes[i].sub_state != 2)
+            return 0;
+    return 1;
+}
+
 struct ready_ctx {
     const struct cg_cluster *c;
     int ok;
@@ -935,11 +945,8 @@ static void check_ready(struct cg_map_node *n, void *arg)
 
 int cg_cluster_pubsub_ready(const struct cg_cluster *c)
 {
-    if (!c->map_ok || cg_slots_unserved(&c->map))
+    if (!cg_cluster_pubsub_up(c))
         return 0;
-    for (size_t i = 0; i < c->map.nnodes; i++)
-        if (c->nodes[i].master && c->nodes[i].sub_state != 2)
-            return 0;
     struct ready_ctx r = {c, 1};
     cg_map_each((struct cg_map *)&c->channels, check_ready, &r);
     return r.ok;

@@ -131,8 +131,10 @@ void cg_cluster_unsubscribe(struct cg_cluster *c, const char *ch, size_t len);
 
 /* 1 when the map covers every slot and every master's command link is up. */
 int cg_cluster_commands_up(const struct cg_cluster *c);
-/* 1 when the map covers every slot, every master's pub/sub link is up and every channel is
- * confirmed subscribed where its slot is served. */
+/* 1 when the map covers every slot and every master's pub/sub link is up (/healthz). */
+int cg_cluster_pubsub_up(const struct cg_cluster *c);
+/* ... and every channel is confirmed subscribed where its slot is served (a moment after each
+ * move: the inbox pops only then). */
 int cg_cluster_pubsub_ready(const struct cg_cluster *c);
 
 #endif
