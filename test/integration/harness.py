@@ -619,6 +619,13 @@ class GatewayTestCase(unittest.TestCase):
         self.logdir = tempfile.mkdtemp(prefix="cg-it-")
         self.addCleanup(shutil.rmtree, self.logdir, True)
 
+    def secret(self, name, text):
+        """A file in the test's log directory holding text on one line (a password file)."""
+        path = os.path.join(self.logdir, name)
+        with open(path, "w") as f:
+            f.write(text + "\n")
+        return path
+
     # -- processes
     def start_gateway(self, *args, wait="healthy", env=None, redis_url=None):
         gw = Gateway(redis_url or self.redis.url, args, env=env, logdir=self.logdir,

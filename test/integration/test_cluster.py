@@ -139,12 +139,6 @@ class ClusterCase(harness.GatewayTestCase):
         self.logdir = tempfile.mkdtemp(prefix="cg-it-")
         self.addCleanup(shutil.rmtree, self.logdir, True)
 
-    def secret(self, name, text):
-        path = os.path.join(self.logdir, name)
-        with open(path, "w") as f:
-            f.write(text + "\n")
-        return path
-
     def start_cluster_gateway(self, *extra, seeds=2, wait="healthy"):
         """A gateway seeded with a dead node first (it must try the next) and `seeds` live
         nodes; waits until chartgate_md is loaded on every master."""

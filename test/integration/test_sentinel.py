@@ -106,12 +106,6 @@ class SentinelCase(harness.GatewayTestCase):
         self.logdir = tempfile.mkdtemp(prefix="cg-it-")
         self.addCleanup(shutil.rmtree, self.logdir, True)
 
-    def secret(self, name, text):
-        path = os.path.join(self.logdir, name)
-        with open(path, "w") as f:
-            f.write(text + "\n")
-        return path
-
     def start_sentinel_gateway(self, sentinel_pw=SENTINEL_PW, wait="healthy", extra=()):
         # a dead sentinel first: the gateway must try the next ones
         dead = "127.0.0.1:%d" % harness.free_port()
