@@ -58,6 +58,11 @@ struct cg_metrics {
     uint64_t overlay_syncs;    /* whole overlay states sent after a resume or a gap */
     uint64_t overlay_applied;  /* inbox overlay operations Redis applied (§17) */
     uint64_t overlay_oversize; /* overlay states left out of a snapshot or sync: too large */
+    /* permessage-deflate (PROTOCOL.md §1) */
+    uint64_t deflate_sockets;      /* gauge: open sockets that negotiated it */
+    uint64_t deflate_messages_out; /* messages written compressed (RSV1) */
+    uint64_t deflate_bytes_in;     /* their bytes before compression (bytes_out counts after) */
+    uint64_t deflate_compressions; /* batches compressed: the rest reused a shared result */
 };
 
 extern struct cg_metrics cg_metrics;

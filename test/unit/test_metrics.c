@@ -60,6 +60,10 @@ static const struct {
     {"chartgate_overlay_applied_total", "counter"},
     {"chartgate_overlay_syncs_total", "counter"},
     {"chartgate_overlay_oversize_total", "counter"},
+    {"chartgate_deflate_sockets", "gauge"},
+    {"chartgate_deflate_messages_out_total", "counter"},
+    {"chartgate_deflate_bytes_in_total", "counter"},
+    {"chartgate_deflate_compressions_total", "counter"},
     {"chartgate_service_messages_total", "counter"},
     {"chartgate_service_unavailable_total", "counter"},
 };
@@ -300,6 +304,10 @@ static void set_all(struct cg_metrics_gauges *g)
     m->overlay_applied = 1017;
     m->overlay_syncs = 1018;
     m->overlay_oversize = 1019;
+    m->deflate_sockets = 1101;
+    m->deflate_messages_out = 1102;
+    m->deflate_bytes_in = 1103;
+    m->deflate_compressions = 1104;
     m->service_sent[0] = 801;
     m->service_sent[1] = 802;
     m->service_unavailable[0] = 901;
@@ -398,6 +406,10 @@ static void test_values(void)
     SAMPLE("chartgate_overlay_applied_total 1017");
     SAMPLE("chartgate_overlay_syncs_total 1018");
     SAMPLE("chartgate_overlay_oversize_total 1019");
+    SAMPLE("chartgate_deflate_sockets 1101");
+    SAMPLE("chartgate_deflate_messages_out_total 1102");
+    SAMPLE("chartgate_deflate_bytes_in_total 1103");
+    SAMPLE("chartgate_deflate_compressions_total 1104");
     SAMPLE("chartgate_service_messages_total{service=\"alerts\"} 801");
     SAMPLE("chartgate_service_messages_total{service=\"orders\"} 802");
     SAMPLE("chartgate_service_unavailable_total{service=\"alerts\"} 901");
