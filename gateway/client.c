@@ -396,11 +396,17 @@ int cg_client_vhost_init(struct cg_ws *w)
         cg_log(CG_LOG_ERROR, "out of memory", "what=batch_buffer bytes=%u", cfg->batch_max_bytes);
         return -1;
     }
-    if (cfg->deflate && cg_deflate_init(&w->deflate, cfg->deflate_min_bytes)) {
-        cg_log(CG_LOG_ERROR, "out of memory", "what=deflate_stream");
-        free(w->scratch);
-        w->scratch = NULL;
-        return -1;
+    if (cfg->deflate) {
+        w->inflate_cap = (size_t)cfg->max_message_bytes + 1;
+        w->inflate_buf = malloc(w->inflate_cap + 1); /* lws writes a NUL after the output */
+        if (!w->inflate_buf || cg_deflate_init(&w->deflate, cfg->deflate_min_bytes)) {
+            cg_log(CG_LOG_ERROR, "out of memory", "what=deflate bytes=%zu", w->inflate_cap);
+            cg_deflate_finish(&w->deflate);
+            free(w->inflate_buf);
+            free(w->scratch);
+            w->inflate_buf = w->scratch = NULL;
+            return -1;
+        }
     }
     uv_timer_init(w->loop, &w->closer);
     w->closer.data = w;
@@ -430,6 +436,8 @@ void cg_client_vhost_finish(struct cg_ws *w)
     free(w->scratch);
     w->scratch = NULL;
     cg_deflate_finish(&w->deflate);
+    free(w->inflate_buf);
+    w->inflate_buf = NULL;
     free(w->batch_frames);
     w->batch_frames = NULL;
     w->batch_frames_cap = 0;

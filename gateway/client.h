@@ -109,6 +109,8 @@ struct cg_ws {
     struct cg_deflate deflate;
     struct cg_frame **batch_frames; /* the batch being written (borrowed frames): its key */
     uint32_t batch_frames_cap;
+    unsigned char *inflate_buf; /* wsdeflate.c's: a compressed client message's chunk, inflated */
+    size_t inflate_cap;         /* --max-message-bytes + 1 */
 };
 
 /* One connection (lws allocates it, zeroed, as the protocol's per-session data). The WebSocket

@@ -13,6 +13,7 @@
 #include "metrics.h"
 #include "service.h"
 #include "tls.h"
+#include "wsdeflate.h"
 
 #define RX_CHUNK 1024 /* lws per-connection rx buffer; larger messages are reassembled */
 /* Largest chunk lws hands to one send(): without it lws 4.1 caps every send at RX_CHUNK +
@@ -51,64 +52,6 @@ static void closed(struct cg_ws *w, struct cg_client *c)
     c->established = 0;
 }
 
-/* ---- permessage-deflate ------------------------------------------------------ */
-
-/* lws_set_extension_option() name that only asks whether the extension is active on a wsi. */
-#define DEFLATE_PROBE "chartgate-active"
-
-/* permessage-deflate (RFC 7692, PROTOCOL.md §1.1) as lws 4.1 runs it, but for sending. lws's own
- * callback negotiates the extension and inflates what clients send (in rx-buffer-sized chunks:
- * dispatch.c's --max-message-bytes check closes 1009 before a large message is all inflated).
- * Its compression is per socket (2.5-4x the CPU per frame, BENCHMARKS.md), so the write path
- * compresses each distinct batch once instead (deflate.h, client.c), and this callback keeps lws
- * from compressing again: PAYLOAD_TX passes the payload through untouched, and PACKET_TX_PRESEND
- * (the frame header lws made, before it goes out) sets RSV1 when the write is one of ours that
- * is compressed. A message written without c->deflate_rsv1 goes out plain, which RFC 7692
- * allows: client.c does that below --deflate-min-bytes. */
-static int deflate_ext(struct lws_context *ctx, const struct lws_extension *ext, struct lws *wsi,
-                       enum lws_extension_callback_reasons reason, void *user, void *in, size_t len)
-{
-    switch (reason) {
-    case LWS_EXT_CB_PAYLOAD_TX:
-        return 0; /* eb_out stays eb_in: client.c compressed it already, or sends it plain */
-    case LWS_EXT_CB_PACKET_TX_PRESEND: {
-        struct lws_tokens *t = in; /* lws's header then the payload; NULL token: a spill */
-        struct cg_client *c = lws_wsi_user(wsi);
-        if (c && c->deflate_rsv1 && t && t->token && t->len) {
-            t->token[0] |= 0x40;
-            c->deflate_rsv1 = 0;
-        }
-        return 0;
-    }
-    case LWS_EXT_CB_NAMED_OPTION_SET: {
-        const struct lws_ext_option_arg *oa = in;
-        if (oa && oa->option_name && !strcmp(oa->option_name, DEFLATE_PROBE))
-            return 0;
-        break;
-    }
-    default:
-        break;
-    }
-    return lws_extension_callback_pm_deflate(ctx, ext, wsi, reason, user, in, len);
-}
-
-static const struct lws_extension extensions[] = {
-    {"permessage-deflate", deflate_ext, "permessage-deflate"},
-    {NULL, NULL, NULL},
-};
-
-/* LWS_CALLBACK_CONFIRM_EXTENSION_OKAY: 0 accepts the extension on wsi. An offer limiting the
- * server's window (server_max_window_bits) is declined, and the client gets plain frames: lws
- * would accept it without the parameter, and the shared compressor uses a 32 KiB window. */
-static int deflate_offer_ok(struct lws *wsi)
-{
-    char offer[256];
-    int n = lws_hdr_copy(wsi, offer, sizeof(offer), WSI_TOKEN_EXTENSIONS);
-    if (n < 0 || n >= (int)sizeof(offer) - 1)
-        return 1;
-    return strstr(offer, "server_max_window_bits") ? 1 : 0;
-}
-
 /* ---- the protocol callback ------------------------------------------------- */
 
 static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
@@ -122,8 +65,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     case LWS_CALLBACK_ESTABLISHED:
         if (cg_handshake_established(w, c, wsi))
             return -1;
-        if (w->cfg->deflate &&
-            !lws_set_extension_option(wsi, "permessage-deflate", DEFLATE_PROBE, NULL)) {
+        if (w->cfg->deflate && cg_wsdeflate_active(wsi)) {
             c->deflate = 1;
             cg_metrics.deflate_sockets++;
         }
@@ -131,7 +73,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         cg_service_event(w->service, "open", c->member.user->id, c->member.conn);
         return 0;
     case LWS_CALLBACK_CONFIRM_EXTENSION_OKAY:
-        return deflate_offer_ok(wsi);
+        return cg_wsdeflate_offer_ok(wsi);
     case LWS_CALLBACK_RECEIVE:
         return cg_dispatch_receive(c, in, len);
     case LWS_CALLBACK_SERVER_WRITEABLE:
@@ -209,7 +151,7 @@ int cg_ws_start(struct cg_ws *w, uv_loop_t *loop, const struct cg_ws_deps *deps)
     info.port = deps->shared ? CONTEXT_PORT_NO_LISTEN_SERVER : (int)cfg->listen_port;
     info.iface = cfg->listen_host;
     info.protocols = protocols;
-    info.extensions = cfg->deflate ? extensions : NULL;
+    info.extensions = cfg->deflate ? cg_wsdeflate_extensions : NULL;
     info.mounts = cg_http_mounts(&w->http, cfg->web_root);
     info.user = w;
     info.retry_and_idle_policy = &retry;

@@ -10,8 +10,10 @@
 - A client that does not offer the extension, one that limits the server's window
   (server_max_window_bits), and any client of a gateway run with --deflate off get plain
   frames and no Sec-WebSocket-Extensions header.
-- A compressed message that inflates past --max-message-bytes is closed with 1009, and the
-  gateway's peak memory does not grow by what it would inflate to.
+- Compressed client messages many times larger than lws's 1 KiB read chunks inflate whole
+  (up to exactly --max-message-bytes), with and without the client's context takeover; one
+  that inflates past the limit is closed with 1009, and the gateway's peak memory does not
+  grow by what it would inflate to; invalid UTF-8 inside one is closed with 1007.
 """
 
 import asyncio
@@ -25,7 +27,7 @@ import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import compact, raw_upgrade, scaled, wait_for  # noqa: E402
+from harness import compact, raw_upgrade, scaled  # noqa: E402
 
 try:
     import websockets
@@ -209,6 +211,35 @@ class DeflateTest(harness.GatewayTestCase):
         a.close()
         b.close()
         self.wait_metric("chartgate_deflate_sockets", lambda v: v == 0)
+
+    def test_large_compressed_client_message(self):
+        # high-ratio messages inflate to many times the rx chunk lws reads: they come whole,
+        # with or without context takeover on the client's side (three messages from one
+        # stream), also right at --max-message-bytes
+        self.start_gateway("--max-message-bytes", "65536")
+        c, _ = self.raw()
+        for pad in (900, 1100, 5000, 20000, 65536 - 31):
+            msg = b'{"action":"ping","id":"p%d"' % pad + b" " * pad + b"}"
+            self.assertLessEqual(len(msg), 65536)
+            c.send(msg, True)
+            msgs = c.messages_until(lambda f: f.get("type") in ("pong", "error"))
+            self.assertEqual(msgs[-1][2][-1], {"type": "pong", "id": "p%d" % pad})
+        z = zlib.compressobj(6, zlib.DEFLATED, -15)
+        for k in range(3):
+            data = b'{"action":"ping","id":"t%d"' % k + b" " * 30000 + b"}"
+            out = z.compress(data) + z.flush(zlib.Z_SYNC_FLUSH)
+            c.sock.sendall(client_frame(out[:-4], True))
+            msgs = c.messages_until(lambda f: f.get("type") in ("pong", "error"))
+            self.assertEqual(msgs[-1][2][-1], {"type": "pong", "id": "t%d" % k})
+        # one byte over the limit: 1009
+        c.send(b'{"action":"ping","id":"x"' + b" " * 65600 + b"}", True)
+        self.assertEqual(c.close_code(), 1009)
+
+    def test_compressed_invalid_utf8_closes_1007(self):
+        self.start_gateway()
+        c, _ = self.raw()
+        c.send(b'{"action":"ping","id":"\xc3\x28"}', True)
+        self.assertEqual(c.close_code(), 1007)
 
     def test_python_websockets_interop(self):
         self.start_gateway()
