@@ -324,7 +324,7 @@ int cg_client_writeable(struct cg_client *c)
     if (e && e->compressed) {
         buf = e->buf + CG_FRAME_PRE; /* the headroom takes lws's header, as a frame's does */
         len = e->len;
-        c->deflate_rsv1 = 1; /* ws.c's extension sets RSV1 in the header lws makes */
+        c->deflate_rsv1 = 1; /* wsdeflate.c's extension sets RSV1 in the header lws makes */
     } else if (!buf)
         buf = join(w, c, n);
     int wr = lws_write(c->wsi, buf, len, LWS_WRITE_TEXT);

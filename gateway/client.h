@@ -130,7 +130,7 @@ struct cg_client {
     uint8_t want_write;        /* on to_flush, or waiting for lws's WRITEABLE */
     uint8_t shared_held;       /* handshake.c, --workers: what the shared limits count for c */
     uint8_t deflate;           /* permessage-deflate negotiated (ws.c, at ESTABLISHED) */
-    uint8_t deflate_rsv1;      /* the write under way is compressed: ws.c's extension marks it */
+    uint8_t deflate_rsv1;      /* the write under way is compressed: wsdeflate.c marks it */
     struct cg_list flush_link; /* on cg_ws.to_flush */
     struct cg_list close_link; /* on cg_ws.to_close until the close starts */
     char close_reason[32];
