@@ -255,6 +255,42 @@ void cg_client_unpace(struct cg_ws *w, struct cg_sub *s)
 
 /* ---- writing ----------------------------------------------------------------- */
 
+/* The message of c's oldest n frames, joined by "\n": a lone frame is written from the shared
+ * buffer itself (lws puts the header in its headroom, and nothing is kept), several are copied
+ * into w->scratch. */
+static unsigned char *join(struct cg_ws *w, struct cg_client *c, uint32_t n)
+{
+    struct cg_frame *first = cg_outq_peek(&c->q, 0);
+    if (n == 1)
+        return cg_frame_data(first);
+    unsigned char *buf = w->scratch + LWS_PRE;
+    size_t len = first->len;
+    memcpy(buf, cg_frame_data(first), len);
+    for (uint32_t i = 1; i < n; i++) {
+        struct cg_frame *f = cg_outq_peek(&c->q, i);
+        buf[len++] = '\n';
+        memcpy(buf + len, cg_frame_data(f), f->len);
+        len += f->len;
+    }
+    return buf;
+}
+
+/* c's oldest n frames into w->batch_frames, the key of the shared compressed batch. Returns 0,
+ * or -1 out of memory (then the batch goes out plain). */
+static int batch_frames(struct cg_ws *w, struct cg_client *c, uint32_t n)
+{
+    if (n > w->batch_frames_cap) {
+        struct cg_frame **fr = realloc(w->batch_frames, n * sizeof(*fr));
+        if (!fr)
+            return -1;
+        w->batch_frames = fr;
+        w->batch_frames_cap = n;
+    }
+    for (uint32_t i = 0; i < n; i++)
+        w->batch_frames[i] = cg_outq_peek(&c->q, i);
+    return 0;
+}
+
 int cg_client_writeable(struct cg_client *c)
 {
     struct cg_ws *w = c->w;
@@ -265,32 +301,41 @@ int cg_client_writeable(struct cg_client *c)
     if (c->closing || !c->q.count)
         return 0;
     struct cg_frame *first = cg_outq_peek(&c->q, 0);
-    unsigned char *buf;
-    size_t len;
+    size_t len = first->len;
     uint32_t n = 1;
-    if (c->q.count == 1 || first->len >= w->cfg->batch_max_bytes) {
-        /* One frame: written from the shared buffer itself. lws puts the frame
-         * header in the headroom just before sending; no extension is negotiated,
-         * so it is the same bytes for every client and nothing is kept. */
-        buf = cg_frame_data(first);
-        len = first->len;
-    } else {
-        buf = w->scratch + LWS_PRE;
-        memcpy(buf, cg_frame_data(first), first->len);
-        len = first->len;
+    if (first->len < w->cfg->batch_max_bytes)
         for (; n < c->q.count; n++) {
-            struct cg_frame *f = cg_outq_peek(&c->q, n);
-            if (len + 1 + f->len > w->cfg->batch_max_bytes)
+            size_t flen = cg_outq_peek(&c->q, n)->len;
+            if (len + 1 + flen > w->cfg->batch_max_bytes)
                 break;
-            buf[len++] = '\n';
-            memcpy(buf + len, cg_frame_data(f), f->len);
-            len += f->len;
+            len += 1 + flen;
+        }
+    unsigned char *buf = NULL;
+    const struct cg_deflate_entry *e = NULL;
+    if (c->deflate && len >= w->cfg->deflate_min_bytes && !batch_frames(w, c, n)) {
+        e = cg_deflate_find(&w->deflate, w->batch_frames, n);
+        if (!e) {
+            buf = join(w, c, n);
+            e = cg_deflate_add(&w->deflate, w->batch_frames, n, buf, len);
+            cg_metrics.deflate_compressions++;
         }
     }
+    size_t raw = len;
+    if (e && e->compressed) {
+        buf = e->buf + CG_FRAME_PRE; /* the headroom takes lws's header, as a frame's does */
+        len = e->len;
+        c->deflate_rsv1 = 1; /* wsdeflate.c's extension sets RSV1 in the header lws makes */
+    } else if (!buf)
+        buf = join(w, c, n);
     int wr = lws_write(c->wsi, buf, len, LWS_WRITE_TEXT);
+    c->deflate_rsv1 = 0;
     cg_outq_pop(&c->q, n);
     if (wr < (int)len)
         return -1;
+    if (e && e->compressed) {
+        cg_metrics.deflate_messages_out++;
+        cg_metrics.deflate_bytes_in += raw;
+    }
     cg_metrics.frames_out += n;
     cg_metrics.bytes_out += len;
     cg_metrics.ws_messages_out++;
@@ -351,6 +396,18 @@ int cg_client_vhost_init(struct cg_ws *w)
         cg_log(CG_LOG_ERROR, "out of memory", "what=batch_buffer bytes=%u", cfg->batch_max_bytes);
         return -1;
     }
+    if (cfg->deflate) {
+        w->inflate_cap = (size_t)cfg->max_message_bytes + 1;
+        w->inflate_buf = malloc(w->inflate_cap + 1); /* lws writes a NUL after the output */
+        if (!w->inflate_buf || cg_deflate_init(&w->deflate, cfg->deflate_min_bytes)) {
+            cg_log(CG_LOG_ERROR, "out of memory", "what=deflate bytes=%zu", w->inflate_cap);
+            cg_deflate_finish(&w->deflate);
+            free(w->inflate_buf);
+            free(w->scratch);
+            w->inflate_buf = w->scratch = NULL;
+            return -1;
+        }
+    }
     uv_timer_init(w->loop, &w->closer);
     w->closer.data = w;
     uv_check_init(w->loop, &w->flusher);
@@ -378,4 +435,10 @@ void cg_client_vhost_finish(struct cg_ws *w)
     w->pace_armed = UINT64_MAX; /* subscriptions dropped from now on find nothing to arm */
     free(w->scratch);
     w->scratch = NULL;
+    cg_deflate_finish(&w->deflate);
+    free(w->inflate_buf);
+    w->inflate_buf = NULL;
+    free(w->batch_frames);
+    w->batch_frames = NULL;
+    w->batch_frames_cap = 0;
 }

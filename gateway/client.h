@@ -17,6 +17,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "deflate.h"
 #include "list.h"
 #include "log.h"
 #include "map.h"
@@ -104,6 +105,12 @@ struct cg_ws {
     struct cg_pace pace; /* max_rate: subscriptions' slots holding a frame back */
     uv_timer_t pacer;    /* fires when the earliest of them opens */
     uint64_t pace_armed; /* the time pacer is armed for; UINT64_MAX: idle */
+    /* client.c's permessage-deflate: compressed batches shared by sockets (--deflate on) */
+    struct cg_deflate deflate;
+    struct cg_frame **batch_frames; /* the batch being written (borrowed frames): its key */
+    uint32_t batch_frames_cap;
+    unsigned char *inflate_buf; /* wsdeflate.c's: a compressed client message's chunk, inflated */
+    size_t inflate_cap;         /* --max-message-bytes + 1 */
 };
 
 /* One connection (lws allocates it, zeroed, as the protocol's per-session data). The WebSocket
@@ -122,6 +129,8 @@ struct cg_client {
     uint8_t close_started;     /* lws has the close in hand (ours, or the peer's) */
     uint8_t want_write;        /* on to_flush, or waiting for lws's WRITEABLE */
     uint8_t shared_held;       /* handshake.c, --workers: what the shared limits count for c */
+    uint8_t deflate;           /* permessage-deflate negotiated (ws.c, at ESTABLISHED) */
+    uint8_t deflate_rsv1;      /* the write under way is compressed: wsdeflate.c marks it */
     struct cg_list flush_link; /* on cg_ws.to_flush */
     struct cg_list close_link; /* on cg_ws.to_close until the close starts */
     char close_reason[32];

@@ -30,6 +30,7 @@ enum kind {
     K_SENTINEL,
     K_WORKERS,
     K_CLUSTER,
+    K_ONOFF,
 };
 
 /* Kinds that may be given several times; a config file gives them as an array, under the
@@ -103,6 +104,10 @@ static const struct opt opts[] = {
      "pending frames from which ticks are conflated per instrument"},
     {"batch-max-bytes", K_U32, F(batch_max_bytes), 0, 1024, 16U << 20,
      "largest WebSocket message made of newline-joined frames"},
+    {"deflate", K_ONOFF, F(deflate), 0, 0, 0,
+     "permessage-deflate for clients that offer it: on or off"},
+    {"deflate-min-bytes", K_U32, F(deflate_min_bytes), 0, 0, 16U << 20,
+     "messages shorter than this are sent uncompressed"},
     {"max-subscriptions", K_U32, F(max_subscriptions), 0, 1, 100000, "subscriptions per socket"},
     {"max-message-bytes", K_U32, F(max_message_bytes), 0, 256, 16U << 20,
      "largest client message (larger: close 1009)"},
@@ -223,6 +228,8 @@ static void defaults(struct cg_config *c, const char *web_root)
     c->queue_max_bytes = 1U << 20;
     c->queue_conflate_frames = 64;
     c->batch_max_bytes = 65536;
+    c->deflate = 1;
+    c->deflate_min_bytes = 256;
     c->max_subscriptions = 200;
     c->max_message_bytes = 65536;
     c->rate_limit = 50;
@@ -710,6 +717,16 @@ static int apply(struct cg_config *c, const struct opt *o, const char *val, cons
             return -1;
         }
         return 0;
+    case K_ONOFF:
+        if (!strcmp(val, "on") || !strcmp(val, "true")) {
+            *(int *)(base + o->off) = 1;
+        } else if (!strcmp(val, "off") || !strcmp(val, "false")) {
+            *(int *)(base + o->off) = 0;
+        } else {
+            snprintf(err, errsz, "chartgate: %s: expected on or off, got \"%.40s\"", where, val);
+            return -1;
+        }
+        return 0;
     case K_LEVEL: {
         enum cg_log_level l;
         if (cg_log_parse_level(val, &l)) {
@@ -830,7 +847,7 @@ static int load_file(struct cg_config *c, const char *path, char *err, size_t er
             break;
         }
         const char *val = NULL;
-        if (o->kind == K_BOOL && json_is_boolean(v)) {
+        if ((o->kind == K_BOOL || o->kind == K_ONOFF) && json_is_boolean(v)) {
             val = json_is_true(v) ? "true" : "false";
         } else if (o->kind == K_BOOL) {
             snprintf(err, errsz, "chartgate: %s: expected true or false", where);

@@ -97,6 +97,8 @@ struct cg_config {
     uint32_t ncumulative;
     char cumulative[CG_CONFIG_PREFIXES_MAX][32];
     int record_bars;
+    int deflate;                /* --deflate on|off: permessage-deflate offered to clients */
+    uint32_t deflate_min_bytes; /* messages shorter than this go out uncompressed */
     char bars_prefix[64];
     uint32_t bars_depth;    /* completed bars kept in memory per series; snapshot size */
     uint32_t history_depth; /* bars kept per series in Redis */

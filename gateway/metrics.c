@@ -60,6 +60,16 @@ size_t cg_metrics_render(const struct cg_metrics_gauges *g, char *buf, size_t bu
         m->bytes_out);
     one(&o, "chartgate_ws_messages_out_total", "counter",
         "WebSocket messages written (each holds one or more frames).", m->ws_messages_out);
+    one(&o, "chartgate_deflate_sockets", "gauge",
+        "Open WebSocket connections that negotiated permessage-deflate.", m->deflate_sockets);
+    one(&o, "chartgate_deflate_messages_out_total", "counter",
+        "WebSocket messages written compressed (permessage-deflate).", m->deflate_messages_out);
+    one(&o, "chartgate_deflate_bytes_in_total", "counter",
+        "Bytes of the compressed messages before compression (bytes_out counts them after).",
+        m->deflate_bytes_in);
+    one(&o, "chartgate_deflate_compressions_total", "counter",
+        "Batches compressed; other sockets with the same batch reused the result.",
+        m->deflate_compressions);
     one(&o, "chartgate_frames_conflated_total", "counter",
         "Pending ticks replaced by a newer tick of the same instrument.", m->frames_conflated);
     one(&o, "chartgate_frames_paced_total", "counter",

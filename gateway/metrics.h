@@ -62,6 +62,11 @@ struct cg_metrics {
     uint64_t cluster_resubscribes;  /* sharded subscriptions re-made after a slot move */
     uint64_t cluster_map_refreshes; /* slot maps read */
     uint64_t overlay_oversize;      /* overlay states left out of a snapshot or sync: too large */
+    /* permessage-deflate (PROTOCOL.md §1) */
+    uint64_t deflate_sockets;      /* gauge: open sockets that negotiated it */
+    uint64_t deflate_messages_out; /* messages written compressed (RSV1) */
+    uint64_t deflate_bytes_in;     /* their bytes before compression (bytes_out counts after) */
+    uint64_t deflate_compressions; /* batches compressed: the rest reused a shared result */
 };
 
 extern struct cg_metrics cg_metrics;

@@ -10,8 +10,10 @@
 #include "dispatch.h"
 #include "handshake.h"
 #include "http.h"
+#include "metrics.h"
 #include "service.h"
 #include "tls.h"
+#include "wsdeflate.h"
 
 #define RX_CHUNK 1024 /* lws per-connection rx buffer; larger messages are reassembled */
 /* Largest chunk lws hands to one send(): without it lws 4.1 caps every send at RX_CHUNK +
@@ -44,6 +46,9 @@ static void closed(struct cg_ws *w, struct cg_client *c)
     cg_registry_leave(w->reg, &c->member);
     cg_client_finish(c);
     cg_handshake_closed(w, c);
+    if (c->deflate)
+        cg_metrics.deflate_sockets--;
+    c->deflate = 0;
     c->established = 0;
 }
 
@@ -60,9 +65,15 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     case LWS_CALLBACK_ESTABLISHED:
         if (cg_handshake_established(w, c, wsi))
             return -1;
+        if (w->cfg->deflate && cg_wsdeflate_active(wsi)) {
+            c->deflate = 1;
+            cg_metrics.deflate_sockets++;
+        }
         cg_dispatch_open(w, c);
         cg_service_event(w->service, "open", c->member.user->id, c->member.conn);
         return 0;
+    case LWS_CALLBACK_CONFIRM_EXTENSION_OKAY:
+        return cg_wsdeflate_offer_ok(wsi);
     case LWS_CALLBACK_RECEIVE:
         return cg_dispatch_receive(c, in, len);
     case LWS_CALLBACK_SERVER_WRITEABLE:
@@ -140,6 +151,7 @@ int cg_ws_start(struct cg_ws *w, uv_loop_t *loop, const struct cg_ws_deps *deps)
     info.port = deps->shared ? CONTEXT_PORT_NO_LISTEN_SERVER : (int)cfg->listen_port;
     info.iface = cfg->listen_host;
     info.protocols = protocols;
+    info.extensions = cfg->deflate ? cg_wsdeflate_extensions : NULL;
     info.mounts = cg_http_mounts(&w->http, cfg->web_root);
     info.user = w;
     info.retry_and_idle_policy = &retry;

@@ -58,6 +58,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <zlib.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -98,6 +99,7 @@ struct load_opts {
     double stats_s;
     uint64_t seed;
     int overlays; /* subscribe with "overlays":true; overlay frames are counted as ticks */
+    int deflate;  /* offer permessage-deflate (server_no_context_takeover) and inflate */
     char origin[160];
     double send_rate;  /* sends per second per socket; 0: none */
     double send_for_s; /* seconds of sending from ready; 0: until the end */
@@ -110,6 +112,7 @@ struct conn {
     int fd;
     uint8_t state;
     uint8_t subscribed;
+    uint8_t deflate; /* the 101 accepted permessage-deflate */
     uint16_t nsubs;
     uint32_t user;
     uint16_t *subs;    /* sorted instrument indices; owned */
@@ -133,6 +136,9 @@ struct load_stats {
     uint64_t errno_counts[160];
     uint64_t ticks, missing, out_of_order, unexpected, snapshots, subscribed, error_frames,
         other_frames, messages, tick_messages, bytes, pings, bad_frames;
+    /* --deflate: sockets that got the extension, messages that came compressed, and their
+     * bytes once inflated (bytes counts payload bytes as received) */
+    uint64_t deflate_sockets, compressed_messages, inflated_bytes;
     uint16_t close_code[LOAD_CLOSE_CODES];
     uint64_t close_count[LOAD_CLOSE_CODES];
     /* --send-rate: sends made, skipped (socket closed), and their answers by kind */
@@ -164,6 +170,8 @@ struct load {
     uint64_t rng;
     redisContext *redis;
     uint32_t pid;
+    z_stream z;    /* --deflate: one inflater, reset per message (no context takeover) */
+    uint8_t *zbuf; /* LOAD_MAX_PENDING: an inflated message */
 };
 
 /* The signal flag: the one piece of state a handler may touch. */
@@ -201,6 +209,8 @@ static void usage(FILE *f)
           "(cg-publish\n"
           "                       --mode overlay) instead of ticks: seq is the op's v, latency\n"
           "                       from its point [pub_ms, pub_us %% 1000]\n"
+          "  --deflate            offer permessage-deflate (server_no_context_takeover) and\n"
+          "                       inflate compressed messages\n"
           "Prints `ready ...` when every socket is subscribed (hold mode), then one JSON line\n"
           "with the report at the end (duration over, or SIGTERM/SIGINT).\n",
           f);
@@ -231,6 +241,7 @@ static void parse_opts(struct load_opts *o, int argc, char **argv)
         O_SEND_FOR,
         O_SEND_SERVICE,
         O_OVERLAYS,
+        O_DEFLATE,
         O_HELP
     };
     static const struct option opts[] = {{"url", required_argument, 0, O_URL},
@@ -255,6 +266,7 @@ static void parse_opts(struct load_opts *o, int argc, char **argv)
                                          {"send-for", required_argument, 0, O_SEND_FOR},
                                          {"send-service", required_argument, 0, O_SEND_SERVICE},
                                          {"overlays", no_argument, 0, O_OVERLAYS},
+                                         {"deflate", no_argument, 0, O_DEFLATE},
                                          {"help", no_argument, 0, O_HELP},
                                          {0, 0, 0, 0}};
     const char *url = NULL, *redis = NULL;
@@ -338,6 +350,9 @@ static void parse_opts(struct load_opts *o, int argc, char **argv)
             break;
         case O_OVERLAYS:
             o->overlays = 1;
+            break;
+        case O_DEFLATE:
+            o->deflate = 1;
             break;
         case O_SEND_SERVICE: {
             size_t n = strlen(optarg);
@@ -690,8 +705,11 @@ static void send_upgrade(struct load *l, struct conn *c)
     int n = snprintf(req, sizeof(req),
                      "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
                      "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
-                     "Sec-WebSocket-Version: 13\r\nOrigin: %s\r\nCookie: sessionid=%s\r\n\r\n",
-                     l->o.url.path, l->o.url.host, l->o.url.port, c->key, l->o.origin, sid);
+                     "Sec-WebSocket-Version: 13\r\nOrigin: %s\r\nCookie: sessionid=%s\r\n%s\r\n",
+                     l->o.url.path, l->o.url.host, l->o.url.port, c->key, l->o.origin, sid,
+                     l->o.deflate ? "Sec-WebSocket-Extensions: permessage-deflate; "
+                                    "server_no_context_takeover\r\n"
+                                  : "");
     c->state = C_HTTP;
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
     epoll_ctl(l->ep, EPOLL_CTL_MOD, c->fd, &ev);
@@ -794,6 +812,11 @@ static long on_http(struct load *l, struct conn *c, uint8_t *buf, size_t len)
         conn_close(l, c, 1);
         return -1;
     }
+    /* The extension only with the server's promise to reset its stream per message: then one
+     * inflater serves every socket. */
+    c->deflate = l->o.deflate && strcasestr(head, "\r\nSec-WebSocket-Extensions:") &&
+                 strstr(head, "permessage-deflate") && strstr(head, "server_no_context_takeover");
+    l->st.deflate_sockets += c->deflate;
     uint64_t t = bench_mono_ns();
     hist_add(&l->hs, (t - c->t_connect_ns) / 1000);
     l->st.handshakes_ok++;
@@ -1032,6 +1055,25 @@ static void on_close_frame(struct load *l, const uint8_t *p, uint64_t len)
 }
 
 /* Parses the frames in buf[0..len); returns bytes consumed or -1 when c was closed. */
+/* Inflates one compressed message (RFC 7692: the 00 00 ff ff tail appended) into l->zbuf;
+ * returns its length, or UINT64_MAX when it is not valid deflate data or too large. */
+static uint64_t inflate_message(struct load *l, const uint8_t *p, uint64_t len)
+{
+    static const uint8_t tail[4] = {0x00, 0x00, 0xff, 0xff};
+    if (inflateReset(&l->z) != Z_OK)
+        return UINT64_MAX;
+    l->z.next_out = l->zbuf;
+    l->z.avail_out = LOAD_MAX_PENDING;
+    for (int part = 0; part < 2; part++) {
+        l->z.next_in = (uint8_t *)(part ? tail : p);
+        l->z.avail_in = (uInt)(part ? sizeof(tail) : len);
+        int rc = inflate(&l->z, Z_SYNC_FLUSH);
+        if ((rc != Z_OK && rc != Z_BUF_ERROR) || l->z.avail_in || !l->z.avail_out)
+            return UINT64_MAX;
+    }
+    return LOAD_MAX_PENDING - l->z.avail_out;
+}
+
 static long on_ws(struct load *l, struct conn *c, uint8_t *buf, size_t len)
 {
     size_t off = 0;
@@ -1067,12 +1109,30 @@ static long on_ws(struct load *l, struct conn *c, uint8_t *buf, size_t len)
             break;
         uint8_t *p = f + h;
         off += h + pl;
+        if ((f[0] & 0x40) && (!c->deflate || op != 0x1)) { /* RSV1: a compressed message */
+            l->st.bad_frames++;
+            conn_close(l, c, 1);
+            return -1;
+        }
+        if (f[0] & 0x40) {
+            uint64_t wire = pl;
+            pl = inflate_message(l, p, pl);
+            if (pl == UINT64_MAX) {
+                l->st.bad_frames++;
+                conn_close(l, c, 1);
+                return -1;
+            }
+            l->st.compressed_messages++;
+            l->st.inflated_bytes += pl;
+            l->st.bytes += wire;
+            p = l->zbuf;
+        } else if (op == 0x1 || op == 0x0)
+            l->st.bytes += pl;
         if (op == 0x1 || op == 0x0) {
             /* lws sends each message as one unfragmented frame; a continuation frame is
              * scanned as if it stood alone, which is right for newline-joined batches. */
             uint64_t ticks_before = l->st.ticks;
             l->st.messages++;
-            l->st.bytes += pl;
             const char *s = (const char *)p, *e = s + pl;
             while (s < e) {
                 const char *nl = memchr(s, '\n', (size_t)(e - s));
@@ -1385,6 +1445,9 @@ static void report(struct load *l)
            s->ticks, s->missing, s->out_of_order, s->unexpected, s->snapshots, s->subscribed,
            s->error_frames, s->other_frames, s->bad_frames, s->messages, s->tick_messages, s->bytes,
            s->pings, s->disconnects);
+    printf(",\"deflate\":{\"sockets\":%" PRIu64 ",\"compressed_messages\":%" PRIu64
+           ",\"inflated_bytes\":%" PRIu64 "}",
+           s->deflate_sockets, s->compressed_messages, s->inflated_bytes);
     printf(",\"closes\":{");
     for (int i = 0; i < LOAD_CLOSE_CODES && s->close_code[i]; i++)
         printf("%s\"%u\":%" PRIu64, i ? "," : "", s->close_code[i], s->close_count[i]);
@@ -1431,6 +1494,11 @@ int main(int argc, char **argv)
     l->per_subs = calloc(l->o.instruments, sizeof(uint64_t));
     l->per_rx = calloc(l->o.instruments, sizeof(uint64_t));
     l->rbuf = malloc(LOAD_RBUF);
+    if (l->o.deflate) {
+        l->zbuf = malloc(LOAD_MAX_PENDING);
+        if (!l->zbuf || inflateInit2(&l->z, -15) != Z_OK)
+            bench_die("out of memory");
+    }
     if (!l->conns || !l->per_subs || !l->per_rx || !l->rbuf)
         bench_die("out of memory");
     if (l->o.zipf && !(l->zipf_cdf = bench_zipf_cdf(l->o.instruments, l->o.zipf_s)))

@@ -472,6 +472,22 @@ async function main() {
     await shot("01b-first-visit");
   });
 
+  await step("the page's socket negotiated permessage-deflate and gets compressed messages", async () => {
+    // Chromium offers permessage-deflate on its own; the gateway accepts it (--deflate on by
+    // default) and compresses batches of at least 256 bytes, such as the snapshot just shown.
+    const value = (text, name) => {
+      const m = text.match(new RegExp(`^${name} ([0-9.e+]+)$`, "m"));
+      return m ? Number(m[1]) : NaN;
+    };
+    const r = await httpGet(gwPort, "/metrics");
+    check(r.status === 200, `GET /metrics -> ${r.status}`);
+    const sockets = value(r.body, "chartgate_deflate_sockets");
+    const conns = value(r.body, "chartgate_connections");
+    check(sockets >= 1 && sockets === conns, `${sockets} sockets with permessage-deflate of ${conns} open`);
+    const compressed = value(r.body, "chartgate_deflate_messages_out_total");
+    check(compressed > 0, `${compressed} compressed messages sent to the page`);
+  });
+
   await step("open two instruments side by side", async () => {
     await page.locator('#layouts button[data-layout="2"]').click();
     await page.locator(panelSel(1)).waitFor();

@@ -1006,6 +1006,32 @@ static void test_workers(void)
 
 /* The trading calendar's options (PROTOCOL.md §18): defaults, a good file, and errors that name
  * the flag, the file and the position. */
+static void test_deflate(void)
+{
+    CHECK_INT(LOAD0(), CG_CONFIG_OK);
+    CHECK_INT(cfg.deflate, 1); /* on by default */
+    CHECK_UINT(cfg.deflate_min_bytes, 256);
+    CHECK_INT(LOAD("--deflate", "off", "--deflate-min-bytes", "0"), CG_CONFIG_OK);
+    CHECK_INT(cfg.deflate, 0);
+    CHECK_UINT(cfg.deflate_min_bytes, 0);
+    CHECK_INT(LOAD("--deflate=on"), CG_CONFIG_OK);
+    CHECK_INT(cfg.deflate, 1);
+    ERR(LOAD("--deflate", "yes"), "--deflate");
+    ERR(LOAD("--deflate"), "--deflate"); /* takes a value, unlike a boolean flag */
+    ERR(LOAD("--deflate-min-bytes", "-1"), "--deflate-min-bytes");
+    ERR(LOAD("--deflate-min-bytes", "16777217"), "--deflate-min-bytes");
+    const char *p = file_with("{\"deflate\":\"off\",\"deflate_min_bytes\":1024}");
+    CHECK_INT(LOAD("--config", p), CG_CONFIG_OK);
+    CHECK_INT(cfg.deflate, 0);
+    CHECK_UINT(cfg.deflate_min_bytes, 1024);
+    p = file_with("{\"deflate\":false}");
+    CHECK_INT(LOAD("--config", p, "--deflate", "on"), CG_CONFIG_OK); /* flags win */
+    CHECK_INT(cfg.deflate, 1);
+    CHECK_INT(LOAD("--config", p), CG_CONFIG_OK);
+    CHECK_INT(cfg.deflate, 0);
+    ERR(LOAD("--config", file_with("{\"deflate\":1}")), "deflate");
+}
+
 static void test_calendar(void)
 {
     CHECK_INT(LOAD0(), CG_CONFIG_OK);
@@ -1061,6 +1087,7 @@ int main(void)
     test_scrub_argv();
     test_workers();
     test_calendar();
+    test_deflate();
     for (int i = 0; i < 16; i++) {
         char p[128];
         snprintf(p, sizeof(p), "%s/secret%d", tmpdir, i);

@@ -64,6 +64,10 @@ static const struct {
     {"chartgate_overlay_applied_total", "counter"},
     {"chartgate_overlay_syncs_total", "counter"},
     {"chartgate_overlay_oversize_total", "counter"},
+    {"chartgate_deflate_sockets", "gauge"},
+    {"chartgate_deflate_messages_out_total", "counter"},
+    {"chartgate_deflate_bytes_in_total", "counter"},
+    {"chartgate_deflate_compressions_total", "counter"},
     {"chartgate_service_messages_total", "counter"},
     {"chartgate_service_unavailable_total", "counter"},
 };
@@ -308,6 +312,10 @@ static void set_all(struct cg_metrics_gauges *g)
     m->cluster_asked = 1102;
     m->cluster_resubscribes = 1103;
     m->cluster_map_refreshes = 1104;
+    m->deflate_sockets = 1111;
+    m->deflate_messages_out = 1112;
+    m->deflate_bytes_in = 1113;
+    m->deflate_compressions = 1114;
     m->service_sent[0] = 801;
     m->service_sent[1] = 802;
     m->service_unavailable[0] = 901;
@@ -410,6 +418,10 @@ static void test_values(void)
     SAMPLE("chartgate_overlay_applied_total 1017");
     SAMPLE("chartgate_overlay_syncs_total 1018");
     SAMPLE("chartgate_overlay_oversize_total 1019");
+    SAMPLE("chartgate_deflate_sockets 1111");
+    SAMPLE("chartgate_deflate_messages_out_total 1112");
+    SAMPLE("chartgate_deflate_bytes_in_total 1113");
+    SAMPLE("chartgate_deflate_compressions_total 1114");
     SAMPLE("chartgate_service_messages_total{service=\"alerts\"} 801");
     SAMPLE("chartgate_service_messages_total{service=\"orders\"} 802");
     SAMPLE("chartgate_service_unavailable_total{service=\"alerts\"} 901");
