@@ -400,7 +400,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         }
         if (!reply)
             break;
-        char why[300];
+        char why[sizeof l->why]; /* link_down keeps at most this much */
         int rc = dispatch(l, reply, why, sizeof why);
         freeReplyObject(reply);
         if (rc < 0 && l->s) {
