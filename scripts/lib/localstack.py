@@ -1341,11 +1341,11 @@ def take_ws_frame(buf):
     return opcode, payload
 
 
-def encode_ws_frame(opcode, payload, fin=True):
-    """A masked client->server WebSocket frame."""
+def encode_ws_frame(opcode, payload, fin=True, rsv1=False):
+    """A masked client->server WebSocket frame; rsv1 marks it compressed (permessage-deflate)."""
     if isinstance(payload, str):
         payload = payload.encode("utf-8")
-    b0 = (0x80 if fin else 0) | opcode
+    b0 = (0x80 if fin else 0) | (0x40 if rsv1 else 0) | opcode
     n = len(payload)
     if n < 126:
         head = struct.pack("!BB", b0, 0x80 | n)

@@ -19,7 +19,6 @@
 import asyncio
 import json
 import os
-import secrets
 import struct
 import sys
 import time
@@ -50,18 +49,7 @@ def deflate_message(data):
 
 def client_frame(payload, rsv1):
     """A masked client text frame, RSV1 set when rsv1."""
-    b0 = 0x80 | (0x40 if rsv1 else 0) | 0x1
-    n = len(payload)
-    if n < 126:
-        head = struct.pack("!BB", b0, 0x80 | n)
-    elif n < 65536:
-        head = struct.pack("!BBH", b0, 0x80 | 126, n)
-    else:
-        head = struct.pack("!BBQ", b0, 0x80 | 127, n)
-    key = secrets.token_bytes(4)
-    m = int.from_bytes((key * (n // 4 + 1))[:n], "big")
-    body = (int.from_bytes(payload, "big") ^ m).to_bytes(n, "big") if n else b""
-    return head + key + body
+    return harness.encode_ws_frame(0x1, payload, rsv1=rsv1)
 
 
 class RawClient:
