@@ -313,10 +313,10 @@ int cg_client_writeable(struct cg_client *c)
     unsigned char *buf = NULL;
     const struct cg_deflate_entry *e = NULL;
     if (c->deflate && len >= w->cfg->deflate_min_bytes && !batch_frames(w, c, n)) {
-        e = cg_deflate_find(&w->deflate, w->batch_frames, n);
+        e = cg_deflate_find(&w->deflate, w->batch_frames, n, c->deflate_wbits);
         if (!e) {
             buf = join(w, c, n);
-            e = cg_deflate_add(&w->deflate, w->batch_frames, n, buf, len);
+            e = cg_deflate_add(&w->deflate, w->batch_frames, n, c->deflate_wbits, buf, len);
             cg_metrics.deflate_compressions++;
         }
     }

@@ -131,6 +131,7 @@ struct cg_client {
     uint8_t shared_held;       /* handshake.c, --workers: what the shared limits count for c */
     uint8_t deflate;           /* permessage-deflate negotiated (ws.c, at ESTABLISHED) */
     uint8_t deflate_rsv1;      /* the write under way is compressed: wsdeflate.c marks it */
+    uint8_t deflate_wbits;     /* the window it agreed (server_max_window_bits), 9..15 */
     struct cg_list flush_link; /* on cg_ws.to_flush */
     struct cg_list close_link; /* on cg_ws.to_close until the close starts */
     char close_reason[32];

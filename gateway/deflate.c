@@ -5,19 +5,31 @@
 #include <string.h>
 
 #define LEVEL 1     /* what the benchmark measured: ratio ~ level 6's on ticks, a third the CPU */
-#define WINDOW 15   /* a client offering server_max_window_bits is refused the extension */
 #define MEM_LEVEL 8 /* zlib's default */
 
 static const unsigned char tail[4] = {0x00, 0x00, 0xff, 0xff};
+
+/* The stream for a wbits window, made on first use; NULL: out of range or out of memory. */
+static z_stream *window_stream(struct cg_deflate *d, unsigned wbits)
+{
+    if (wbits < CG_DEFLATE_MIN_WBITS || wbits > CG_DEFLATE_MAX_WBITS)
+        return NULL;
+    unsigned i = wbits - CG_DEFLATE_MIN_WBITS;
+    if (!d->ready[i]) {
+        /* the memory level stays at zlib's default: it sizes the hash table, not the window */
+        if (deflateInit2(&d->z[i], LEVEL, Z_DEFLATED, -(int)wbits, MEM_LEVEL, Z_DEFAULT_STRATEGY) !=
+            Z_OK)
+            return NULL;
+        d->ready[i] = 1;
+    }
+    return &d->z[i];
+}
 
 int cg_deflate_init(struct cg_deflate *d, size_t min_bytes)
 {
     memset(d, 0, sizeof(*d));
     d->min_bytes = min_bytes;
-    if (deflateInit2(&d->z, LEVEL, Z_DEFLATED, -WINDOW, MEM_LEVEL, Z_DEFAULT_STRATEGY) != Z_OK)
-        return -1;
-    d->ready = 1;
-    return 0;
+    return window_stream(d, CG_DEFLATE_MAX_WBITS) ? 0 : -1;
 }
 
 static void entry_clear(struct cg_deflate_entry *e)
@@ -41,43 +53,48 @@ void cg_deflate_finish(struct cg_deflate *d)
         e->cap_frames = 0;
         e->cap = 0;
     }
-    if (d->ready)
-        deflateEnd(&d->z);
-    d->ready = 0;
+    for (unsigned i = 0; i < CG_DEFLATE_NWBITS; i++) {
+        if (d->ready[i])
+            deflateEnd(&d->z[i]);
+        d->ready[i] = 0;
+    }
 }
 
 const struct cg_deflate_entry *cg_deflate_find(const struct cg_deflate *d,
-                                               struct cg_frame *const *frames, uint32_t n)
+                                               struct cg_frame *const *frames, uint32_t n,
+                                               unsigned wbits)
 {
     for (unsigned i = 0; i < CG_DEFLATE_CACHE; i++) {
         const struct cg_deflate_entry *e = &d->ent[i];
-        if (e->n == n && n && !memcmp(e->frames, frames, n * sizeof(*frames)))
+        if (e->n == n && n && e->wbits == wbits && !memcmp(e->frames, frames, n * sizeof(*frames)))
             return e;
     }
     return NULL;
 }
 
-size_t cg_deflate_message(struct cg_deflate *d, const unsigned char *msg, size_t len,
-                          unsigned char *out, size_t cap)
+size_t cg_deflate_message(struct cg_deflate *d, unsigned wbits, const unsigned char *msg,
+                          size_t len, unsigned char *out, size_t cap)
 {
-    if (!d->ready || deflateReset(&d->z) != Z_OK)
+    z_stream *z = window_stream(d, wbits);
+    if (!z || deflateReset(z) != Z_OK)
         return 0;
-    d->z.next_in = (unsigned char *)msg;
-    d->z.avail_in = (uInt)len;
-    d->z.next_out = out;
-    d->z.avail_out = (uInt)cap;
-    int rc = deflate(&d->z, Z_SYNC_FLUSH);
+    z->next_in = (unsigned char *)msg;
+    z->avail_in = (uInt)len;
+    z->next_out = out;
+    z->avail_out = (uInt)cap;
+    int rc = deflate(z, Z_SYNC_FLUSH);
     /* Z_SYNC_FLUSH with output room left means all of it is out, ending in the empty block. */
-    if ((rc != Z_OK && rc != Z_BUF_ERROR) || d->z.avail_in || !d->z.avail_out)
+    if ((rc != Z_OK && rc != Z_BUF_ERROR) || z->avail_in || !z->avail_out)
         return 0;
-    size_t n = cap - d->z.avail_out;
+    size_t n = cap - z->avail_out;
     if (n < sizeof(tail) || memcmp(out + n - sizeof(tail), tail, sizeof(tail)))
         return 0;
     return n - sizeof(tail);
 }
 
 const struct cg_deflate_entry *cg_deflate_add(struct cg_deflate *d, struct cg_frame *const *frames,
-                                              uint32_t n, const unsigned char *msg, size_t len)
+                                              uint32_t n, unsigned wbits, const unsigned char *msg,
+                                              size_t len)
 {
     struct cg_deflate_entry *e = &d->ent[d->next];
     d->next = (d->next + 1) % CG_DEFLATE_CACHE;
@@ -101,8 +118,9 @@ const struct cg_deflate_entry *cg_deflate_add(struct cg_deflate *d, struct cg_fr
         e->buf = b;
         e->cap = need;
     }
-    size_t clen = cg_deflate_message(d, msg, len, e->buf + CG_FRAME_PRE, len + 1);
+    size_t clen = cg_deflate_message(d, wbits, msg, len, e->buf + CG_FRAME_PRE, len + 1);
     d->compressions++;
+    e->wbits = wbits;
     e->compressed = clen && clen < len;
     e->len = e->compressed ? clen : 0;
     for (uint32_t i = 0; i < n; i++)

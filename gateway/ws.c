@@ -67,6 +67,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             return -1;
         if (w->cfg->deflate && cg_wsdeflate_active(wsi)) {
             c->deflate = 1;
+            c->deflate_wbits = (uint8_t)cg_wsdeflate_window(wsi);
             cg_metrics.deflate_sockets++;
         }
         cg_dispatch_open(w, c);

@@ -5,6 +5,8 @@
 #include <string.h>
 #include <zlib.h>
 
+#include "deflate.h"
+
 /* What lws 4.1 hands an extension's PAYLOAD_RX and expects back: its private struct
  * lws_ext_pm_deflate_rx_ebufs and enum pmd_return (lib/core-net/private-lib-core-net.h), whose
  * layout and values are fixed within the 4.1 series (Debian ships 4.1.6). */
@@ -17,17 +19,29 @@ struct rx_ebufs {
 };
 enum { PMDR_DID_NOTHING = 1, PMDR_EMPTY_NONFINAL = 3, PMDR_EMPTY_FINAL = 4 };
 
-/* lws_set_extension_option() name that only asks whether the extension is active on a wsi. */
+/* lws_set_extension_option() names that only ask: whether the extension is active on a wsi,
+ * and the window its compressed messages must keep to (returned, 9..15). */
 #define PROBE "chartgate-active"
+#define PROBE_WINDOW "chartgate-window"
 
-enum { OPT_SERVER_NO_CONTEXT, OPT_CLIENT_NO_CONTEXT };
+enum { OPT_SERVER_NO_CONTEXT, OPT_CLIENT_NO_CONTEXT, OPT_SERVER_WINDOW_9 };
 
+/* lws 4.1 applies and echoes only valueless options, and matches them by prefix: so each value
+ * of server_max_window_bits we accept is an option of its own, "server_max_window_bits=9" to
+ * "=15", and accepting one echoes it, as RFC 7692 §7.1.2.1 asks. cg_wsdeflate_offer_ok()
+ * declines any other spelling (8, a quoted value, no value) before lws gets here, so that no
+ * prefix can match a longer value ("=1" is not listed, and "=9" is the only one-digit one). */
 static const struct lws_ext_options options[] = {
-    /* lws echoes the valueless ones a client offers (and ignores the others) */
     {"server_no_context_takeover", EXTARG_NONE}, /* we never take over: agreed */
     {"client_no_context_takeover", EXTARG_NONE}, /* then the inflater goes after each message */
-    {"server_max_window_bits", EXTARG_OPT_DEC},  /* declined at CONFIRM_EXTENSION_OKAY */
-    {"client_max_window_bits", EXTARG_OPT_DEC},  /* a 15-bit inflater reads any window */
+    {"server_max_window_bits=9", EXTARG_NONE},   /* OPT_SERVER_WINDOW_9 + (bits - 9) */
+    {"server_max_window_bits=10", EXTARG_NONE},
+    {"server_max_window_bits=11", EXTARG_NONE},
+    {"server_max_window_bits=12", EXTARG_NONE},
+    {"server_max_window_bits=13", EXTARG_NONE},
+    {"server_max_window_bits=14", EXTARG_NONE},
+    {"server_max_window_bits=15", EXTARG_NONE},
+    {"client_max_window_bits", EXTARG_OPT_DEC}, /* not echoed: a 15-bit inflater reads any window */
     {NULL, 0},
 };
 
@@ -36,27 +50,54 @@ struct pmd {
     z_stream z;
     uint8_t z_ready;
     uint8_t client_no_context;
-    uint8_t in_message; /* a data message is being received */
-    uint8_t compressed; /* ... and its first frame had RSV1 */
-    uint8_t overflow;   /* ... and it inflated past --max-message-bytes: the rest is dropped */
-    uint8_t stream_end; /* the client ended its deflate stream (BFINAL): reset after */
-    size_t out;         /* bytes it inflated to so far */
+    uint8_t server_window; /* server_max_window_bits agreed, or 15 */
+    uint8_t in_message;    /* a data message is being received */
+    uint8_t compressed;    /* ... and its first frame had RSV1 */
+    uint8_t overflow;      /* ... and it inflated past --max-message-bytes: the rest is dropped */
+    uint8_t stream_end;    /* the client ended its deflate stream (BFINAL): reset after */
+    size_t out;            /* bytes it inflated to so far */
 };
+
+/* Whether the server_max_window_bits value at v is one the options table lists: 9 to 15,
+ * unquoted, without leading zeros, ending the parameter. */
+static int window_value_ok(const char *v)
+{
+    if (v[0] == '9')
+        v++;
+    else if (v[0] == '1' && v[1] >= '0' && v[1] <= '5')
+        v += 2;
+    else
+        return 0;
+    return !*v || strchr("; \t", *v);
+}
 
 int cg_wsdeflate_offer_ok(struct lws *wsi)
 {
+    static const char name[] = "server_max_window_bits";
     char offer[256];
     int n = lws_hdr_copy(wsi, offer, sizeof(offer), WSI_TOKEN_EXTENSIONS);
     if (n < 0 || n >= (int)sizeof(offer) - 1)
         return 1;
-    /* The shared compressor uses a 32 KiB window: an offer limiting it gets plain frames (lws
-     * would accept it without the parameter). */
-    return strstr(offer, "server_max_window_bits") ? 1 : 0;
+    for (const char *p = offer; (p = strstr(p, name)); p++) {
+        const char *v = p + sizeof(name) - 1;
+        /* no value (an offer must give one, §7.1.2.1), 8 (zlib has no 256-byte raw window),
+         * quoted or spaced (lws would not match it to the table), or invalid */
+        if (*v != '=' || !window_value_ok(v + 1))
+            return 1;
+    }
+    return 0;
 }
 
 int cg_wsdeflate_active(struct lws *wsi)
 {
     return !lws_set_extension_option(wsi, "permessage-deflate", PROBE, NULL);
+}
+
+int cg_wsdeflate_window(struct lws *wsi)
+{
+    int bits = lws_set_extension_option(wsi, "permessage-deflate", PROBE_WINDOW, NULL);
+    return bits >= CG_DEFLATE_MIN_WBITS && bits <= CG_DEFLATE_MAX_WBITS ? bits
+                                                                        : CG_DEFLATE_MAX_WBITS;
 }
 
 /* Inflates in (len bytes) into out after *done bytes (cap in all). Returns 0, 1 when out is
@@ -157,6 +198,7 @@ static int callback(struct lws_context *ctx, const struct lws_extension *ext, st
         struct pmd *p = calloc(1, sizeof(*p));
         if (!p)
             return -1; /* not applied: the client gets plain frames */
+        p->server_window = CG_DEFLATE_MAX_WBITS;
         *(struct pmd **)user = p;
         if (in)
             *(const struct lws_ext_options **)in = options;
@@ -174,11 +216,22 @@ static int callback(struct lws_context *ctx, const struct lws_extension *ext, st
         struct pmd *p = user;
         if (oa->option_index == OPT_CLIENT_NO_CONTEXT)
             p->client_no_context = 1;
+        else if (oa->option_index >= OPT_SERVER_WINDOW_9 &&
+                 oa->option_index <= OPT_SERVER_WINDOW_9 + CG_DEFLATE_NWBITS - 1)
+            p->server_window =
+                (uint8_t)(CG_DEFLATE_MIN_WBITS + oa->option_index - OPT_SERVER_WINDOW_9);
         return 0; /* accepted: lws echoes it */
     }
     case LWS_EXT_CB_NAMED_OPTION_SET: {
         const struct lws_ext_option_arg *oa = in;
-        return oa && oa->option_name && !strcmp(oa->option_name, PROBE) ? 0 : -1;
+        const struct pmd *p = user;
+        if (!oa || !oa->option_name)
+            return -1;
+        if (!strcmp(oa->option_name, PROBE))
+            return 0;
+        if (!strcmp(oa->option_name, PROBE_WINDOW) && p)
+            return p->server_window;
+        return -1;
     }
     case LWS_EXT_CB_PAYLOAD_RX:
         return payload_rx(wsi, user, in);

@@ -22,5 +22,8 @@ extern const struct lws_extension cg_wsdeflate_extensions[];
 int cg_wsdeflate_offer_ok(struct lws *wsi);
 /* Whether wsi negotiated the extension (at ESTABLISHED or later). */
 int cg_wsdeflate_active(struct lws *wsi);
+/* The LZ77 window (bits, 9..15) wsi's compressed messages must keep to: the
+ * server_max_window_bits it agreed, else 15. Only for a wsi with the extension active. */
+int cg_wsdeflate_window(struct lws *wsi);
 
 #endif

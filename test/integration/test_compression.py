@@ -7,9 +7,11 @@
   RSV1 set and inflates (raw deflate, the 00 00 ff ff tail appended) to the frames; a smaller
   message is plain; two sockets with the same batch get the same compressed bytes, compressed
   once. A compressed subscribe from it is answered.
-- A client that does not offer the extension, one that limits the server's window
-  (server_max_window_bits), and any client of a gateway run with --deflate off get plain
-  frames and no Sec-WebSocket-Extensions header.
+- A client that limits the server's window (server_max_window_bits=10) gets it echoed and
+  messages that inflate with a 1 KiB window, where a 32 KiB client's copy of the same batch
+  does not; offers the gateway cannot keep (8, no value, quoted, out of range) get plain frames.
+- A client that does not offer the extension and any client of a gateway run with --deflate
+  off get plain frames and no Sec-WebSocket-Extensions header.
 - Compressed client messages many times larger than lws's 1 KiB read chunks inflate whole
   (up to exactly --max-message-bytes), with and without the client's context takeover; one
   that inflates past the limit is closed with 1009, and the gateway's peak memory does not
@@ -19,6 +21,7 @@
 import asyncio
 import json
 import os
+import secrets
 import struct
 import sys
 import time
@@ -47,6 +50,19 @@ def deflate_message(data):
     return out[:-4]
 
 
+def inflate(payload, wbits=15):
+    """A compressed message inflated as a client with a 2**wbits window does: 64 bytes of
+    output at a time, so a back-reference further than the window fails (zlib.error), where
+    one big output buffer would let zlib read it from the output instead."""
+    z = zlib.decompressobj(-wbits)
+    out, data = [], payload + TAIL
+    while data:
+        out.append(z.decompress(data, 64))
+        data = z.unconsumed_tail
+    out.append(z.flush())
+    return b"".join(out)
+
+
 def client_frame(payload, rsv1):
     """A masked client text frame, RSV1 set when rsv1."""
     return harness.encode_ws_frame(0x1, payload, rsv1=rsv1)
@@ -59,6 +75,7 @@ class RawClient:
         self.up = up
         self.sock = up.sock
         self.buf = bytearray(up.rest)
+        self.wbits = 15  # the window this client inflates with (server_max_window_bits)
 
     def frame(self, deadline):
         while True:
@@ -96,7 +113,7 @@ class RawClient:
                 continue
             assert b0 & 0x80, "the gateway sends whole messages, unfragmented"
             rsv1 = bool(b0 & 0x40)
-            text = zlib.decompressobj(-15).decompress(payload + TAIL) if rsv1 else payload
+            text = inflate(payload, self.wbits) if rsv1 else payload
             frames = [json.loads(line) for line in text.decode("utf-8").split("\n")]
             out.append((rsv1, payload, frames))
             if any(pred(f) for f in frames):
@@ -286,11 +303,61 @@ class DeflateTest(harness.GatewayTestCase):
         w.subscribe(["rb2501"], id=3)
         self.assertEqual(self.metrics().value("chartgate_deflate_sockets"), 0)
 
-    def test_server_window_limit_declined(self):
+    def test_server_max_window_bits_kept(self):
+        # a client that can only keep a 1 KiB window asks for it; a burst whose ticks repeat a
+        # random 700-byte blob two ticks (over 1 KiB) apart compresses differently for it and
+        # for a 32 KiB client, and each socket's message inflates with its own window only
         self.start_gateway()
-        c, ext = self.raw(offer="permessage-deflate; server_max_window_bits=10")
-        self.assertEqual(self.metrics().value("chartgate_deflate_sockets"), 0)
-        self.assert_plain(c, ext, "md:rb2501")
+        small, ext = self.raw(offer="permessage-deflate; server_max_window_bits=10")
+        self.assertEqual(ext, "permessage-deflate; server_max_window_bits=10")
+        small.wbits = 10
+        wide, ext = self.raw(user_id="u2")
+        self.assertEqual(ext, "permessage-deflate")
+        self.wait_metric("chartgate_deflate_sockets", lambda v: v == 2)
+        for c in (small, wide):
+            self.subscribe_raw(c, "rb2501", compress=False)
+        self.wait_channel_ready("md:rb2501")
+        before = self.metrics().value("chartgate_deflate_compressions_total")
+        blobs = ["".join(secrets.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(700))
+                 for _ in range(2)]
+        p = self.r.pipeline(transaction=False)
+        for i in range(8):
+            p.publish("md:rb2501", compact({"last_price": 100.0 + i, "i": i,
+                                            "blob": blobs[(i // 2) % 2]}))
+        p.execute()
+        got = {}
+        for name, c in (("small", small), ("wide", wide)):
+            msgs = c.messages_until(lambda f: f.get("type") == "tick" and f["data"]["i"] == 7)
+            ticks = [f["data"]["i"] for _, _, fr in msgs for f in fr if f.get("type") == "tick"]
+            self.assertEqual(ticks, list(range(8)), name)
+            got[name] = [p for r, p, _ in msgs if r and len(p) > 1024]
+            self.assertTrue(got[name], "%s: no large compressed message" % name)
+        for payload in got["small"]:
+            inflate(payload, 10)  # within the agreed window: it inflates (also in messages_until)
+        far = 0
+        for payload in got["wide"]:
+            try:
+                inflate(payload, 10)
+            except zlib.error:
+                far += 1  # reaches further back than 1 KiB: only the 32 KiB client reads it
+        self.assertGreater(far, 0, "the 32 KiB window was not used: the test shows nothing")
+        self.assertGreaterEqual(self.metrics().value("chartgate_deflate_compressions_total")
+                                - before, 2, "one compression per window asked for")
+
+    def test_server_window_offers_declined(self):
+        # 8 (zlib cannot make a 256-byte raw window), no value, a quoted or spaced value, out
+        # of range: no extension, plain frames
+        self.start_gateway()
+        for k, offer in enumerate(["permessage-deflate; server_max_window_bits=8",
+                                   "permessage-deflate; server_max_window_bits",
+                                   'permessage-deflate; server_max_window_bits="10"',
+                                   "permessage-deflate; server_max_window_bits = 10",
+                                   "permessage-deflate; server_max_window_bits=16",
+                                   "permessage-deflate; server_max_window_bits=010"]):
+            c, ext = self.raw(offer=offer, user_id="u%d" % k)
+            self.assertEqual(self.metrics().value("chartgate_deflate_sockets"), 0, offer)
+            self.assert_plain(c, ext, "md:rb%d" % (2501 + k))
+            c.close()
 
     def test_deflate_off(self):
         self.start_gateway("--deflate", "off")
