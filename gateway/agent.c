@@ -832,6 +832,14 @@ void cg_agent_gap(void *data)
     cg_map_each(&a->reg->instruments, overlay_gap_one, a);
 }
 
+void cg_agent_instrument_gap(struct cg_agent *a, struct cg_instrument *in, int overlays)
+{
+    if (overlays)
+        overlay_gap_one(&in->node, a);
+    else
+        gap_one(&in->node, NULL);
+}
+
 static void sweep_one(struct cg_map_node *n, void *arg)
 {
     struct cg_agent *a = arg;

@@ -52,6 +52,9 @@ void cg_agent_tick(void *data, struct cg_instrument *in, json_t *obj, const char
 void cg_agent_command_up(void *data);
 /* The pub/sub link came (back) up: ticks may have been missed, resume restarts. */
 void cg_agent_gap(void *data);
+/* Cluster mode: only in's tick channel (overlays 0) or its overlay channel (overlays 1) was
+ * subscribed again after a gap: cg_agent_gap for that one instrument. */
+void cg_agent_instrument_gap(struct cg_agent *a, struct cg_instrument *in, int overlays);
 
 /* Turns overlay operations on or off for a subscription (PROTOCOL.md §17). Returns 0, or -1
  * when out of memory (then they stay off). */

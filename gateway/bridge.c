@@ -900,11 +900,21 @@ static void cluster_map_changed(void *data)
     }
 }
 
-static void cluster_resubscribed(void *data)
+/* A channel is back after a gap: ticks and overlay operations have somewhere to be read back
+ * from (or a state to read again); user, broadcast and reply messages do not. */
+static void cluster_resubscribed(void *data, const char *ch, size_t len)
 {
     struct cg_bridge *b = data;
-    if (b->hooks.pubsub_up)
-        b->hooks.pubsub_up(b->hooks.data);
+    const struct cg_config *c = b->cfg;
+    size_t pl;
+    if (!b->hooks.instrument_gap)
+        return;
+    if (starts(ch, len, c->chart_prefix, &pl)) {
+        if (len >= pl + 3 && ch[pl] == '{' && ch[len - 1] == '}') /* chart:{<instrument>} */
+            b->hooks.instrument_gap(b->hooks.data, ch + pl + 1, len - pl - 2, 1);
+    } else if (starts(ch, len, c->md_prefix, &pl)) {
+        b->hooks.instrument_gap(b->hooks.data, ch + pl, len - pl, 0);
+    }
 }
 
 static void cluster_start(struct cg_bridge *b)

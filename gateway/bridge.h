@@ -41,6 +41,11 @@ struct cg_bridge;
 struct cg_bridge_hooks {
     /* The pub/sub link is (back) up: ticks may have been missed while it was down. May be NULL. */
     void (*pubsub_up)(void *data);
+    /* Cluster mode: the instrument name's (borrowed, len bytes, as its channel spells it: not
+     * yet validated) tick channel (overlays 0) or overlay channel (overlays 1) is subscribed
+     * again after a gap (its slot moved, its master failed over): messages on it may have been
+     * missed. Only the channels that moved come here; pubsub_up is not called. May be NULL. */
+    void (*instrument_gap)(void *data, const char *name, size_t len, int overlays);
     /* The command link is (back) up: what it must hold first (functions) is loaded here, before
      * any command queued later. May be NULL. */
     void (*command_up)(void *data);

@@ -27,6 +27,7 @@ struct channel {
     int at;    /* node index it is subscribed on (or being), -1 = none */
     int state; /* 0 not subscribed, 1 SSUBSCRIBE sent, 2 confirmed */
     uint16_t slot;
+    uint8_t gap; /* a confirmed subscription was lost: hooks.resubscribed when confirmed again */
     size_t len;
     char name[]; /* NUL-terminated */
 };
@@ -306,10 +307,13 @@ static void channel_place(struct cg_cluster *c, struct channel *ch)
 {
     uint16_t owner = c->map.owner[ch->slot];
     if (ch->state && ch->at != (int)owner) {
-        /* The slot moved: leave the old node (if its link still holds the subscription). */
+        /* The slot moved: leave the old node (if its link still holds the subscription). What
+         * the new owner carried before the new subscription is in place is missed. */
         struct cg_cluster_node *old = &c->nodes[ch->at];
         if (old->sub_state == 2)
             cg_shardsub_unsubscribe(&old->sub, ch->name, ch->len);
+        if (ch->state == 2)
+            ch->gap = 1;
         ch->state = 0;
         ch->at = -1;
     }
@@ -350,6 +354,7 @@ int cg_cluster_subscribe(struct cg_cluster *c, const char *name, size_t len)
     ch->len = len;
     ch->at = -1;
     ch->state = 0;
+    ch->gap = 0;
     ch->slot = cg_slots_of(name, len);
     if (cg_map_put(&c->channels, &ch->node, ch->name, len)) {
         free(ch);
@@ -380,10 +385,8 @@ static void sub_up(void *data)
     n->sub_backoff_ms = 0;
     cg_log(CG_LOG_INFO, "redis link up", "link=shardsub addr=%s:%u", c->map.nodes[n->idx].host,
            c->map.nodes[n->idx].port);
-    if (n->sub_ever_up) {
+    if (n->sub_ever_up)
         cg_metrics.redis_reconnects[CG_LINK_PUBSUB]++;
-        c->gap_pending = 1;
-    }
     n->sub_ever_up = 1;
     place_all(c);
 }
@@ -393,6 +396,8 @@ static void unplace_node(struct cg_map_node *mn, void *arg)
     struct cg_cluster_node *n = arg;
     struct channel *ch = CG_CONTAINER_OF(mn, struct channel, node);
     if (ch->at == n->idx) {
+        if (ch->state == 2)
+            ch->gap = 1; /* what the node carried until the link is back is missed */
         ch->state = 0;
         ch->at = -1;
         n->cluster->channels_dirty = 1;
@@ -422,18 +427,29 @@ static void sub_message(void *data, const char *ch, size_t chlen, const char *ms
 static void sub_subscribed(void *data, const char *name, size_t len)
 {
     struct cg_cluster_node *n = data;
-    struct channel *ch = channel_get(n->cluster, name, len);
-    if (ch && ch->at == n->idx)
-        ch->state = 2;
+    struct cg_cluster *c = n->cluster;
+    struct channel *ch = channel_get(c, name, len);
+    if (!ch || ch->at != n->idx)
+        return;
+    ch->state = 2;
+    if (ch->gap) {
+        /* From now on its messages arrive: what came before is read back from where it is kept
+         * (a tick stream), for this channel only. */
+        ch->gap = 0;
+        if (c->hooks.resubscribed)
+            c->hooks.resubscribed(c->hooks.data, ch->name, ch->len);
+    }
 }
 
 /* Redis refused the subscription (MOVED: the map is stale) or took it back (the slot moved):
- * it is made again where the refreshed map says. */
+ * it is made again where the refreshed map says. A confirmed one taken back has a gap. */
 static void sub_gone(struct cg_cluster_node *n, const char *name, size_t len)
 {
     struct cg_cluster *c = n->cluster;
     struct channel *ch = channel_get(c, name, len);
     if (ch && ch->at == n->idx) {
+        if (ch->state == 2)
+            ch->gap = 1;
         ch->state = 0;
         ch->at = -1;
         c->channels_dirty = 1;
@@ -453,9 +469,7 @@ static void sub_refused(void *data, const char *name, size_t len, const char *er
 
 static void sub_lost(void *data, const char *name, size_t len)
 {
-    struct cg_cluster_node *n = data;
-    sub_gone(n, name, len);
-    n->cluster->gap_pending = 1;
+    sub_gone(data, name, len);
 }
 
 static void sub_connect(struct cg_cluster_node *n)
@@ -825,12 +839,6 @@ static void tick_cb(uv_timer_t *t)
         place_all(c);
     if (!cg_list_empty(&c->parked))
         resend_parked(c);
-    /* Once every subscription is back in place, one catch-up covers all that moved. */
-    if (c->gap_pending && cg_cluster_pubsub_ready(c)) {
-        c->gap_pending = 0;
-        if (c->hooks.resubscribed)
-            c->hooks.resubscribed(c->hooks.data);
-    }
 }
 
 void cg_cluster_start(struct cg_cluster *c, uv_loop_t *loop, const struct cg_config *cfg,

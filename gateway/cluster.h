@@ -14,8 +14,9 @@
  *
  * Channels (cg_cluster_subscribe) are sharded: each is SSUBSCRIBEd on the master of its slot,
  * and moves with it: after a map change, after Redis's own sunsubscribe (the slot moved away),
- * after a refusal (MOVED) and after the pub/sub link came back. Such a re-subscription may have
- * missed messages: hooks.resubscribed says so (shared seqs are then caught up from the streams).
+ * after a refusal (MOVED) and after the pub/sub link came back. A channel whose confirmed
+ * subscription was lost may have missed messages: hooks.resubscribed names it once it is
+ * confirmed again (its instrument's shared seqs are then caught up from its stream).
  *
  * Every link sends AUTH first (cfg's credentials, read at each connect) and is watched: a connect
  * that takes over 3 s, or a PING unanswered for 5 s, drops it, and a lost link reconnects with
@@ -45,9 +46,11 @@ struct cg_cluster_hooks {
     void (*command_up)(void *data);
     /* The slot map changed: anything bound to a key's node (the inbox link) checks its node. */
     void (*map_changed)(void *data);
-    /* Subscriptions were re-made after a gap (a slot moved, a pub/sub link came back): messages
-     * may have been missed. */
-    void (*resubscribed)(void *data);
+    /* The channel ch (borrowed, len bytes) is subscribed again after its subscription was lost
+     * (its slot moved, its master's link dropped or failed over): messages on it may have been
+     * missed until now. Called once the new subscription is confirmed, for that channel only
+     * (a slot move touches the instruments of that slot, not every one). */
+    void (*resubscribed)(void *data, const char *ch, size_t len);
     void *data;
 };
 
@@ -86,8 +89,6 @@ struct cg_cluster {
     int channels_dirty;     /* some channel is not subscribed where it should be */
     struct cg_list parked;  /* requests waiting to be resent */
     size_t nparked;
-    int gap_pending; /* a subscription was lost or a link came back: hooks.resubscribed is due
-                      * once every subscription is in place again */
     uv_timer_t tick;
     redisAsyncContext *refresh_ac;            /* a seed connection asked for the map; NULL = none */
     char refresh_host[CG_SLOTS_HOST_MAX + 1]; /* its host (stands in for an empty one) */

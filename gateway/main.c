@@ -20,6 +20,7 @@
 #include "auth.h"
 #include "bridge.h"
 #include "config.h"
+#include "instrument.h"
 #include "log.h"
 #include "overlay.h"
 #include "registry.h"
@@ -127,6 +128,18 @@ static void pubsub_up(void *data)
     struct app *a = data;
     cg_agent_gap(&a->agent);
     cg_stream_pubsub_up(&a->stream);
+}
+
+static void instrument_gap(void *data, const char *name, size_t len, int overlays)
+{
+    struct app *a = data;
+    struct cg_instrument *in =
+        cg_instrument_valid(name, len) ? cg_registry_instrument(&a->reg, name, len, 0) : NULL;
+    if (!in)
+        return; /* no longer watched here */
+    cg_agent_instrument_gap(&a->agent, in, overlays);
+    if (!overlays)
+        cg_stream_instrument_gap(&a->stream, in);
 }
 
 static void on_overlay_library(redisAsyncContext *ac, void *r, void *priv)
@@ -277,7 +290,7 @@ int main(int argc, char **argv)
      * first answer, which comes once the loop runs. */
     struct cg_sentinel_hooks sh = {master_resolved, &a};
     cg_sentinel_init(&a.sentinel, &a.loop, &a.cfg, &sh);
-    struct cg_bridge_hooks bh = {pubsub_up, command_up, &a};
+    struct cg_bridge_hooks bh = {pubsub_up, instrument_gap, command_up, &a};
     cg_bridge_start(&a.bridge, &a.loop, &a.cfg, &a.reg, &a.relay, a.epoch, &a.sentinel, &bh);
     cg_service_init(&a.service, &a.cfg, &a.bridge, a.epoch);
     struct cg_auth_hooks ah = {cg_client_revoked, &a.ws};

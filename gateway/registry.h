@@ -48,6 +48,7 @@ struct cg_instrument {
     uint8_t known;   /* seen on the wire or listed in Redis: shown by list/search */
     uint8_t shared;  /* ticks come numbered by chartgate_publish (PROTOCOL.md §19) */
     uint8_t warming; /* stream.c is replaying the stream into a new chart: no recording */
+    uint8_t owed;    /* stream.c gave a gap read up (no command link): read it when one is up */
     uint64_t seq;    /* last seq assigned to (or carried by) a tick of this instrument */
     void *catchup;   /* stream.c's while the instrument is caught up from its stream: ticks wait */
     struct cg_chart *chart;           /* the chart agent's state, owned by the agent; NULL = none */

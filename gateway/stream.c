@@ -175,6 +175,7 @@ static int hex16(const char *p, size_t len)
 
 static void start(struct cg_stream *s, struct cg_instrument *in, int warm);
 static void pubsub_one(struct cg_map_node *n, void *arg);
+static void owed_one(struct cg_map_node *n, void *arg);
 static void on_retry(uv_timer_t *t);
 
 static void restart_one(struct cg_map_node *n, void *arg)
@@ -236,7 +237,10 @@ void cg_stream_command_up(struct cg_stream *s)
      * wanted before it was back. */
     if (uv_is_active((uv_handle_t *)&s->retry))
         on_retry(&s->retry);
-    cg_map_each(&s->reg->instruments, pubsub_one, s);
+    /* One Redis: its pub/sub link may have come back first, with nothing to read from then.
+     * A cluster says which channels moved (cg_stream_instrument_gap): when one master's link
+     * comes up, only the reads given up for want of it are owed, not every instrument's. */
+    cg_map_each(&s->reg->instruments, s->cfg->ncluster ? owed_one : pubsub_one, s);
 }
 
 /* ---- catch-ups ------------------------------------------------------------------------- */
@@ -445,7 +449,8 @@ static void on_retry(uv_timer_t *t)
         if (!cu->waiting)
             continue;
         if (now - cu->wait_since >= GIVE_UP_MS) {
-            complete(cu); /* the held ticks go out; the gap stays (counted as missed) */
+            cu->in->owed = !cu->warm; /* read when a command link comes up */
+            complete(cu);             /* the held ticks go out; the gap stays (counted as missed) */
         } else if (!cg_bridge_up(s->bridge, CG_LINK_COMMAND) || issue(cu) != 0) {
             cu->waiting = 1;
             waiting = 1;
@@ -481,6 +486,7 @@ static void start(struct cg_stream *s, struct cg_instrument *in, int warm)
     cu->after = in->seq;
     cu->since_ms = in->chart ? cg_chart_oldest_forming(in->chart, wall_ms()) : wall_ms();
     in->catchup = cu;
+    in->owed = 0;
     cg_list_append(&s->catchups, &cu->link);
     cg_metrics.stream_catchups++;
     if (!up || issue(cu) != 0) {
@@ -508,10 +514,21 @@ static void pubsub_one(struct cg_map_node *n, void *arg)
         start(arg, in, 0);
 }
 
+static void owed_one(struct cg_map_node *n, void *arg)
+{
+    if (CG_CONTAINER_OF(n, struct cg_instrument, node)->owed)
+        pubsub_one(n, arg);
+}
+
 void cg_stream_pubsub_up(struct cg_stream *s)
 {
     /* Ticks published while the pub/sub link was down are in the streams. */
     cg_map_each(&s->reg->instruments, pubsub_one, s);
+}
+
+void cg_stream_instrument_gap(struct cg_stream *s, struct cg_instrument *in)
+{
+    pubsub_one(&in->node, s);
 }
 
 void cg_stream_hold(void *data, struct cg_instrument *in, uint64_t seq, const char *payload,

@@ -66,6 +66,9 @@ const char *cg_stream_epoch(const struct cg_stream *s);
 /* Bridge hooks (through main). */
 void cg_stream_command_up(struct cg_stream *s);
 void cg_stream_pubsub_up(struct cg_stream *s);
+/* Cluster mode: only in's tick channel was subscribed again after a gap: cg_stream_pubsub_up
+ * for that one instrument. */
+void cg_stream_instrument_gap(struct cg_stream *s, struct cg_instrument *in);
 
 /* Registry hook (through main, after the agent's): in got its first subscriber here. */
 void cg_stream_instrument_active(struct cg_stream *s, struct cg_instrument *in, int active);

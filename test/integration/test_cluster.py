@@ -442,6 +442,7 @@ class ClusterTest(ClusterCase):
         src = self.cs.node_for_key(ch)
         dst = [m for m in self.cs.masters() if m != src][0]
         before = self.load.last_seq(moved)
+        catchups = gw.metrics().value("chartgate_stream_catchups_total")
         t = time.monotonic()
         self.cs.migrate_slot(slot, dst)
         migrate_s = time.monotonic() - t
@@ -468,9 +469,15 @@ class ClusterTest(ClusterCase):
             self.cs.command(src, "EXISTS", "{%s}:seq" % ch)
         m = gw.metrics()
         self.assertEqual(m.value("chartgate_connections"), 2)
+        # only the moved slot's instrument was read back from its stream, not all 30 (a
+        # catch-up already under way absorbs a live gap found meanwhile)
+        caught = m.value("chartgate_stream_catchups_total") - catchups
+        self.assertGreaterEqual(caught, 1, "the moved instrument was not caught up")
+        self.assertLessEqual(caught, 3, "catch-ups for instruments whose slot did not move")
         print("\n  slot %d (%s) moved %d -> %d in %.2fs under %d ticks/s; seqs 1..%d of it "
-              "delivered once each" % (slot, moved, src, dst, migrate_s, RATE,
-                                       self.load.last_seq(moved)), flush=True)
+              "delivered once each; %d stream catch-up(s)" % (
+                  slot, moved, src, dst, migrate_s, RATE, self.load.last_seq(moved), caught),
+              flush=True)
 
     def test_master_killed_under_load(self):
         gw = self.start_cluster_gateway()
@@ -484,6 +491,7 @@ class ClusterTest(ClusterCase):
             rd.start()
         self.start_load()
         time.sleep(1.5)
+        catchups = gw.metrics().value("chartgate_stream_catchups_total")
         with self.load.quiet():  # no call in flight: every seq given so far was acknowledged
             last_before = {i: self.load.last_seq(i) for i in hit}
             unacked = [(i, s) for i in hit for s, (_, acked, _) in
@@ -525,10 +533,18 @@ class ClusterTest(ClusterCase):
         while self.cs.node_for_key(self.session_prefix + sid) != new:
             sid = secrets.token_urlsafe(24)
         self.assertEqual(self.upgrade_status(self.make_session("u3", sid=sid)), 101)
-        self.assertEqual(gw.metrics().value("chartgate_connections"), 2)
+        m = gw.metrics()
+        self.assertEqual(m.value("chartgate_connections"), 2)
+        # the dead master's instruments were read back from their streams, the other shards'
+        # were not (at most two each: the re-subscription's and a live gap found before it)
+        caught = m.value("chartgate_stream_catchups_total") - catchups
+        self.assertGreaterEqual(caught, 1, "no catch-up after the failover")
+        self.assertLessEqual(caught, 2 * len(hit), "catch-ups beyond the %d instruments of %d"
+                             % (len(hit), victim))
         print("\n  master %d killed: replica %d promoted %.2fs after, first tick of its "
-              "instruments delivered %.2fs after the kill (bound %.0fs)" % (
-                  victim, new, t_promoted - t_kill, recovery, scaled(RECOVERY_BOUND_S)),
+              "instruments delivered %.2fs after the kill (bound %.0fs); %d stream catch-ups "
+              "for its %d instruments" % (victim, new, t_promoted - t_kill, recovery,
+                                          scaled(RECOVERY_BOUND_S), caught, len(hit)),
               flush=True)
 
 
