@@ -78,11 +78,13 @@ int cg_wsdeflate_offer_ok(struct lws *wsi)
     int n = lws_hdr_copy(wsi, offer, sizeof(offer), WSI_TOKEN_EXTENSIONS);
     if (n < 0 || n >= (int)sizeof(offer) - 1)
         return 1;
+    int seen = 0;
     for (const char *p = offer; (p = strstr(p, name)); p++) {
         const char *v = p + sizeof(name) - 1;
         /* no value (an offer must give one, §7.1.2.1), 8 (zlib has no 256-byte raw window),
-         * quoted or spaced (lws would not match it to the table), or invalid */
-        if (*v != '=' || !window_value_ok(v + 1))
+         * quoted or spaced (lws would not match it to the table), invalid, or given twice
+         * (§7: an offer with a parameter twice must be declined) */
+        if (*v != '=' || !window_value_ok(v + 1) || seen++)
             return 1;
     }
     return 0;

@@ -346,14 +346,16 @@ class DeflateTest(harness.GatewayTestCase):
 
     def test_server_window_offers_declined(self):
         # 8 (zlib cannot make a 256-byte raw window), no value, a quoted or spaced value, out
-        # of range: no extension, plain frames
+        # of range, given twice: no extension, plain frames
         self.start_gateway()
         for k, offer in enumerate(["permessage-deflate; server_max_window_bits=8",
                                    "permessage-deflate; server_max_window_bits",
                                    'permessage-deflate; server_max_window_bits="10"',
                                    "permessage-deflate; server_max_window_bits = 10",
                                    "permessage-deflate; server_max_window_bits=16",
-                                   "permessage-deflate; server_max_window_bits=010"]):
+                                   "permessage-deflate; server_max_window_bits=010",
+                                   "permessage-deflate; server_max_window_bits=10; "
+                                   "server_max_window_bits=12"]):
             c, ext = self.raw(offer=offer, user_id="u%d" % k)
             self.assertEqual(self.metrics().value("chartgate_deflate_sockets"), 0, offer)
             self.assert_plain(c, ext, "md:rb%d" % (2501 + k))
