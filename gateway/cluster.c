@@ -302,20 +302,27 @@ static struct channel *channel_get(const struct cg_cluster *c, const char *ch, s
     return n ? CG_CONTAINER_OF(n, struct channel, node) : NULL;
 }
 
+/* ch's subscription is gone (or going): it is made again where the map says. A confirmed one
+ * may have missed messages until then: hooks.resubscribed is due when it is confirmed again. */
+static void channel_unplace(struct cg_cluster *c, struct channel *ch)
+{
+    if (ch->state == 2)
+        ch->gap = 1;
+    ch->state = 0;
+    ch->at = -1;
+    c->channels_dirty = 1;
+}
+
 /* Subscribes ch where its slot is served, if that link is up. */
 static void channel_place(struct cg_cluster *c, struct channel *ch)
 {
     uint16_t owner = c->map.owner[ch->slot];
     if (ch->state && ch->at != (int)owner) {
-        /* The slot moved: leave the old node (if its link still holds the subscription). What
-         * the new owner carried before the new subscription is in place is missed. */
+        /* The slot moved: leave the old node (if its link still holds the subscription). */
         struct cg_cluster_node *old = &c->nodes[ch->at];
         if (old->sub_state == 2)
             cg_shardsub_unsubscribe(&old->sub, ch->name, ch->len);
-        if (ch->state == 2)
-            ch->gap = 1;
-        ch->state = 0;
-        ch->at = -1;
+        channel_unplace(c, ch);
     }
     if (ch->state)
         return;
@@ -395,13 +402,8 @@ static void unplace_node(struct cg_map_node *mn, void *arg)
 {
     struct cg_cluster_node *n = arg;
     struct channel *ch = CG_CONTAINER_OF(mn, struct channel, node);
-    if (ch->at == n->idx) {
-        if (ch->state == 2)
-            ch->gap = 1; /* what the node carried until the link is back is missed */
-        ch->state = 0;
-        ch->at = -1;
-        n->cluster->channels_dirty = 1;
-    }
+    if (ch->at == n->idx)
+        channel_unplace(n->cluster, ch);
 }
 
 static void sub_down(void *data, const char *why)
@@ -441,18 +443,15 @@ static void sub_subscribed(void *data, const char *name, size_t len)
     }
 }
 
-/* Redis refused the subscription (MOVED: the map is stale) or took it back (the slot moved):
- * it is made again where the refreshed map says. A confirmed one taken back has a gap. */
-static void sub_gone(struct cg_cluster_node *n, const char *name, size_t len)
+/* Redis took the subscription back (the slot moved) or refused it (MOVED: the map is stale):
+ * it is made again where the refreshed map says. */
+static void sub_lost(void *data, const char *name, size_t len)
 {
+    struct cg_cluster_node *n = data;
     struct cg_cluster *c = n->cluster;
     struct channel *ch = channel_get(c, name, len);
     if (ch && ch->at == n->idx) {
-        if (ch->state == 2)
-            ch->gap = 1;
-        ch->state = 0;
-        ch->at = -1;
-        c->channels_dirty = 1;
+        channel_unplace(c, ch);
         cg_metrics.cluster_resubscribes++;
     }
     want_refresh(c);
@@ -464,12 +463,7 @@ static void sub_refused(void *data, const char *name, size_t len, const char *er
     cg_log_limited(&n->fail_log, 5000, CG_LOG_INFO, "sharded subscription refused",
                    "addr=%s:%u channel=%.*s error=\"%.200s\"", n->cluster->map.nodes[n->idx].host,
                    n->cluster->map.nodes[n->idx].port, (int)(len > 100 ? 100 : len), name, err);
-    sub_gone(n, name, len);
-}
-
-static void sub_lost(void *data, const char *name, size_t len)
-{
-    sub_gone(data, name, len);
+    sub_lost(n, name, len);
 }
 
 static void sub_connect(struct cg_cluster_node *n)
